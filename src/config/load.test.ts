@@ -1,0 +1,78 @@
+import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ConfigError, parseConfigText } from './load.js';
+import type { RouterConfig } from './schema.js';
+import { watchConfigFile } from './watch.js';
+
+function problemsOf(text: string): string[] {
+  try {
+    parseConfigText(text, 'router.yaml');
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+    return (err as ConfigError).problems;
+  }
+  throw new Error('expected the config to be rejected');
+}
+
+describe('config', () => {
+  it('fills safe defaults: loopback listeners, sane scraping', () => {
+    const config = parseConfigText('backends:\n  - url: http://127.0.0.1:8001\n    models: [llama-8b]\n');
+    expect(config.grpc).toEqual({ host: '127.0.0.1', port: 18000 });
+    expect(config.admin.host).toBe('127.0.0.1');
+    expect(config.scraping.intervalMs).toBe(200);
+    expect(config.backends[0]).toMatchObject({ url: 'http://127.0.0.1:8001', models: ['llama-8b'], capacity: 256 });
+  });
+
+  it('accepts an empty file as a fleet with no backends', () => {
+    expect(parseConfigText('').backends).toEqual([]);
+  });
+
+  it('names the bad field', () => {
+    expect(problemsOf('backends:\n  - url: ftp://x:1\n')).toEqual([expect.stringMatching(/^backends\[0\]\.url: must start with http/)]);
+    expect(problemsOf('backends:\n  - url: http://a:1/v1\n')[0]).toMatch(/^backends\[0\]\.url: must be a bare origin/);
+    expect(problemsOf('scraping:\n  intervalMs: 5\n')[0]).toMatch(/^scraping\.intervalMs: /);
+    expect(problemsOf('backends:\n  - url: http://a:1\n    modles: [x]\n')[0]).toBe("backends[0]: unknown field 'modles'");
+    expect(problemsOf('grpc: {port: "x"}')[0]).toMatch(/^grpc\.port: /);
+  });
+
+  it('rejects a backend listed twice', () => {
+    const problems = problemsOf('backends:\n  - url: http://a:1\n  - url: http://a:1\n');
+    expect(problems[0]).toMatch(/^backends\[1\]\.url: duplicates backends\[0\]/);
+  });
+
+  it('reports YAML syntax errors with a line number', () => {
+    expect(problemsOf('backends: [\n  - url')[0]).toMatch(/^YAML .* line \d+/);
+    expect(problemsOf('a: 1\na: 2\n')[0]).toMatch(/^YAML DUPLICATE_KEY/);
+  });
+});
+
+describe('config watcher', () => {
+  it('applies valid changes and keeps the last good config on a bad one', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'router-config-'));
+    const path = join(dir, 'router.yaml');
+    await writeFile(path, 'backends:\n  - url: http://127.0.0.1:1\n    models: [a]\n');
+    const applied: RouterConfig[] = [];
+    const errors: Error[] = [];
+    const watcher = watchConfigFile({ path, onConfig: (c) => applied.push(c), onError: (e) => errors.push(e), debounceMs: 20 });
+    try {
+      await watcher.reload();
+      expect(applied).toHaveLength(1);
+
+      await writeFile(path, 'backends:\n  - url: nope\n');
+      await expect.poll(() => errors.length, { timeout: 3000 }).toBe(1);
+      expect(errors[0]!.message).toMatch(/backends\[0\]\.url/);
+      expect(applied).toHaveLength(1);
+
+      // Editors save by writing a new file and renaming it over the old one.
+      await writeFile(`${path}.tmp`, 'backends:\n  - url: http://127.0.0.1:2\n    models: [b]\n');
+      await rename(`${path}.tmp`, path);
+      await expect.poll(() => applied.length, { timeout: 3000 }).toBe(2);
+      expect(applied[1]!.backends[0]!.models).toEqual(['b']);
+    } finally {
+      watcher.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});

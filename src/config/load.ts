@@ -1,0 +1,59 @@
+import { readFile } from 'node:fs/promises';
+import { parseDocument } from 'yaml';
+import { routerConfigSchema, type RouterConfig } from './schema.js';
+
+/** A config that could not be used, with one line per problem, each naming the field. */
+export class ConfigError extends Error {
+  constructor(
+    readonly source: string,
+    readonly problems: string[],
+  ) {
+    super(`invalid config ${source}:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+function fieldPath(path: readonly PropertyKey[]): string {
+  let out = '';
+  for (const part of path) {
+    if (typeof part === 'number') out += `[${part}]`;
+    else out += out ? `.${String(part)}` : String(part);
+  }
+  return out || '(top level)';
+}
+
+/** Validates an already-parsed object. Throws ConfigError naming every bad field. */
+export function parseConfig(raw: unknown, source = 'config'): RouterConfig {
+  const result = routerConfigSchema.safeParse(raw ?? {});
+  if (result.success) return result.data;
+  const problems = result.error.issues.map((issue) => {
+    const where = fieldPath(issue.path);
+    if (issue.code === 'unrecognized_keys') {
+      return `${where}: unknown field${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `'${k}'`).join(', ')}`;
+    }
+    return `${where}: ${issue.message}`;
+  });
+  throw new ConfigError(source, problems);
+}
+
+/** Parses YAML text (JSON is YAML too) and validates it. */
+export function parseConfigText(text: string, source = 'config'): RouterConfig {
+  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
+  if (doc.errors.length > 0) {
+    throw new ConfigError(
+      source,
+      doc.errors.map((e) => `YAML ${e.code} at line ${e.linePos?.[0]?.line ?? '?'}: ${e.message.split('\n')[0]}`),
+    );
+  }
+  return parseConfig(doc.toJS(), source);
+}
+
+export async function loadConfigFile(path: string): Promise<RouterConfig> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError(path, [`cannot read file: ${(err as Error).message}`]);
+  }
+  return parseConfigText(text, path);
+}

@@ -1,0 +1,93 @@
+import { z } from 'zod';
+
+/** Where one of our servers listens. Loopback unless the operator says otherwise. */
+const listenAddress = (defaultPort: number) =>
+  z
+    .object({
+      host: z.string().min(1).default('127.0.0.1'),
+      port: z.number().int().min(0).max(65535).default(defaultPort),
+    })
+    .strict()
+    .default({ host: '127.0.0.1', port: defaultPort });
+
+const parseUrl = (value: string): URL | undefined => (URL.canParse(value) ? new URL(value) : undefined);
+
+const backendUrl = z
+  .string()
+  .refine((value) => parseUrl(value) !== undefined, 'must be a URL such as http://10.0.0.5:8000')
+  .refine((value) => /^https?:\/\//.test(value), 'must start with http:// or https://')
+  .refine((value) => {
+    const url = parseUrl(value);
+    return !url || (url.pathname === '/' && url.search === '' && url.hash === '');
+  }, 'must be a bare origin such as http://10.0.0.5:8000 (no path, query or fragment)');
+
+const modelName = z.string().min(1).max(512);
+
+const backend = z
+  .object({
+    /** Stable identifier used in metrics and logs; defaults to host:port. */
+    name: z.string().min(1).max(128).regex(/^[A-Za-z0-9._:-]+$/, 'may only contain letters, digits and . _ : -').optional(),
+    url: backendUrl,
+    /** Served model names. When absent they are read from the backend's /v1/models. */
+    models: z.array(modelName).min(1).optional(),
+    /** Concurrent sequences the server runs before it queues (vLLM --max-num-seqs). */
+    capacity: z.number().int().positive().default(256),
+  })
+  .strict();
+
+const scraping = z
+  .object({
+    /** How often each backend's /metrics is read. */
+    intervalMs: z.number().int().min(20).max(60_000).default(200),
+    timeoutMs: z.number().int().min(10).max(60_000).default(1_000),
+    /** After this long without a successful scrape, the backend's metrics are ignored. */
+    staleAfterMs: z.number().int().min(50).default(2_000),
+    /** Consecutive failed scrapes before a backend leaves rotation. */
+    unhealthyAfterFailures: z.number().int().min(1).max(100).default(3),
+    /** How often /v1/models is re-read for backends whose models are not configured. */
+    modelsRefreshMs: z.number().int().min(100).default(10_000),
+  })
+  .strict()
+  .default({ intervalMs: 200, timeoutMs: 1_000, staleAfterMs: 2_000, unhealthyAfterFailures: 3, modelsRefreshMs: 10_000 });
+
+const routing = z
+  .object({
+    /** Next-best backends named after the primary, for Envoy's retries. */
+    fallbacks: z.number().int().min(0).max(16).default(2),
+    /** Weight of queued requests relative to running ones in the load estimate. */
+    waitingWeight: z.number().min(0).max(100).default(1),
+    /** Weight of KV-cache usage (0..1) in the load estimate, in units of capacity. */
+    kvCacheWeight: z.number().min(0).max(100).default(0.5),
+  })
+  .strict()
+  .default({ fallbacks: 2, waitingWeight: 1, kvCacheWeight: 0.5 });
+
+export const routerConfigSchema = z
+  .object({
+    /** gRPC server for Envoy: ext_proc and ADS (xDS) on one port. */
+    grpc: listenAddress(18000),
+    /** Admin HTTP server: /metrics (Prometheus), /health, /stats. */
+    admin: listenAddress(9190),
+    backends: z.array(backend).default([]),
+    scraping,
+    routing,
+  })
+  .strict()
+  .superRefine((config, ctx) => {
+    const seen = new Map<string, number>();
+    config.backends.forEach((b, index) => {
+      const key = b.name ?? parseUrl(b.url)?.host ?? b.url;
+      const first = seen.get(key);
+      if (first !== undefined) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['backends', index, b.name ? 'name' : 'url'],
+          message: `duplicates backends[${first}] (${key}); each backend must be listed once`,
+        });
+      }
+      seen.set(key, index);
+    });
+  });
+
+export type RouterConfig = z.infer<typeof routerConfigSchema>;
+export type BackendConfig = RouterConfig['backends'][number];

@@ -1,0 +1,51 @@
+import { describe, expect, it } from 'vitest';
+import { parseRequestBody } from './parse-request.js';
+
+const enc = (s: string) => new TextEncoder().encode(s);
+
+describe('request parsing', () => {
+  it('reads model, stream, user and the prompt source', () => {
+    const r = parseRequestBody(enc('{"model":"m","stream":true,"user":"u1","messages":[{"role":"user","content":"hi"}]}'), {
+      contentType: 'application/json; charset=utf-8',
+    });
+    expect(r).toEqual({
+      ok: true,
+      rewriteContentType: false,
+      request: { model: 'm', stream: true, user: 'u1', prompt: { kind: 'messages', messages: [{ role: 'user', content: 'hi' }] } },
+    });
+    const c = parseRequestBody(enc('{"model":"m","prompt":[1,2,3]}'));
+    expect(c.ok && c.request.prompt).toEqual({ kind: 'tokens', tokens: [1, 2, 3] });
+  });
+
+  it('accepts curl -d bodies (form content type) that are JSON, and asks to fix the header', () => {
+    const r = parseRequestBody(enc('{"model":"m","prompt":"x"}'), { contentType: 'application/x-www-form-urlencoded' });
+    expect(r.ok && r.rewriteContentType).toBe(true);
+  });
+
+  it.each([
+    ['malformed JSON', '{"model":', {}, 400, 'invalid_json'],
+    ['empty body', '', {}, 400, 'invalid_request_body'],
+    ['array body', '[1]', {}, 400, 'invalid_request_body'],
+    ['missing model', '{"prompt":"x"}', {}, 400, 'missing_model'],
+    ['numeric model', '{"model":7}', {}, 400, 'invalid_model'],
+    ['empty model', '{"model":""}', {}, 400, 'invalid_model'],
+    ['string stream', '{"model":"m","stream":"yes"}', {}, 400, 'invalid_stream'],
+    ['text/plain', '{"model":"m"}', { contentType: 'text/plain' }, 415, 'unsupported_media_type'],
+    ['form that is not JSON', 'a=b', { contentType: 'application/x-www-form-urlencoded' }, 415, 'unsupported_media_type'],
+    ['gzip', '{"model":"m"}', { contentEncoding: 'gzip' }, 415, 'unsupported_content_encoding'],
+  ] as const)('rejects %s with a precise OpenAI-style error', (_name, body, context, status, code) => {
+    const r = parseRequestBody(enc(body), context);
+    expect(r.ok).toBe(false);
+    if (!r.ok) expect(r.error).toMatchObject({ status, code });
+  });
+
+  it('rejects invalid UTF-8', () => {
+    const r = parseRequestBody(new Uint8Array([0x7b, 0x22, 0xff, 0xfe, 0x22, 0x7d]));
+    expect(!r.ok && r.error.message).toMatch(/UTF-8/);
+  });
+
+  it('uses the default model when the body names none', () => {
+    const r = parseRequestBody(enc('{"prompt":"x"}'), { defaultModel: 'only' });
+    expect(r.ok && r.request.model).toBe('only');
+  });
+});

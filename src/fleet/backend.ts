@@ -1,0 +1,43 @@
+import type { VllmLoad } from './vllm-metrics.js';
+
+export type Health = 'unknown' | 'healthy' | 'unhealthy';
+
+/**
+ * What the scheduler may read about a backend. The fleet owns the live object; the scheduler
+ * only reads it, so one pick costs no copying.
+ */
+export interface BackendView {
+  readonly id: string;
+  /** `ip:port` as Envoy's cluster knows the endpoint; what the picker names. */
+  readonly endpoint: string;
+  readonly models: readonly string[];
+  readonly health: Health;
+  readonly capacity: number;
+  /** Last good scrape, or undefined when never scraped or too old to trust. */
+  readonly metrics: VllmLoad | undefined;
+  /** Requests we routed there that have not finished from Envoy's point of view. */
+  readonly inflight: number;
+  /** Requests routed there since the last good scrape began: not yet visible in its metrics. */
+  readonly unseenDispatches: number;
+}
+
+/** Live state of one backend, mutated only by the fleet. */
+export interface Backend extends BackendView {
+  id: string;
+  url: string;
+  endpoint: string;
+  models: string[];
+  modelsFromConfig: boolean;
+  health: Health;
+  capacity: number;
+  metrics: VllmLoad | undefined;
+  inflight: number;
+  unseenDispatches: number;
+  lastScrapeAt: number | undefined;
+  lastScrapeOkAt: number | undefined;
+  lastError: string | undefined;
+  consecutiveFailures: number;
+  /** Total picks, monotonic; snapshotted at scrape start to compute unseenDispatches. */
+  dispatched: number;
+  routed: number;
+}

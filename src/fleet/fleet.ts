@@ -1,0 +1,251 @@
+import { lookup } from 'node:dns/promises';
+import { isIP } from 'node:net';
+import type { BackendConfig, RouterConfig } from '../config/schema.js';
+import type { Logger } from '../log.js';
+import type { Backend } from './backend.js';
+import { parseVllmMetrics } from './vllm-metrics.js';
+
+export interface FleetOptions {
+  config: RouterConfig;
+  logger: Logger;
+  /** Resolves a backend's host name to one IP address (injectable for tests). */
+  resolveHost?: (host: string) => Promise<string>;
+}
+
+/**
+ * The backends and their live state. Scraping and discovery run here, beside the request
+ * path; the scheduler reads the backend objects as they are.
+ */
+export interface Fleet {
+  /** Reconciles with a new config: unchanged backends keep their live state. */
+  apply(config: RouterConfig): void;
+  backends(): readonly Backend[];
+  /** Backends that serve `model`, whatever their health. */
+  servingModel(model: string): readonly Backend[];
+  /** Models served by at least one routable backend, sorted. */
+  routableModels(): string[];
+  /** Models any backend serves, routable or not. */
+  isKnownModel(model: string): boolean;
+  dispatch(backend: Backend): void;
+  release(backend: Backend): void;
+  /** Called (coalesced) when backends, their endpoints, models or health change. */
+  onChange(listener: () => void): () => void;
+  start(): void;
+  stop(): void;
+}
+
+export function isRoutable(backend: Backend): boolean {
+  return backend.health !== 'unhealthy' && backend.endpoint !== '' && backend.models.length > 0;
+}
+
+export function backendId(config: BackendConfig): string {
+  return config.name ?? new URL(config.url).host;
+}
+
+export function createFleet(options: FleetOptions): Fleet {
+  const { logger } = options;
+  const resolveHost = options.resolveHost ?? (async (host: string) => (await lookup(host)).address);
+  let config = options.config;
+  let running = false;
+  const backends = new Map<string, Backend>();
+  const timers = new Map<string, NodeJS.Timeout>();
+  const listeners = new Set<() => void>();
+  let byModel = new Map<string, Backend[]>();
+  let changePending = false;
+
+  const reindex = () => {
+    const index = new Map<string, Backend[]>();
+    for (const backend of backends.values()) {
+      for (const model of backend.models) {
+        let list = index.get(model);
+        if (!list) index.set(model, (list = []));
+        list.push(backend);
+      }
+    }
+    byModel = index;
+  };
+
+  const changed = () => {
+    reindex();
+    if (changePending) return;
+    changePending = true;
+    queueMicrotask(() => {
+      changePending = false;
+      for (const listener of listeners) listener();
+    });
+  };
+
+  const newBackend = (bc: BackendConfig): Backend => ({
+    id: backendId(bc),
+    url: bc.url.replace(/\/$/, ''),
+    endpoint: '',
+    models: bc.models ? [...bc.models] : [],
+    modelsFromConfig: bc.models !== undefined,
+    health: 'unknown',
+    capacity: bc.capacity,
+    metrics: undefined,
+    inflight: 0,
+    unseenDispatches: 0,
+    lastScrapeAt: undefined,
+    lastScrapeOkAt: undefined,
+    lastError: undefined,
+    consecutiveFailures: 0,
+    dispatched: 0,
+    routed: 0,
+  });
+
+  async function resolveEndpoint(backend: Backend): Promise<void> {
+    const url = new URL(backend.url);
+    const port = url.port || (url.protocol === 'https:' ? '443' : '80');
+    const host = url.hostname.replace(/^\[|\]$/g, '');
+    const ip = isIP(host) ? host : await resolveHost(host);
+    const endpoint = isIP(ip) === 6 ? `[${ip}]:${port}` : `${ip}:${port}`;
+    if (endpoint !== backend.endpoint) {
+      backend.endpoint = endpoint;
+      changed();
+    }
+  }
+
+  async function refreshModels(backend: Backend): Promise<void> {
+    const res = await fetch(`${backend.url}/v1/models`, { signal: AbortSignal.timeout(config.scraping.timeoutMs) });
+    if (!res.ok) throw new Error(`/v1/models answered ${res.status}`);
+    const body = (await res.json()) as { data?: Array<{ id?: unknown }> };
+    const ids = (body.data ?? []).map((m) => m.id).filter((id): id is string => typeof id === 'string' && id !== '');
+    if (ids.length === 0) throw new Error('/v1/models listed no models');
+    ids.sort();
+    if (ids.join('\n') !== backend.models.join('\n')) {
+      logger.info('backend models', { backend: backend.id, models: ids });
+      backend.models = ids;
+      changed();
+    }
+  }
+
+  let modelsCheckedAt = new WeakMap<Backend, number>();
+
+  async function scrape(backend: Backend): Promise<void> {
+    const { timeoutMs, staleAfterMs, unhealthyAfterFailures, modelsRefreshMs } = config.scraping;
+    const startedAt = Date.now();
+    const dispatchedAtStart = backend.dispatched;
+    backend.lastScrapeAt = startedAt;
+    try {
+      if (backend.endpoint === '') await resolveEndpoint(backend);
+      if (!backend.modelsFromConfig && startedAt - (modelsCheckedAt.get(backend) ?? 0) >= modelsRefreshMs) {
+        modelsCheckedAt.set(backend, startedAt);
+        await refreshModels(backend);
+      }
+      const res = await fetch(`${backend.url}/metrics`, { signal: AbortSignal.timeout(timeoutMs) });
+      if (!res.ok) throw new Error(`/metrics answered ${res.status}`);
+      const metrics = parseVllmMetrics(await res.text());
+      if (!backends.has(backend.id)) return;
+      backend.metrics = metrics;
+      backend.unseenDispatches = backend.dispatched - dispatchedAtStart;
+      backend.lastScrapeOkAt = Date.now();
+      backend.lastError = undefined;
+      backend.consecutiveFailures = 0;
+      if (backend.health !== 'healthy') {
+        logger.info('backend healthy', { backend: backend.id, endpoint: backend.endpoint });
+        backend.health = 'healthy';
+        changed();
+      }
+    } catch (err) {
+      const message = (err as Error).name === 'TimeoutError' ? `timed out after ${timeoutMs} ms` : describe(err);
+      backend.lastError = message;
+      backend.consecutiveFailures++;
+      if (backend.lastScrapeOkAt === undefined || Date.now() - backend.lastScrapeOkAt > staleAfterMs) {
+        backend.metrics = undefined;
+      }
+      if (backend.consecutiveFailures >= unhealthyAfterFailures && backend.health !== 'unhealthy') {
+        logger.warn('backend unhealthy', { backend: backend.id, url: backend.url, error: message });
+        backend.health = 'unhealthy';
+        changed();
+      } else if (backend.consecutiveFailures === 1) {
+        logger.debug('scrape failed', { backend: backend.id, error: message });
+      }
+      if (!backend.modelsFromConfig) modelsCheckedAt.delete(backend);
+    }
+  }
+
+  function schedule(backend: Backend, delayMs: number): void {
+    if (!running) return;
+    timers.set(
+      backend.id,
+      setTimeout(async () => {
+        const started = Date.now();
+        await scrape(backend);
+        if (backends.get(backend.id) === backend) {
+          schedule(backend, Math.max(0, config.scraping.intervalMs - (Date.now() - started)));
+        }
+      }, delayMs),
+    );
+  }
+
+  function apply(next: RouterConfig): void {
+    config = next;
+    const wanted = new Map(next.backends.map((bc) => [backendId(bc), bc]));
+    for (const [id, backend] of backends) {
+      const bc = wanted.get(id);
+      if (!bc || bc.url.replace(/\/$/, '') !== backend.url) {
+        backends.delete(id);
+        clearTimeout(timers.get(id));
+        timers.delete(id);
+        logger.info('backend removed', { backend: id });
+      }
+    }
+    for (const [id, bc] of wanted) {
+      const existing = backends.get(id);
+      if (existing) {
+        existing.capacity = bc.capacity;
+        const models = bc.models ? [...bc.models] : existing.modelsFromConfig ? [] : existing.models;
+        existing.modelsFromConfig = bc.models !== undefined;
+        if (existing.modelsFromConfig === false && models.length === 0) modelsCheckedAt.delete(existing);
+        existing.models = models;
+        continue;
+      }
+      const backend = newBackend(bc);
+      backends.set(id, backend);
+      logger.info('backend added', { backend: id, url: backend.url, models: backend.models });
+      const ip = new URL(backend.url).hostname.replace(/^\[|\]$/g, '');
+      if (isIP(ip)) void resolveEndpoint(backend);
+      schedule(backend, 0);
+    }
+    changed();
+  }
+
+  return {
+    apply,
+    backends: () => [...backends.values()],
+    servingModel: (model) => byModel.get(model) ?? [],
+    routableModels: () => [...byModel.entries()].filter(([, list]) => list.some(isRoutable)).map(([m]) => m).sort(),
+    isKnownModel: (model) => byModel.has(model),
+    dispatch(backend) {
+      backend.dispatched++;
+      backend.routed++;
+      backend.unseenDispatches++;
+      backend.inflight++;
+    },
+    release(backend) {
+      if (backend.inflight > 0) backend.inflight--;
+    },
+    onChange(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
+    start() {
+      if (running) return;
+      running = true;
+      modelsCheckedAt = new WeakMap();
+      apply(config);
+    },
+    stop() {
+      running = false;
+      for (const timer of timers.values()) clearTimeout(timer);
+      timers.clear();
+    },
+  };
+}
+
+function describe(err: unknown): string {
+  const e = err as Error & { cause?: { code?: string; message?: string } };
+  if (e.cause?.code) return `${e.message}: ${e.cause.code}`;
+  return e.message ?? String(err);
+}

@@ -1,0 +1,99 @@
+/** One sample of the Prometheus text exposition format. */
+export interface Sample {
+  name: string;
+  labels: Record<string, string>;
+  value: number;
+}
+
+/**
+ * Parses the Prometheus text format (version 0.0.4, which vLLM serves), keeping only the
+ * metric families `wanted` accepts so that large /metrics pages cost little. Malformed lines
+ * are skipped and counted rather than failing the whole page.
+ */
+export function parsePrometheusText(
+  text: string,
+  wanted: (name: string) => boolean = () => true,
+): { samples: Sample[]; malformedLines: number } {
+  const samples: Sample[] = [];
+  let malformedLines = 0;
+  let start = 0;
+  while (start < text.length) {
+    let end = text.indexOf('\n', start);
+    if (end === -1) end = text.length;
+    const line = text.slice(start, end).trim();
+    start = end + 1;
+    if (line === '' || line.startsWith('#')) continue;
+
+    const nameEnd = indexOfAny(line, '{ \t');
+    const name = nameEnd === -1 ? line : line.slice(0, nameEnd);
+    if (!wanted(name)) continue;
+    if (nameEnd === -1 || !/^[A-Za-z_:][A-Za-z0-9_:]*$/.test(name)) {
+      malformedLines++;
+      continue;
+    }
+    let rest = line.slice(nameEnd);
+    let labels: Record<string, string> = {};
+    if (rest.startsWith('{')) {
+      const parsed = parseLabels(rest);
+      if (!parsed) {
+        malformedLines++;
+        continue;
+      }
+      labels = parsed.labels;
+      rest = rest.slice(parsed.length);
+    }
+    const valueText = rest.trim().split(/[ \t]+/)[0] ?? '';
+    const value = parseValue(valueText);
+    if (value === undefined) {
+      malformedLines++;
+      continue;
+    }
+    samples.push({ name, labels, value });
+  }
+  return { samples, malformedLines };
+}
+
+function indexOfAny(text: string, chars: string): number {
+  for (let i = 0; i < text.length; i++) if (chars.includes(text[i]!)) return i;
+  return -1;
+}
+
+function parseValue(text: string): number | undefined {
+  switch (text) {
+    case '+Inf':
+      return Infinity;
+    case '-Inf':
+      return -Infinity;
+    case 'NaN':
+      return NaN;
+  }
+  if (text === '') return undefined;
+  const value = Number(text);
+  return Number.isNaN(value) ? undefined : value;
+}
+
+/** Parses `{a="x",b="y\"z"}` at the start of `text`; returns the labels and chars consumed. */
+function parseLabels(text: string): { labels: Record<string, string>; length: number } | undefined {
+  const labels: Record<string, string> = {};
+  let i = 1;
+  for (;;) {
+    while (text[i] === ' ' || text[i] === ',') i++;
+    if (text[i] === '}') return { labels, length: i + 1 };
+    const eq = text.indexOf('=', i);
+    if (eq === -1 || text[eq + 1] !== '"') return undefined;
+    const key = text.slice(i, eq).trim();
+    let value = '';
+    let j = eq + 2;
+    for (; j < text.length && text[j] !== '"'; j++) {
+      if (text[j] === '\\') {
+        const next = text[++j];
+        value += next === 'n' ? '\n' : (next ?? '');
+      } else {
+        value += text[j];
+      }
+    }
+    if (j >= text.length) return undefined;
+    labels[key] = value;
+    i = j + 1;
+  }
+}

@@ -1,0 +1,58 @@
+import { describe, expect, it } from 'vitest';
+import { parsePrometheusText } from './prometheus-text.js';
+import { MetricsFormatError, parseVllmMetrics } from './vllm-metrics.js';
+
+const page = `# HELP vllm:num_requests_running Number of requests in model execution batches.
+# TYPE vllm:num_requests_running gauge
+vllm:num_requests_running{engine="0",model_name="llama-8b"} 3.0
+vllm:num_requests_running{engine="1",model_name="llama-8b"} 2.0
+# TYPE vllm:num_requests_waiting gauge
+vllm:num_requests_waiting{engine="0",model_name="llama-8b"} 4.0
+vllm:num_requests_waiting{engine="1",model_name="llama-8b"} 0.0
+vllm:kv_cache_usage_perc{engine="0",model_name="llama-8b"} 0.5
+vllm:kv_cache_usage_perc{engine="1",model_name="llama-8b"} 0.25
+vllm:prefix_cache_queries_total{engine="0",model_name="llama-8b"} 1000.0
+vllm:prefix_cache_hits_total{engine="0",model_name="llama-8b"} 600.0
+vllm:cache_config_info{block_size="16",cache_dtype="auto",engine="0",num_gpu_blocks="2048"} 1.0
+vllm:cache_config_info{block_size="16",cache_dtype="auto",engine="1",num_gpu_blocks="2048"} 1.0
+vllm:time_to_first_token_seconds_bucket{le="0.001",model_name="llama-8b"} 0.0
+`;
+
+describe('prometheus text', () => {
+  it('parses labels with escapes, special values and timestamps', () => {
+    const { samples, malformedLines } = parsePrometheusText(
+      'a{x="q\\"uote",y="line\\nbreak"} 1.5 1700000000\nb +Inf\nc NaN\nd{bad 1\ne\n',
+    );
+    expect(samples[0]).toEqual({ name: 'a', labels: { x: 'q"uote', y: 'line\nbreak' }, value: 1.5 });
+    expect(samples[1]!.value).toBe(Infinity);
+    expect(Number.isNaN(samples[2]!.value)).toBe(true);
+    expect(malformedLines).toBe(2);
+  });
+});
+
+describe('vLLM metrics', () => {
+  it('sums data-parallel engines and reads the cache config', () => {
+    expect(parseVllmMetrics(page)).toEqual({
+      running: 5,
+      waiting: 4,
+      kvCacheUsage: 0.375,
+      prefixCacheQueries: 1000,
+      prefixCacheHits: 600,
+      blockSize: 16,
+      numGpuBlocks: 4096,
+      modelNames: ['llama-8b'],
+    });
+  });
+
+  it('accepts the pre-0.12 KV name and counters without _total', () => {
+    const old = `vllm:num_requests_running{model_name="m"} 1\nvllm:num_requests_waiting{model_name="m"} 0\nvllm:gpu_cache_usage_perc{model_name="m"} 0.9\nvllm:prefix_cache_hits{model_name="m"} 7\n`;
+    const load = parseVllmMetrics(old);
+    expect(load.kvCacheUsage).toBe(0.9);
+    expect(load.prefixCacheHits).toBe(7);
+  });
+
+  it('rejects a page that is not vLLM, so a wrong backend never looks idle', () => {
+    expect(() => parseVllmMetrics('process_cpu_seconds_total 12\n')).toThrow(MetricsFormatError);
+    expect(() => parseVllmMetrics('<html>garbage</html>')).toThrow(MetricsFormatError);
+  });
+});

@@ -1,0 +1,96 @@
+import { describe, expect, it } from 'vitest';
+import type { BackendView } from '../fleet/backend.js';
+import type { VllmLoad } from '../fleet/vllm-metrics.js';
+import { parseConfig } from '../config/load.js';
+import { schedulerFromConfig } from './default-scheduler.js';
+import { estimateLoad } from './load.js';
+import type { SchedulingRequest } from './types.js';
+
+const metrics = (running: number, waiting: number, kvCacheUsage = 0): VllmLoad => ({
+  running,
+  waiting,
+  kvCacheUsage,
+  prefixCacheQueries: undefined,
+  prefixCacheHits: undefined,
+  blockSize: 16,
+  numGpuBlocks: 1000,
+  modelNames: [],
+});
+
+function backend(id: string, over: Partial<BackendView> = {}): BackendView {
+  return {
+    id,
+    endpoint: `127.0.0.${id.length}:${8000 + id.charCodeAt(0)}`,
+    models: ['llama'],
+    health: 'healthy',
+    capacity: 10,
+    metrics: metrics(0, 0),
+    inflight: 0,
+    unseenDispatches: 0,
+    ...over,
+  };
+}
+
+const request: SchedulingRequest = { model: 'llama', stream: false, prompt: { kind: 'text', text: 'hi' } };
+const scheduler = schedulerFromConfig(parseConfig({}), () => 0.5);
+
+describe('scheduler', () => {
+  it('routes to the least loaded backend and lists the others as fallbacks, best first', () => {
+    const a = backend('a', { metrics: metrics(8, 2) });
+    const b = backend('b', { metrics: metrics(1, 0) });
+    const c = backend('c', { metrics: metrics(4, 0) });
+    const decision = scheduler.schedule(request, [a, b, c]);
+    expect(decision.kind).toBe('route');
+    if (decision.kind !== 'route') return;
+    expect(decision.primary.id).toBe('b');
+    expect(decision.fallbacks.map((f) => f.id)).toEqual(['c', 'a']);
+  });
+
+  it('counts requests routed since the last scrape', () => {
+    const a = backend('a', { metrics: metrics(1, 0), unseenDispatches: 5 });
+    const b = backend('b', { metrics: metrics(3, 0) });
+    const decision = scheduler.schedule(request, [a, b]);
+    expect(decision.kind === 'route' && decision.primary.id).toBe('b');
+  });
+
+  it('never treats a backend without metrics as idle: its in-flight count is the floor', () => {
+    const stale = backend('a', { metrics: undefined, inflight: 6 });
+    const busy = backend('b', { metrics: metrics(4, 0) });
+    expect(estimateLoad(stale, { waitingWeight: 1, kvCacheWeight: 0 })).toBe(0.6);
+    const decision = scheduler.schedule(request, [stale, busy]);
+    expect(decision.kind === 'route' && decision.primary.id).toBe('b');
+  });
+
+  it('skips unhealthy backends and backends of other models', () => {
+    const sick = backend('a', { health: 'unhealthy' });
+    const other = backend('b', { models: ['qwen'] });
+    const fine = backend('c', { metrics: metrics(9, 9) });
+    const decision = scheduler.schedule(request, [sick, other, fine]);
+    expect(decision.kind === 'route' && [decision.primary.id, decision.fallbacks.length]).toEqual(['c', 0]);
+  });
+
+  it('answers 404 for a model nobody serves and 503 when all its backends are down', () => {
+    expect(scheduler.schedule(request, [])).toMatchObject({ kind: 'reject', status: 404, code: 'model_not_found' });
+    expect(scheduler.schedule(request, [backend('a', { health: 'unhealthy' })])).toMatchObject({ kind: 'reject', status: 503 });
+  });
+
+  it('spreads ties instead of always choosing the first backend', () => {
+    let seed = 1;
+    const random = () => ((seed = (seed * 16807) % 2147483647) / 2147483647);
+    const spread = schedulerFromConfig(parseConfig({ routing: { fallbacks: 0 } }), random);
+    const fleet = [backend('a'), backend('b'), backend('c')];
+    const counts = new Map<string, number>();
+    for (let i = 0; i < 300; i++) {
+      const d = spread.schedule(request, fleet);
+      if (d.kind === 'route') counts.set(d.primary.id, (counts.get(d.primary.id) ?? 0) + 1);
+    }
+    for (const id of ['a', 'b', 'c']) expect(counts.get(id)).toBeGreaterThan(60);
+  });
+
+  it('weighs KV-cache pressure', () => {
+    const full = backend('a', { metrics: metrics(2, 0, 0.95) });
+    const empty = backend('b', { metrics: metrics(3, 0, 0.1) });
+    const decision = scheduler.schedule(request, [full, empty]);
+    expect(decision.kind === 'route' && decision.primary.id).toBe('b');
+  });
+});
