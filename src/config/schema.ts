@@ -62,6 +62,28 @@ const routing = z
   .strict()
   .default({ fallbacks: 2, waitingWeight: 1, kvCacheWeight: 0.5 });
 
+const upstream = z
+  .object({
+    connectTimeoutMs: z.number().int().min(10).max(60_000).default(1_000),
+    /** Retries on another backend of the same model, before any response byte is sent. */
+    retries: z.number().int().min(0).max(10).default(2),
+    /** Envoy's active health check of each backend's /health. */
+    healthCheckIntervalMs: z.number().int().min(100).max(300_000).default(2_000),
+    healthCheckTimeoutMs: z.number().int().min(50).max(60_000).default(1_000),
+    /** Consecutive connect failures or 502/503/504 before Envoy ejects a backend for a while. */
+    ejectAfterGatewayFailures: z.number().int().min(1).max(100).default(3),
+    ejectionTimeMs: z.number().int().min(100).max(3_600_000).default(5_000),
+  })
+  .strict()
+  .default({
+    connectTimeoutMs: 1_000,
+    retries: 2,
+    healthCheckIntervalMs: 2_000,
+    healthCheckTimeoutMs: 1_000,
+    ejectAfterGatewayFailures: 3,
+    ejectionTimeMs: 5_000,
+  });
+
 export const routerConfigSchema = z
   .object({
     /** gRPC server for Envoy: ext_proc and ADS (xDS) on one port. */
@@ -71,6 +93,8 @@ export const routerConfigSchema = z
     backends: z.array(backend).default([]),
     scraping,
     routing,
+    /** How Envoy treats the backends: served to it over xDS with each model's cluster. */
+    upstream,
   })
   .strict()
   .superRefine((config, ctx) => {

@@ -30,7 +30,8 @@ describe('request parsing', () => {
     ['numeric model', '{"model":7}', {}, 400, 'invalid_model'],
     ['empty model', '{"model":""}', {}, 400, 'invalid_model'],
     ['string stream', '{"model":"m","stream":"yes"}', {}, 400, 'invalid_stream'],
-    ['text/plain', '{"model":"m"}', { contentType: 'text/plain' }, 415, 'unsupported_media_type'],
+    ['application/xml', '{"model":"m"}', { contentType: 'application/xml' }, 415, 'unsupported_media_type'],
+    ['text/plain that is not JSON', 'model=m', { contentType: 'text/plain' }, 415, 'unsupported_media_type'],
     ['form that is not JSON', 'a=b', { contentType: 'application/x-www-form-urlencoded' }, 415, 'unsupported_media_type'],
     ['gzip', '{"model":"m"}', { contentEncoding: 'gzip' }, 415, 'unsupported_content_encoding'],
   ] as const)('rejects %s with a precise OpenAI-style error', (_name, body, context, status, code) => {
@@ -47,5 +48,20 @@ describe('request parsing', () => {
   it('uses the default model when the body names none', () => {
     const r = parseRequestBody(enc('{"prompt":"x"}'), { defaultModel: 'only' });
     expect(r.ok && r.request.model).toBe('only');
+  });
+});
+
+describe('multipart uploads', () => {
+  it('reads the model form field and leaves the upload alone', () => {
+    const body = enc(
+      '--XyZ\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\nContent-Type: audio/wav\r\n\r\nRIFF....\r\n' +
+        '--XyZ\r\nContent-Disposition: form-data; name="model"\r\n\r\nwhisper-large\r\n--XyZ--\r\n',
+    );
+    const r = parseRequestBody(body, { contentType: 'multipart/form-data; boundary=XyZ' });
+    expect(r.ok && r.request).toEqual({ model: 'whisper-large', stream: false, prompt: { kind: 'none' } });
+    const none = parseRequestBody(enc('--XyZ\r\nContent-Disposition: form-data; name="file"\r\n\r\nx\r\n--XyZ--\r\n'), {
+      contentType: 'multipart/form-data; boundary=XyZ',
+    });
+    expect(!none.ok && none.error.code).toBe('missing_model');
   });
 });

@@ -7,13 +7,15 @@ const utf8 = new TextDecoder('utf-8', { fatal: true });
 
 /**
  * Content types we read as JSON. `application/x-www-form-urlencoded` is what `curl -d` sends
- * by default; when such a body is a JSON object we accept it and fix the header upstream.
+ * by default and `text/plain` what fetch() sends for a string body; when such a body is a
+ * JSON object we accept it and fix the header upstream, since vLLM would reject it.
  */
-function contentTypeKind(contentType: string | undefined): 'json' | 'form' | 'other' {
+function contentTypeKind(contentType: string | undefined): 'json' | 'form' | 'multipart' | 'other' {
   if (contentType === undefined || contentType === '') return 'json';
   const mime = contentType.split(';')[0]!.trim().toLowerCase();
+  if (mime === 'multipart/form-data') return 'multipart';
   if (mime === 'application/json' || (mime.startsWith('application/') && mime.endsWith('+json'))) return 'json';
-  if (mime === 'application/x-www-form-urlencoded') return 'form';
+  if (mime === 'application/x-www-form-urlencoded' || mime === 'text/plain') return 'form';
   return 'other';
 }
 
@@ -44,6 +46,7 @@ export function parseRequestBody(body: Uint8Array, context: BodyContext = {}): P
   if (body.length === 0) {
     return fail(httpError(400, 'invalid_request_body', 'The request body is empty; expected a JSON object.'));
   }
+  if (kind === 'multipart') return parseMultipart(body, defaultModel);
   let text: string;
   try {
     text = utf8.decode(body);
@@ -93,4 +96,16 @@ function promptOf(fields: Record<string, unknown>): PromptSource {
     if (Array.isArray(p[0])) return { kind: 'tokens', tokens: p[0] as number[] };
   }
   return { kind: 'none' };
+}
+
+/**
+ * Multipart bodies (audio transcription and translation uploads) carry `model` as a form
+ * field; only that field is read, the upload itself is passed through untouched.
+ */
+function parseMultipart(body: Uint8Array, defaultModel: string | undefined): ParseResult {
+  const head = Buffer.from(body.buffer, body.byteOffset, Math.min(body.length, 1 << 20)).toString('latin1');
+  const match = /content-disposition:[^\r\n]*\bname="model"[^\r\n]*\r?\n(?:[^\r\n]+\r?\n)*\r?\n([^\r\n]*)\r?\n/i.exec(head);
+  const model = match ? Buffer.from(match[1]!, 'latin1').toString('utf8').trim() : defaultModel;
+  if (!model) return fail(httpError(400, 'missing_model', "The form field 'model' is required.", 'model'));
+  return { ok: true, request: { model, stream: false, prompt: { kind: 'none' } }, rewriteContentType: false };
 }

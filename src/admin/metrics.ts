@@ -1,0 +1,63 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { Fleet } from '../fleet/fleet.js';
+
+/** The control plane's own Prometheus metrics. */
+export interface RouterMetrics {
+  registry: Registry;
+  decisions: Counter<'model' | 'backend'>;
+  rejections: Counter<'code' | 'status'>;
+  decisionSeconds: Histogram<never>;
+  upstreamResponses: Counter<'backend' | 'class'>;
+}
+
+export function createRouterMetrics(fleet: Fleet): RouterMetrics {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'vllm_router_process_' });
+  const decisions = new Counter({
+    name: 'vllm_router_decisions_total',
+    help: 'Requests routed, by model and chosen backend.',
+    labelNames: ['model', 'backend'] as const,
+    registers: [registry],
+  });
+  const rejections = new Counter({
+    name: 'vllm_router_rejections_total',
+    help: 'Requests answered by the router itself with an error, by error code.',
+    labelNames: ['code', 'status'] as const,
+    registers: [registry],
+  });
+  const decisionSeconds = new Histogram({
+    name: 'vllm_router_decision_seconds',
+    help: 'Time from the complete request body to the routing answer.',
+    buckets: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05],
+    registers: [registry],
+  });
+  const upstreamResponses = new Counter({
+    name: 'vllm_router_upstream_responses_total',
+    help: 'Response status classes seen from backends, by backend.',
+    labelNames: ['backend', 'class'] as const,
+    registers: [registry],
+  });
+  const gauge = (name: string, help: string, read: (b: ReturnType<Fleet['backends']>[number]) => number | undefined) =>
+    new Gauge({
+      name,
+      help,
+      labelNames: ['backend'] as const,
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const b of fleet.backends()) {
+          const value = read(b);
+          if (value !== undefined) this.set({ backend: b.id }, value);
+        }
+      },
+    });
+  gauge('vllm_router_backend_healthy', 'Whether the backend is in rotation (1) or not (0).', (b) => (b.health === 'unhealthy' ? 0 : 1));
+  gauge('vllm_router_backend_inflight', 'Requests routed to the backend and not finished.', (b) => b.inflight);
+  gauge('vllm_router_backend_running', 'vllm:num_requests_running at the last scrape.', (b) => b.metrics?.running);
+  gauge('vllm_router_backend_waiting', 'vllm:num_requests_waiting at the last scrape.', (b) => b.metrics?.waiting);
+  gauge('vllm_router_backend_kv_cache_usage', 'vllm:kv_cache_usage_perc at the last scrape (0..1).', (b) => b.metrics?.kvCacheUsage);
+  gauge('vllm_router_backend_scrape_age_seconds', 'Seconds since the last successful /metrics scrape.', (b) =>
+    b.lastScrapeOkAt === undefined ? undefined : (Date.now() - b.lastScrapeOkAt) / 1000,
+  );
+  return { registry, decisions, rejections, decisionSeconds, upstreamResponses };
+}

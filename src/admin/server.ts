@@ -1,0 +1,69 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Fleet } from '../fleet/fleet.js';
+import { isRoutable } from '../fleet/fleet.js';
+import type { RouterMetrics } from './metrics.js';
+import type { LoadWeights } from '../scheduling/load.js';
+import { estimateLoad } from '../scheduling/load.js';
+
+export interface AdminServerOptions {
+  host: string;
+  port: number;
+  fleet: Fleet;
+  metrics: RouterMetrics;
+  loadWeights: () => LoadWeights;
+}
+
+/** Per-backend load statistics, as JSON. */
+export function loadStatistics(fleet: Fleet, weights: LoadWeights) {
+  const now = Date.now();
+  return {
+    backends: fleet.backends().map((b) => ({
+      id: b.id,
+      url: b.url,
+      endpoint: b.endpoint || null,
+      models: b.models,
+      health: b.health,
+      routable: isRoutable(b),
+      running: b.metrics?.running ?? null,
+      waiting: b.metrics?.waiting ?? null,
+      kvCacheUsage: b.metrics?.kvCacheUsage ?? null,
+      inflight: b.inflight,
+      load: Number(estimateLoad(b, weights).toFixed(4)),
+      routedTotal: b.routed,
+      lastScrapeAgeMs: b.lastScrapeOkAt === undefined ? null : now - b.lastScrapeOkAt,
+      lastError: b.lastError ?? null,
+    })),
+    models: fleet.routableModels(),
+  };
+}
+
+/** The admin port: Prometheus metrics, health and load statistics. Loopback by default. */
+export async function startAdminServer(options: AdminServerOptions): Promise<{ server: Server; port: number }> {
+  const { fleet, metrics } = options;
+  const server = createServer(async (req, res) => {
+    const path = (req.url ?? '/').split('?')[0];
+    try {
+      if (req.method !== 'GET' && req.method !== 'HEAD') {
+        res.writeHead(405, { 'content-type': 'application/json', allow: 'GET' }).end('{"error":"method not allowed"}');
+      } else if (path === '/metrics') {
+        const body = await metrics.registry.metrics();
+        res.writeHead(200, { 'content-type': metrics.registry.contentType }).end(body);
+      } else if (path === '/health') {
+        const healthy = fleet.backends().some(isRoutable);
+        res.writeHead(healthy ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify({ status: healthy ? 'ok' : 'no healthy backend' }));
+      } else if (path === '/stats' || path === '/load') {
+        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(loadStatistics(fleet, options.loadWeights()), null, 2));
+      } else {
+        res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ error: `no admin endpoint ${path}; try /metrics, /health or /stats` }));
+      }
+    } catch (err) {
+      res.writeHead(500, { 'content-type': 'application/json' }).end(JSON.stringify({ error: (err as Error).message }));
+    }
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port, options.host, () => resolve());
+  });
+  return { server, port: (server.address() as AddressInfo).port };
+}

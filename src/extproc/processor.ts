@@ -1,0 +1,195 @@
+import type { ServerDuplexStream } from '@grpc/grpc-js';
+import type { Backend } from '../fleet/backend.js';
+import type { Fleet } from '../fleet/fleet.js';
+import type { RouterMetrics } from '../admin/metrics.js';
+import type { HeaderMap } from '../gen/envoy/config/core/v3/base.js';
+import type { ProcessingRequest, ProcessingResponse } from '../gen/envoy/service/ext_proc/v3/external_processor.js';
+import type { Logger } from '../log.js';
+import type { Scheduler } from '../scheduling/scheduler.js';
+import {
+  CLUSTER_HEADER,
+  DESTINATION_HEADER,
+  LB_METADATA_NAMESPACE,
+  ROUTER_METADATA_NAMESPACE,
+  clusterNameForModel,
+} from '../xds/names.js';
+import { answerLocally } from './local-endpoints.js';
+import { errorBody, httpError } from './openai-error.js';
+import { parseRequestBody } from './parse-request.js';
+import {
+  continueRequestBody,
+  continueResponseHeaders,
+  errorResponse,
+  immediateResponse,
+  routeResponse,
+} from './responses.js';
+
+export interface ProcessorDeps {
+  fleet: Fleet;
+  /** Read per request: a config reload may replace the scheduler. */
+  scheduler: () => Scheduler;
+  metrics: RouterMetrics;
+  logger: Logger;
+  version: string;
+}
+
+/** Headers a client might send to choose its backend; never trusted, always removed. */
+const ROUTING_HEADERS = [CLUSTER_HEADER, DESTINATION_HEADER, `${DESTINATION_HEADER}-served`];
+
+/** Endpoints whose body may omit `model` (vLLM falls back to its one served model). */
+const MODEL_OPTIONAL = new Set(['/tokenize', '/detokenize']);
+
+interface RequestHeaders {
+  method: string;
+  path: string;
+  contentType: string | undefined;
+  contentEncoding: string | undefined;
+}
+
+function readHeaders(map: HeaderMap | undefined): RequestHeaders {
+  const out: RequestHeaders = { method: 'GET', path: '/', contentType: undefined, contentEncoding: undefined };
+  for (const h of map?.headers ?? []) {
+    const value = h.rawValue.length > 0 ? h.rawValue.toString('utf8') : h.value;
+    switch (h.key) {
+      case ':method':
+        out.method = value;
+        break;
+      case ':path': {
+        const q = value.indexOf('?');
+        out.path = q === -1 ? value : value.slice(0, q);
+        break;
+      }
+      case 'content-type':
+        out.contentType = value;
+        break;
+      case 'content-encoding':
+        out.contentEncoding = value;
+        break;
+    }
+  }
+  return out;
+}
+
+/**
+ * Handles one ext_proc stream, i.e. one HTTP request through Envoy: headers, then the
+ * buffered body, which is parsed once and scheduled; the reply names the model's cluster
+ * and the chosen endpoint with its fallbacks.
+ */
+export function createProcessor(deps: ProcessorDeps) {
+  const { fleet, metrics, logger } = deps;
+
+  function decide(headers: RequestHeaders, body: Buffer): { response: ProcessingResponse; backend?: Backend } {
+    const started = process.hrtime.bigint();
+    const singleModel = MODEL_OPTIONAL.has(headers.path) ? fleet.routableModels() : [];
+    const parsed = parseRequestBody(body, {
+      contentType: headers.contentType,
+      contentEncoding: headers.contentEncoding,
+      defaultModel: singleModel.length === 1 ? singleModel[0] : undefined,
+    });
+    if (!parsed.ok) {
+      metrics.rejections.inc({ code: parsed.error.code, status: String(parsed.error.status) });
+      return { response: errorResponse(parsed.error) };
+    }
+    const { request } = parsed;
+    const decision = deps.scheduler().schedule(request, fleet.servingModel(request.model));
+    if (decision.kind === 'reject') {
+      metrics.rejections.inc({ code: decision.code, status: String(decision.status) });
+      return { response: errorResponse(httpError(decision.status, decision.code, decision.message, decision.status === 404 ? 'model' : null)) };
+    }
+    const primary = decision.primary as Backend;
+    fleet.dispatch(primary);
+    const destination = [primary, ...decision.fallbacks].map((b) => b.endpoint).join(',');
+    const setHeaders: Record<string, string> = {
+      [CLUSTER_HEADER]: clusterNameForModel(request.model),
+      [DESTINATION_HEADER]: destination,
+    };
+    if (parsed.rewriteContentType) setHeaders['content-type'] = 'application/json';
+    const response = routeResponse('requestBody', {
+      setHeaders,
+      removeHeaders: [],
+      dynamicMetadata: {
+        [LB_METADATA_NAMESPACE]: { [DESTINATION_HEADER]: destination },
+        [ROUTER_METADATA_NAMESPACE]: { model: request.model, backend: primary.id },
+      },
+    });
+    metrics.decisions.inc({ model: request.model, backend: primary.id });
+    metrics.decisionSeconds.observe(Number(process.hrtime.bigint() - started) / 1e9);
+    return { response, backend: primary };
+  }
+
+  return function process(call: ServerDuplexStream<ProcessingRequest, ProcessingResponse>): void {
+    let headers: RequestHeaders | undefined;
+    const chunks: Buffer[] = [];
+    let routedTo: Backend | undefined;
+    let finished = false;
+
+    const finish = () => {
+      if (finished) return;
+      finished = true;
+      if (routedTo) fleet.release(routedTo);
+    };
+    const reply = (response: ProcessingResponse) => {
+      if (!finished) call.write(response);
+    };
+
+    call.on('data', (message: ProcessingRequest) => {
+      try {
+        const r = message.request;
+        switch (r?.$case) {
+          case 'requestHeaders': {
+            headers = readHeaders(r.value.headers);
+            if (r.value.endOfStream) {
+              const local = answerLocally(headers.method, headers.path, fleet, deps.version);
+              if (local) {
+                reply('code' in local ? errorResponse(local) : immediateResponse(local.status, local.body, local.contentType));
+              } else {
+                const error = httpError(400, 'invalid_request_body', `${headers.method} ${headers.path} needs a JSON body.`);
+                reply(errorResponse(error));
+              }
+              return;
+            }
+            // Client copies of routing headers are dropped here too, for Envoys whose
+            // filter chain does not strip them before ext_proc.
+            reply(routeResponse('requestHeaders', { setHeaders: {}, removeHeaders: ROUTING_HEADERS, dynamicMetadata: {} }));
+            return;
+          }
+          case 'requestBody': {
+            chunks.push(r.value.body);
+            if (!r.value.endOfStream) {
+              reply(continueRequestBody());
+              return;
+            }
+            const body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+            chunks.length = 0;
+            const { response, backend } = decide(headers ?? readHeaders(undefined), body);
+            routedTo = backend;
+            reply(response);
+            return;
+          }
+          case 'responseHeaders': {
+            if (routedTo) {
+              const status = r.value.headers?.headers.find((h) => h.key === ':status');
+              const code = status ? Number(status.rawValue.length > 0 ? status.rawValue.toString() : status.value) : 0;
+              metrics.upstreamResponses.inc({ backend: routedTo.id, class: `${Math.floor(code / 100)}xx` });
+            }
+            reply(continueResponseHeaders());
+            return;
+          }
+          default:
+            // Trailers or response bodies only arrive if Envoy is configured to send them.
+            logger.debug('unexpected ext_proc message', { kind: r?.$case });
+        }
+      } catch (err) {
+        logger.error('ext_proc handler failed', { error: err as Error });
+        reply(immediateResponse(500, errorBody(httpError(500, 'router_error', 'The router failed to process this request.'))));
+      }
+    });
+    call.on('end', () => {
+      finish();
+      call.end();
+    });
+    call.on('error', finish);
+    call.on('cancelled', finish);
+    call.on('close', finish);
+  };
+}

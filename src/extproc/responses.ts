@@ -1,0 +1,65 @@
+import { HeaderValueOption_HeaderAppendAction } from '../gen/envoy/config/core/v3/base.js';
+import { ProcessingResponse } from '../gen/envoy/service/ext_proc/v3/external_processor.js';
+import type { HttpError } from './openai-error.js';
+import { errorBody } from './openai-error.js';
+
+/** Builders for the ext_proc replies we send; Envoy reads header values from raw_value. */
+
+export const setHeader = (key: string, value: string) => ({
+  header: { key, value: '', rawValue: Buffer.from(value) },
+  appendAction: HeaderValueOption_HeaderAppendAction.OVERWRITE_IF_EXISTS_OR_ADD,
+});
+
+export const continueRequestHeaders = (): ProcessingResponse =>
+  ProcessingResponse.fromPartial({ response: { $case: 'requestHeaders', value: { response: {} } } });
+
+export const continueRequestBody = (): ProcessingResponse =>
+  ProcessingResponse.fromPartial({ response: { $case: 'requestBody', value: { response: {} } } });
+
+export const continueResponseHeaders = (): ProcessingResponse =>
+  ProcessingResponse.fromPartial({ response: { $case: 'responseHeaders', value: { response: {} } } });
+
+export interface RouteMutation {
+  setHeaders: Record<string, string>;
+  removeHeaders: string[];
+  dynamicMetadata: Record<string, Record<string, string>>;
+}
+
+/**
+ * The routing answer. The header mutation (even an empty one) is what makes Envoy honour
+ * clear_route_cache, so the route is chosen again with our headers in place.
+ */
+export function routeResponse(phase: 'requestHeaders' | 'requestBody', mutation: RouteMutation): ProcessingResponse {
+  const response = {
+    response: {
+      headerMutation: {
+        setHeaders: Object.entries(mutation.setHeaders).map(([k, v]) => setHeader(k, v)),
+        removeHeaders: mutation.removeHeaders,
+      },
+      clearRouteCache: true,
+    },
+  };
+  return ProcessingResponse.fromPartial({
+    response: phase === 'requestBody' ? { $case: 'requestBody', value: response } : { $case: 'requestHeaders', value: response },
+    dynamicMetadata: mutation.dynamicMetadata,
+  });
+}
+
+/** A complete HTTP answer from the router itself. Envoy turns a missing status into 200. */
+export function immediateResponse(status: number, body: string, contentType = 'application/json', extraHeaders: Record<string, string> = {}): ProcessingResponse {
+  return ProcessingResponse.fromPartial({
+    response: {
+      $case: 'immediateResponse',
+      value: {
+        status: { code: status },
+        headers: { setHeaders: Object.entries({ 'content-type': contentType, ...extraHeaders }).map(([k, v]) => setHeader(k, v)) },
+        body: Buffer.from(body),
+        details: 'vllm_router',
+      },
+    },
+  });
+}
+
+export function errorResponse(error: HttpError): ProcessingResponse {
+  return immediateResponse(error.status, errorBody(error));
+}

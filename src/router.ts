@@ -1,0 +1,115 @@
+import * as grpc from '@grpc/grpc-js';
+import { createRequire } from 'node:module';
+import type { Server } from 'node:http';
+import { createRouterMetrics } from './admin/metrics.js';
+import { startAdminServer } from './admin/server.js';
+import type { RouterConfig } from './config/schema.js';
+import { createProcessor } from './extproc/processor.js';
+import { createFleet, type Fleet } from './fleet/fleet.js';
+import { AggregatedDiscoveryServiceService } from './gen/envoy/service/discovery/v3/ads.js';
+import { ExternalProcessorService } from './gen/envoy/service/ext_proc/v3/external_processor.js';
+import type { Logger } from './log.js';
+import { schedulerFromConfig } from './scheduling/default-scheduler.js';
+import { createAdsHandler } from './xds/ads-server.js';
+import { buildResources } from './xds/resources.js';
+import { createSnapshotCache } from './xds/snapshot-cache.js';
+
+export const VERSION: string = (createRequire(import.meta.url)('../package.json') as { version: string }).version;
+
+export interface Router {
+  grpcPort: number;
+  adminPort: number;
+  fleet: Fleet;
+  config(): RouterConfig;
+  /** Applies a new, already validated config atomically. */
+  applyConfig(config: RouterConfig): void;
+  /** Stops taking new streams, lets open ones finish for up to `graceMs`, then closes. */
+  close(graceMs?: number): Promise<void>;
+}
+
+/** Builds the control plane from a config and starts its gRPC and admin servers. */
+export async function startRouter(initial: RouterConfig, logger: Logger): Promise<Router> {
+  let config = initial;
+  let scheduler = schedulerFromConfig(config);
+  const fleet = createFleet({ config, logger });
+  const metrics = createRouterMetrics(fleet);
+  const cache = createSnapshotCache();
+  const publish = () => {
+    const changed = cache.set(buildResources(fleet.backends(), config));
+    if (changed.length > 0) logger.debug('xds snapshot', { changed: changed.map((t) => t.split('.').pop()) });
+  };
+  fleet.onChange(publish);
+
+  const grpcServer = new grpc.Server({
+    'grpc.max_receive_message_length': 64 * 1024 * 1024,
+    'grpc.keepalive_permit_without_calls': 1,
+  });
+  grpcServer.addService(ExternalProcessorService, {
+    process: createProcessor({ fleet, scheduler: () => scheduler, metrics, logger, version: VERSION }),
+  });
+  grpcServer.addService(AggregatedDiscoveryServiceService, {
+    streamAggregatedResources: createAdsHandler(cache, logger),
+    deltaAggregatedResources: (call: grpc.ServerDuplexStream<unknown, unknown>) =>
+      call.destroy(Object.assign(new Error('delta xDS is not supported; use state-of-the-world ADS'), { code: grpc.status.UNIMPLEMENTED })),
+  });
+  const grpcPort = await new Promise<number>((resolve, reject) =>
+    grpcServer.bindAsync(`${hostPort(config.grpc.host, config.grpc.port)}`, grpc.ServerCredentials.createInsecure(), (err, port) =>
+      err ? reject(new Error(`cannot listen for gRPC on ${config.grpc.host}:${config.grpc.port}: ${err.message}`)) : resolve(port),
+    ),
+  );
+
+  let admin: { server: Server; port: number };
+  try {
+    admin = await startAdminServer({
+      host: config.admin.host,
+      port: config.admin.port,
+      fleet,
+      metrics,
+      loadWeights: () => config.routing,
+    });
+  } catch (err) {
+    grpcServer.forceShutdown();
+    throw new Error(`cannot listen for admin HTTP on ${config.admin.host}:${config.admin.port}: ${(err as Error).message}`);
+  }
+
+  publish();
+  fleet.start();
+  logger.info('router started', { grpc: `${config.grpc.host}:${grpcPort}`, admin: `${config.admin.host}:${admin.port}`, backends: config.backends.length });
+
+  return {
+    grpcPort,
+    adminPort: admin.port,
+    fleet,
+    config: () => config,
+    applyConfig(next) {
+      if (next.grpc.port !== config.grpc.port || next.grpc.host !== config.grpc.host || next.admin.port !== config.admin.port || next.admin.host !== config.admin.host) {
+        logger.warn('listener addresses changed in the config; they take effect on restart');
+      }
+      const nextScheduler = schedulerFromConfig(next);
+      config = next;
+      scheduler = nextScheduler;
+      fleet.apply(next);
+      publish();
+      logger.info('config applied', { backends: next.backends.length });
+    },
+    async close(graceMs = 5_000) {
+      fleet.stop();
+      admin.server.closeAllConnections();
+      await new Promise<void>((resolve) => admin.server.close(() => resolve()));
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(() => {
+          grpcServer.forceShutdown();
+          resolve();
+        }, graceMs);
+        grpcServer.tryShutdown(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    },
+  };
+}
+
+function hostPort(host: string, port: number): string {
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+}
