@@ -1,14 +1,15 @@
-import { writeFile, mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { parseConfig } from '../../src/config/load.js';
+import { watchConfigFile } from '../../src/config/watch.js';
 import type { RouterConfig } from '../../src/config/schema.js';
 import { createLogger, silentLogger } from '../../src/log.js';
 import { startRouter, type Router } from '../../src/router.js';
 import type { EngineOptions } from '../../src/simulator/engine-options.js';
 import { startSimulator, type SimulatorHandle } from '../../src/simulator/server.js';
-import { startEnvoy, type EnvoyHandle, type StartEnvoyOptions } from './envoy.js';
+import { startEnvoy, type EnvoyHandle, type StartEnvoyOptions } from '../../src/launcher/envoy.js';
 
 export interface BackendSpec {
   models: string[];
@@ -22,8 +23,11 @@ export interface Stack {
   router: Router;
   sims: SimulatorHandle[];
   configPath: string;
-  /** Writes a router config file (as YAML) and applies it, as a hot reload does. */
+  /** The raw config the stack started with, with `extra` merged over it. */
   routerConfig(extra?: Record<string, unknown>): Record<string, unknown>;
+  /** Rewrites the watched config file; the router reloads it as in production. */
+  writeConfig(raw: Record<string, unknown> | string): Promise<void>;
+  reloadErrors: Error[];
   close(): Promise<void>;
 }
 
@@ -57,6 +61,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
   let envoy: EnvoyHandle | undefined;
   const dir = await mkdtemp(join(tmpdir(), 'router-stack-'));
   const configPath = join(dir, 'router.yaml');
+  let stopWatcher = () => {};
   try {
     for (const spec of options.backends) {
       sims.push(await startSimulator({ models: spec.models, engine: { ...FAST_ENGINE, ...options.defaultEngine, ...spec.engine } }));
@@ -73,14 +78,31 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     const logger = process.env.TEST_LOG ? createLogger('debug') : silentLogger;
     router = await startRouter(parseConfig(raw), logger);
     await waitFor(() => router!.fleet.backends().every((b) => b.health === 'healthy' && b.models.length > 0), 10_000, 'backends healthy');
-    envoy = await startEnvoy({ controlPlanePort: router.grpcPort, ...options.envoy });
+    const config = parseConfig(raw);
+    const reloadErrors: Error[] = [];
+    const activeRouter = router;
+    const watcher = watchConfigFile({
+      path: configPath,
+      current: config,
+      debounceMs: 20,
+      onConfig: (next) => activeRouter.applyConfig(next),
+      onError: (err) => reloadErrors.push(err),
+    });
+    stopWatcher = () => watcher.close();
+    envoy = await startEnvoy({ controlPlane: { host: '127.0.0.1', port: router.grpcPort }, concurrency: 1, ...options.envoy });
     const stack: Stack = {
       envoy,
       router,
       sims,
       configPath,
       routerConfig: (extra = {}) => ({ ...raw, ...extra }),
+      reloadErrors,
+      async writeConfig(next) {
+        await writeFile(`${configPath}.next`, typeof next === 'string' ? next : stringify(next));
+        await rename(`${configPath}.next`, configPath);
+      },
       async close() {
+        stopWatcher();
         await envoy?.stop();
         await router?.close(1000);
         await Promise.all(sims.map((s) => s.close()));
@@ -89,6 +111,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     };
     return stack;
   } catch (err) {
+    stopWatcher();
     await envoy?.stop();
     await router?.close(500);
     await Promise.all(sims.map((s) => s.close()));

@@ -3,19 +3,21 @@ import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parse, stringify } from 'yaml';
 
-export const REPO = resolve(import.meta.dirname, '../..');
+/** The repository root (this file is src/launcher/envoy.ts or dist/launcher/envoy.js). */
+export const REPO = resolve(fileURLToPath(new URL('.', import.meta.url)), '../..');
 
-/** The Envoy binary scripts/setup.sh installs (or ENVOY_BIN). */
+/** The Envoy binary scripts/setup.sh installs, or $ENVOY_BIN. */
 export function envoyBinary(): string {
   const bin = process.env.ENVOY_BIN ?? join(REPO, '.envoy/envoy');
-  if (!existsSync(bin)) throw new Error(`no Envoy binary at ${bin}; run 'npm run setup' first`);
+  if (!existsSync(bin)) throw new Error(`no Envoy binary at ${bin}; run 'npm run setup' (or set ENVOY_BIN)`);
   return bin;
 }
 
 export interface EnvoyHandle {
-  /** http://127.0.0.1:PORT of the vllm listener. */
+  /** http://HOST:PORT of the first listener. */
   url: string;
   adminUrl: string;
   process: ChildProcess;
@@ -24,45 +26,54 @@ export interface EnvoyHandle {
 }
 
 export interface StartEnvoyOptions {
-  controlPlanePort: number;
-  /** Bootstrap to start from; its listener, admin and control-plane addresses are rewritten. */
+  /** Where the router's gRPC server (ext_proc + ADS) listens. */
+  controlPlane: { host: string; port: number };
+  /** Listener address; port 0 picks a free one. */
+  listen?: { host: string; port: number };
+  /** Bootstrap to start from (default envoy/envoy.yaml); addresses are rewritten. */
   bootstrap?: string;
-  /** Changes to the parsed bootstrap before it is written. */
+  /** Further changes to the parsed bootstrap before it is written. */
   edit?: (bootstrap: any) => void;
   logLevel?: string;
+  /** Echo Envoy's output to this process's stderr. */
+  inheritOutput?: boolean;
+  concurrency?: number;
 }
 
 /**
- * Starts a real Envoy from one of the repo's bootstrap files, rewritten to listen on
- * ephemeral loopback ports and to reach the control plane at the given port.
+ * Starts a real Envoy from one of the repo's bootstrap files with its listener, admin and
+ * control-plane addresses rewritten, and resolves once Envoy reports LIVE (its initial xDS
+ * fetch is done).
  */
 export async function startEnvoy(options: StartEnvoyOptions): Promise<EnvoyHandle> {
   const source = options.bootstrap ?? join(REPO, 'envoy/envoy.yaml');
   const bootstrap = parse(await readFile(source, 'utf8'));
+  const listen = options.listen ?? { host: '127.0.0.1', port: 0 };
   bootstrap.admin.address.socket_address = { address: '127.0.0.1', port_value: 0 };
   for (const listener of bootstrap.static_resources.listeners) {
-    listener.address.socket_address = { address: '127.0.0.1', port_value: 0 };
+    listener.address.socket_address = { address: listen.host, port_value: listen.port };
   }
   for (const cluster of bootstrap.static_resources.clusters ?? []) {
     if (cluster.name !== 'router_control_plane') continue;
     for (const group of cluster.load_assignment.endpoints) {
-      for (const ep of group.lb_endpoints) ep.endpoint.address.socket_address = { address: '127.0.0.1', port_value: options.controlPlanePort };
+      for (const ep of group.lb_endpoints) {
+        ep.endpoint.address.socket_address = { address: options.controlPlane.host, port_value: options.controlPlane.port };
+      }
     }
   }
   options.edit?.(bootstrap);
 
-  const dir = await mkdtemp(join(tmpdir(), 'envoy-test-'));
+  const dir = await mkdtemp(join(tmpdir(), 'vllm-router-envoy-'));
   const configPath = join(dir, 'envoy.yaml');
   const adminPath = join(dir, 'admin-address');
   await writeFile(configPath, stringify(bootstrap));
 
-  const child = spawn(
-    envoyBinary(),
-    ['-c', configPath, '--admin-address-path', adminPath, '--disable-hot-restart', '--concurrency', '1', '-l', options.logLevel ?? 'warning'],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
-  );
+  const args = ['-c', configPath, '--admin-address-path', adminPath, '--disable-hot-restart', '-l', options.logLevel ?? 'warning'];
+  if (options.concurrency) args.push('--concurrency', String(options.concurrency));
+  const child = spawn(envoyBinary(), args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   const keep = (chunk: Buffer) => {
+    if (options.inheritOutput) process.stderr.write(chunk);
     output += chunk.toString();
     if (output.length > 200_000) output = output.slice(-100_000);
   };
@@ -85,7 +96,6 @@ export async function startEnvoy(options: StartEnvoyOptions): Promise<EnvoyHandl
   try {
     const deadline = Date.now() + 20_000;
     let adminUrl = '';
-    let url = '';
     while (Date.now() < deadline) {
       if (exited) throw new Error(`envoy exited during startup:\n${output.slice(-4000)}`);
       if (!adminUrl && existsSync(adminPath)) {
@@ -99,14 +109,13 @@ export async function startEnvoy(options: StartEnvoyOptions): Promise<EnvoyHandl
             listener_statuses: Array<{ local_address: { socket_address: { address: string; port_value: number } } }>;
           };
           const sa = listeners.listener_statuses[0]!.local_address.socket_address;
-          url = `http://${sa.address}:${sa.port_value}`;
-          break;
+          const host = sa.address.includes(':') ? `[${sa.address}]` : sa.address;
+          return { url: `http://${host}:${sa.port_value}`, adminUrl, process: child, logs: () => output, stop };
         }
       }
       await new Promise((r) => setTimeout(r, 50));
     }
-    if (!url) throw new Error(`envoy did not become ready in 20 s:\n${output.slice(-4000)}`);
-    return { url, adminUrl, process: child, logs: () => output, stop };
+    throw new Error(`envoy did not become ready in 20 s:\n${output.slice(-4000)}`);
   } catch (err) {
     await stop();
     throw err;

@@ -1,0 +1,96 @@
+import { execFile } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+import { parseConfigText } from '../../src/config/load.js';
+import { envoyBinary, REPO } from '../../src/launcher/envoy.js';
+
+const read = (path: string) => readFileSync(join(REPO, path), 'utf8');
+const compose = parse(read('docker-compose.yml'), { merge: true });
+const bootstrap = parse(read('envoy/envoy.yaml'));
+
+describe('docker-compose.yml (checked statically: no Docker engine runs here)', () => {
+  const services = compose.services as Record<string, any>;
+
+  it('has Envoy, the router and three backends in each profile', () => {
+    expect(Object.keys(services)).toEqual(
+      expect.arrayContaining(['envoy', 'router', 'vllm-llama-a', 'vllm-llama-b', 'vllm-qwen-a', 'gpu-llama-a', 'gpu-llama-b', 'gpu-qwen-a']),
+    );
+    expect(services.envoy.image).toMatch(/^envoyproxy\/envoy:v1\.\d+/);
+    expect(services.router.build).toBe('.');
+    for (const name of ['vllm-llama-a', 'vllm-llama-b', 'vllm-qwen-a']) expect(services[name].profiles).toEqual(['sim']);
+    for (const name of ['gpu-llama-a', 'gpu-llama-b', 'gpu-qwen-a']) {
+      expect(services[name].profiles).toEqual(['gpu']);
+      expect(services[name].image).toMatch(/^vllm\/vllm-openai/);
+    }
+    expect(read('.env')).toMatch(/^COMPOSE_PROFILES=sim$/m);
+  });
+
+  it('mounts files that exist', () => {
+    for (const [name, service] of Object.entries(services)) {
+      for (const volume of service.volumes ?? []) {
+        const host = String(volume).split(':')[0]!;
+        if (host.startsWith('./')) expect(existsSync(join(REPO, host)), `${name} mounts ${host}`).toBe(true);
+      }
+    }
+    expect(existsSync(join(REPO, 'Dockerfile'))).toBe(true);
+    expect(read('Dockerfile')).toMatch(/dist\/main\.js/);
+    expect(existsSync(join(REPO, 'src/main.ts')) && existsSync(join(REPO, 'src/simulator/main.ts'))).toBe(true);
+  });
+
+  it('wires the ports: Envoy listens where compose publishes, and reaches the router it shares a network namespace with', () => {
+    const routerConfigPath = services.router.volumes[0].split(':')[0];
+    const routerConfig = parseConfigText(read(routerConfigPath), routerConfigPath);
+    expect(services.router.network_mode).toBe('service:envoy');
+    const listenerPort = bootstrap.static_resources.listeners[0].address.socket_address.port_value;
+    expect(services.envoy.ports).toContain(`${listenerPort}:${listenerPort}`);
+    const cp = bootstrap.static_resources.clusters.find((c: any) => c.name === 'router_control_plane');
+    const cpAddress = cp.load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address;
+    expect(cpAddress).toEqual({ address: routerConfig.grpc.host, port_value: routerConfig.grpc.port });
+    expect(services.envoy.ports).toContain(`127.0.0.1:${routerConfig.admin.port}:${routerConfig.admin.port}`);
+
+    // Every backend host resolves in both profiles: a simulator service, or a GPU server's alias.
+    const simNames = new Set(Object.keys(services).filter((n) => services[n].profiles?.includes('sim')));
+    const gpuAliases = new Set(
+      Object.values(services)
+        .filter((s: any) => s.profiles?.includes('gpu'))
+        .flatMap((s: any) => s.networks?.default?.aliases ?? []),
+    );
+    for (const backend of routerConfig.backends) {
+      const url = new URL(backend.url);
+      expect(simNames.has(url.hostname), `${url.hostname} in profile sim`).toBe(true);
+      expect(gpuAliases.has(url.hostname), `${url.hostname} in profile gpu`).toBe(true);
+      expect(url.port).toBe('8000');
+    }
+  });
+});
+
+describe('Envoy configuration', () => {
+  it('passes envoy --mode validate', async () => {
+    const { stdout } = await promisify(execFile)(envoyBinary(), ['--mode', 'validate', '-c', join(REPO, 'envoy/envoy.yaml'), '-l', 'error']);
+    expect(stdout).toMatch(/OK/);
+  });
+
+  it('strips client routing headers before ext_proc and fails open to routing by model', () => {
+    const hcm = bootstrap.static_resources.listeners[0].filter_chains[0].filters[0].typed_config;
+    const names = hcm.http_filters.map((f: any) => f.name);
+    expect(names).toEqual([
+      'envoy.filters.http.header_mutation',
+      'envoy.filters.http.ext_proc',
+      'envoy.filters.http.json_to_metadata',
+      'envoy.filters.http.router',
+    ]);
+    const removed = hcm.http_filters[0].typed_config.mutations.request_mutations.map((m: any) => m.remove);
+    expect(removed).toEqual(expect.arrayContaining(['x-vllm-router-cluster', 'x-gateway-destination-endpoint']));
+    expect(hcm.http_filters[1].typed_config.failure_mode_allow).toBe(true);
+    expect(bootstrap.admin.address.socket_address.address).toBe('127.0.0.1');
+  });
+});
+
+describe('example router configs', () => {
+  it.each(['examples/router.demo.yaml', 'examples/router.vllm.yaml', 'examples/router.compose.yaml'])('%s is valid', (path) => {
+    expect(() => parseConfigText(read(path), path)).not.toThrow();
+  });
+});
