@@ -116,7 +116,7 @@ describe('one endpoint in front of many vLLM servers', () => {
     for (const [body, headers, status, code] of cases) {
       const res = await post('/v1/chat/completions', body, headers);
       expect(res.status).toBe(status);
-      expect((await res.json()).error.code).toBe(code);
+      expect(((await res.json()) as { error: { code: string } }).error.code).toBe(code);
     }
     expect(diff(before, totals())).toEqual([0, 0, 0]);
   });
@@ -126,7 +126,7 @@ describe('one endpoint in front of many vLLM servers', () => {
       'content-type': 'application/x-www-form-urlencoded',
     });
     expect(res.status).toBe(200);
-    expect((await res.json()).object).toBe('text_completion');
+    expect(((await res.json()) as { object: string }).object).toBe("text_completion");
   });
 
   it('ignores routing headers sent by the client', async () => {
@@ -149,7 +149,7 @@ describe('one endpoint in front of many vLLM servers', () => {
   it('answers /health and /version itself', async () => {
     const health = await fetch(`${stack.envoy.url}/health`);
     expect(health.status).toBe(200);
-    const version = await fetch(`${stack.envoy.url}/version`).then((r) => r.json());
+    const version = (await fetch(`${stack.envoy.url}/version`).then((r) => r.json())) as { version: string };
     expect(version.version).toMatch(/^\d+\.\d+\.\d+/);
   });
 });

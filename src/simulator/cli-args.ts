@@ -1,0 +1,81 @@
+/** Command line of the simulator, in vLLM's flag names where vLLM has one. */
+import { parseArgs } from 'node:util';
+import type { EngineOptions } from './engine-options.js';
+import type { SimulatorOptions } from './server.js';
+
+export const USAGE = `usage: vllm-sim --model NAME [--model NAME ...] [--port 8000] [--host 127.0.0.1]
+                [--time-scale 1] [--max-num-seqs 64] [--max-num-batched-tokens 2048]
+                [--num-gpu-blocks 4096] [--block-size 16] [--max-model-len 32768] [--seed 0]`;
+
+export class UsageError extends Error {}
+
+const INTEGER_FLAGS = {
+  'max-num-seqs': 'maxNumSeqs',
+  'max-num-batched-tokens': 'maxNumBatchedTokens',
+  'num-gpu-blocks': 'numGpuBlocks',
+  'block-size': 'blockSize',
+  'max-model-len': 'maxModelLen',
+} as const satisfies Record<string, keyof EngineOptions>;
+
+function parseInteger(flag: string, raw: string, min: number, max = Number.MAX_SAFE_INTEGER): number {
+  const value = /^-?\d+$/.test(raw.trim()) ? Number(raw) : Number.NaN;
+  if (!Number.isSafeInteger(value) || value < min || value > max) {
+    const range = max === Number.MAX_SAFE_INTEGER ? `>= ${min}` : `in [${min}, ${max}]`;
+    throw new UsageError(`--${flag} must be an integer ${range}, got '${raw}'`);
+  }
+  return value;
+}
+
+/** Parses argv (without node and script) into simulator options; throws UsageError. */
+export function parseCliArgs(argv: readonly string[]): SimulatorOptions | 'help' {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: [...argv],
+      strict: true,
+      allowPositionals: false,
+      options: {
+        help: { type: 'boolean', short: 'h' },
+        host: { type: 'string' },
+        port: { type: 'string' },
+        model: { type: 'string', multiple: true },
+        'served-model-name': { type: 'string', multiple: true },
+        'time-scale': { type: 'string' },
+        seed: { type: 'string' },
+        ...Object.fromEntries(Object.keys(INTEGER_FLAGS).map((flag) => [flag, { type: 'string' as const }])),
+      },
+    }));
+  } catch (err) {
+    throw new UsageError(err instanceof Error ? err.message : String(err));
+  }
+  if (values.help) return 'help';
+  const models = [...(values.model ?? []), ...((values['served-model-name'] as string[] | undefined) ?? [])];
+  if (models.length === 0) throw new UsageError('at least one --model NAME is required');
+  const empty = models.find((m) => m.trim() === '');
+  if (empty !== undefined) throw new UsageError('--model must not be empty');
+  const duplicate = models.find((m, i) => models.indexOf(m) !== i);
+  if (duplicate !== undefined) throw new UsageError(`--model '${duplicate}' given more than once`);
+
+  const engine: Partial<EngineOptions> = {};
+  for (const [flag, key] of Object.entries(INTEGER_FLAGS)) {
+    const raw = (values as Record<string, unknown>)[flag];
+    if (typeof raw === 'string') engine[key] = parseInteger(flag, raw, 1);
+  }
+  const timeScale = values['time-scale'];
+  if (timeScale !== undefined) {
+    const value = Number(timeScale);
+    if (timeScale.trim() === '' || !Number.isFinite(value) || value < 0) {
+      throw new UsageError(`--time-scale must be a number >= 0, got '${timeScale}'`);
+    }
+    engine.timeScale = value;
+  }
+  if (values.seed !== undefined) engine.seed = parseInteger('seed', values.seed, 0);
+
+  const options: SimulatorOptions = { models, engine };
+  if (values.port !== undefined) options.port = parseInteger('port', values.port, 0, 65535);
+  if (values.host !== undefined) {
+    if (values.host.trim() === '') throw new UsageError('--host must not be empty');
+    options.host = values.host;
+  }
+  return options;
+}

@@ -1,0 +1,425 @@
+/**
+ * Discrete model of vLLM's V1 engine core: a continuous-batching scheduler over a paged,
+ * prefix-cached KV pool, advancing in forward steps whose duration depends on the batch.
+ *
+ * Each step, as in vllm/v1/core/sched/scheduler.py:
+ *  1. running requests are scheduled first, in order: decoding ones need one token, ones still
+ *     prefilling take the next chunk of the remaining token budget; when KV blocks run out the
+ *     newest running request is preempted (blocks freed, recomputed later);
+ *  2. if nothing was preempted, waiting requests are admitted FCFS while the batch has room,
+ *     reusing their longest cached prefix and allocating blocks for the scheduled chunk.
+ * A request samples a token at the end of every step that leaves all its tokens computed.
+ */
+import { createRealClock, type Cancel, type Clock } from './clock.js';
+import { resolveEngineOptions, type EngineOptions } from './engine-options.js';
+import { hashBlockTokens, ROOT_BLOCK_HASH } from './hash.js';
+import { createKvCache, type KvCache, type KvEvents } from './kv-cache.js';
+
+export type FinishReason = 'stop' | 'length' | 'abort';
+
+export interface EngineRequest {
+  requestId: string;
+  /** Served model name the client asked for; only counted. */
+  model: string;
+  promptTokenIds: readonly number[];
+  /** Planned output; the request finishes once all of it is generated. */
+  outputTokenIds: readonly number[];
+  /** Reported when the plan completes: 'stop' if it ends in a stop token, else 'length'. */
+  finishReason: 'stop' | 'length';
+}
+
+/** Times in clock milliseconds. */
+export interface RequestTimings {
+  arrivalMs: number;
+  scheduledMs: number | null;
+  firstTokenMs: number | null;
+  lastTokenMs: number | null;
+  finishedMs: number;
+}
+
+export interface FinishedRequest {
+  requestId: string;
+  model: string;
+  finishReason: FinishReason;
+  promptTokens: number;
+  outputTokens: number;
+  /** Prompt tokens served from the prefix cache when first scheduled. */
+  cachedTokens: number;
+  timings: RequestTimings;
+}
+
+export interface RequestListener {
+  /** Output token `index` (0-based) was generated. */
+  onToken(index: number, tokenId: number): void;
+  /** Called once, after the last token or on abort. */
+  onFinish(result: FinishedRequest): void;
+}
+
+/** Hooks for metrics; times are in seconds of the clock. */
+export interface EngineObserver {
+  onFirstToken?(ttftSeconds: number): void;
+  onInterToken?(itlSeconds: number): void;
+  onFinish?(result: FinishedRequest): void;
+  onStep?(scheduledTokens: number): void;
+}
+
+export interface EngineStats {
+  running: number;
+  waiting: number;
+  kvCacheUsage: number;
+  /** Prompt tokens of requests that produced their first token (vllm:prompt_tokens). */
+  promptTokens: number;
+  generationTokens: number;
+  prefixCacheQueries: number;
+  prefixCacheHits: number;
+  numPreemptions: number;
+  requestsTotal: number;
+  requestsByModel: Record<string, number>;
+  requestsByFinishReason: Record<FinishReason, number>;
+  steps: number;
+}
+
+export interface Engine {
+  readonly options: EngineOptions;
+  /** KV block stored / removed events (vLLM KV events, without the ZMQ transport). */
+  readonly kvEvents: KvEvents;
+  addRequest(request: EngineRequest, listener: RequestListener): void;
+  /** Aborts a waiting or running request, freeing its slot and blocks; false if unknown. */
+  abort(requestId: string): boolean;
+  abortAll(): void;
+  stats(): EngineStats;
+  /** Aborts everything, cancels the step timer and refuses further requests. */
+  stop(): void;
+}
+
+export interface EngineDeps {
+  clock?: Clock;
+  observer?: EngineObserver;
+}
+
+interface Sequence {
+  request: EngineRequest;
+  listener: RequestListener;
+  /** Prompt followed by the tokens generated so far. */
+  tokens: number[];
+  numPrompt: number;
+  numGenerated: number;
+  numComputed: number;
+  blocks: number[];
+  /** Chained hashes of the full blocks of `tokens`, filled lazily. */
+  blockHashes: number[];
+  /** Leading blocks already registered in the prefix cache. */
+  numCommittedBlocks: number;
+  status: 'waiting' | 'running' | 'done';
+  cachedTokens: number | null;
+  timings: Omit<RequestTimings, 'finishedMs'>;
+}
+
+interface ScheduledChunk {
+  seq: Sequence;
+  numTokens: number;
+}
+
+export function createEngine(overrides: Partial<EngineOptions> = {}, deps: EngineDeps = {}): Engine {
+  const options = resolveEngineOptions(overrides);
+  const clock = deps.clock ?? createRealClock();
+  const observer = deps.observer ?? {};
+  const { blockSize, maxNumSeqs, maxNumBatchedTokens, maxModelLen } = options;
+  const kv: KvCache = createKvCache({ numBlocks: options.numGpuBlocks, blockSize });
+
+  const waiting: Sequence[] = [];
+  const running: Sequence[] = [];
+  const byId = new Map<string, Sequence>();
+  const counters = {
+    promptTokens: 0,
+    generationTokens: 0,
+    prefixCacheQueries: 0,
+    prefixCacheHits: 0,
+    numPreemptions: 0,
+    requestsTotal: 0,
+    steps: 0,
+  };
+  const requestsByModel: Record<string, number> = {};
+  const requestsByFinishReason: Record<FinishReason, number> = { stop: 0, length: 0, abort: 0 };
+
+  let stepTimer: Cancel | null = null;
+  let stopped = false;
+  /** End of the last step, the start of the next one: steps chain on absolute deadlines. */
+  let lastDeadline = 0;
+
+  function ensureBlockHashes(seq: Sequence, numBlocks: number): void {
+    const hashes = seq.blockHashes;
+    while (hashes.length < numBlocks) {
+      const i = hashes.length;
+      const parent = i === 0 ? ROOT_BLOCK_HASH : (hashes[i - 1] as number);
+      hashes.push(hashBlockTokens(parent, seq.tokens, i * blockSize, (i + 1) * blockSize));
+    }
+  }
+
+  function blocksFor(tokens: number): number {
+    return Math.ceil(tokens / blockSize);
+  }
+
+  /** Grows seq's blocks to hold numComputed + numNew tokens; false if the pool is short. */
+  function allocateSlots(seq: Sequence, numNew: number, reused: readonly number[] = []): boolean {
+    const needed = blocksFor(seq.numComputed + numNew) - seq.blocks.length - reused.length;
+    const fresh = kv.allocate(Math.max(0, needed), reused);
+    if (!fresh) return false;
+    seq.blocks.push(...reused, ...fresh);
+    return true;
+  }
+
+  /** Registers newly full, computed blocks in the prefix cache and reports them. */
+  function commitFullBlocks(seq: Sequence): void {
+    const numFull = Math.floor(seq.numComputed / blockSize);
+    if (numFull <= seq.numCommittedBlocks) return;
+    ensureBlockHashes(seq, numFull);
+    const stored: number[] = [];
+    const firstNew = seq.numCommittedBlocks;
+    let firstStored = -1;
+    for (let i = firstNew; i < numFull; i++) {
+      const hash = seq.blockHashes[i] as number;
+      if (kv.cacheBlock(seq.blocks[i] as number, hash)) {
+        if (firstStored < 0) firstStored = i;
+        stored.push(hash);
+      } else if (stored.length > 0) {
+        emitStored(seq, firstStored, stored.splice(0));
+        firstStored = -1;
+      }
+    }
+    seq.numCommittedBlocks = numFull;
+    if (stored.length > 0) emitStored(seq, firstStored, stored);
+  }
+
+  function emitStored(seq: Sequence, firstBlock: number, hashes: number[]): void {
+    if (kv.events.listenerCount('stored') === 0) return;
+    kv.events.emit('stored', {
+      blockHashes: hashes,
+      parentBlockHash: firstBlock === 0 ? null : (seq.blockHashes[firstBlock - 1] as number),
+      tokenIds: seq.tokens.slice(firstBlock * blockSize, (firstBlock + hashes.length) * blockSize),
+      blockSize,
+    });
+  }
+
+  function releaseBlocks(seq: Sequence): void {
+    kv.free(seq.blocks);
+    seq.blocks = [];
+    seq.numComputed = 0;
+    seq.numCommittedBlocks = 0;
+  }
+
+  function remove<T>(list: T[], item: T): boolean {
+    const i = list.indexOf(item);
+    if (i < 0) return false;
+    list.splice(i, 1);
+    return true;
+  }
+
+  function finish(seq: Sequence, reason: FinishReason, nowMs: number): void {
+    if (seq.status === 'running') remove(running, seq);
+    else if (seq.status === 'waiting') remove(waiting, seq);
+    if (seq.blocks.length > 0) releaseBlocks(seq);
+    seq.status = 'done';
+    byId.delete(seq.request.requestId);
+    counters.requestsTotal++;
+    requestsByModel[seq.request.model] = (requestsByModel[seq.request.model] ?? 0) + 1;
+    requestsByFinishReason[reason]++;
+    const result: FinishedRequest = {
+      requestId: seq.request.requestId,
+      model: seq.request.model,
+      finishReason: reason,
+      promptTokens: seq.numPrompt,
+      outputTokens: seq.numGenerated,
+      cachedTokens: seq.cachedTokens ?? 0,
+      timings: { ...seq.timings, finishedMs: nowMs },
+    };
+    observer.onFinish?.(result);
+    seq.listener.onFinish(result);
+  }
+
+  function preemptNewest(): Sequence | undefined {
+    const victim = running.pop();
+    if (!victim) return undefined;
+    releaseBlocks(victim);
+    victim.status = 'waiting';
+    waiting.unshift(victim);
+    counters.numPreemptions++;
+    return victim;
+  }
+
+  function schedule(nowMs: number): ScheduledChunk[] {
+    const plan: ScheduledChunk[] = [];
+    let budget = maxNumBatchedTokens;
+    let preempted = false;
+
+    for (let i = 0; i < running.length && budget > 0; ) {
+      const seq = running[i] as Sequence;
+      const numNew = Math.min(seq.tokens.length - seq.numComputed, budget);
+      let scheduled = true;
+      while (!allocateSlots(seq, numNew)) {
+        const victim = preemptNewest();
+        preempted = true;
+        if (victim === seq || victim === undefined) {
+          scheduled = false;
+          break;
+        }
+      }
+      if (!scheduled) break;
+      plan.push({ seq, numTokens: numNew });
+      budget -= numNew;
+      i++;
+    }
+
+    while (!preempted && budget > 0 && waiting.length > 0 && running.length < maxNumSeqs) {
+      const seq = waiting[0] as Sequence;
+      // At least the last token is always computed, so at most numTokens - 1 come from cache.
+      const maxHitBlocks = Math.floor((seq.tokens.length - 1) / blockSize);
+      ensureBlockHashes(seq, maxHitBlocks);
+      const hitBlocks = kv.findPrefix(seq.blockHashes, maxHitBlocks);
+      const hitTokens = hitBlocks.length * blockSize;
+      const numNew = Math.min(seq.tokens.length - hitTokens, budget);
+      seq.numComputed = hitTokens;
+      if (!allocateSlots(seq, numNew, hitBlocks)) {
+        seq.numComputed = 0;
+        break;
+      }
+      seq.numCommittedBlocks = hitBlocks.length;
+      counters.prefixCacheQueries += seq.tokens.length;
+      counters.prefixCacheHits += hitTokens;
+      if (seq.cachedTokens === null) seq.cachedTokens = hitTokens;
+      if (seq.timings.scheduledMs === null) seq.timings.scheduledMs = nowMs;
+      waiting.shift();
+      seq.status = 'running';
+      running.push(seq);
+      plan.push({ seq, numTokens: numNew });
+      budget -= numNew;
+    }
+    return plan;
+  }
+
+  function stepDurationMs(plan: readonly ScheduledChunk[]): number {
+    let prefillTokens = 0;
+    let decodeSeqs = 0;
+    for (const { seq, numTokens } of plan) {
+      const isDecode = numTokens === 1 && seq.numGenerated > 0 && seq.numComputed === seq.tokens.length - 1;
+      if (isDecode) decodeSeqs++;
+      else prefillTokens += numTokens;
+    }
+    const ms = options.stepBaseMs + options.prefillMsPerToken * prefillTokens + options.decodeMsPerSeq * decodeSeqs;
+    return ms * options.timeScale;
+  }
+
+  function commit(plan: readonly ScheduledChunk[], nowMs: number): void {
+    counters.steps++;
+    let scheduledTokens = 0;
+    for (const { seq, numTokens } of plan) {
+      scheduledTokens += numTokens;
+      if (seq.status !== 'running') continue; // aborted while the step ran
+      seq.numComputed += numTokens;
+      commitFullBlocks(seq);
+      if (seq.numComputed < seq.tokens.length) continue; // prefill chunk, no token yet
+      const index = seq.numGenerated;
+      const tokenId = seq.request.outputTokenIds[index] as number;
+      seq.tokens.push(tokenId);
+      seq.numGenerated++;
+      counters.generationTokens++;
+      if (seq.timings.firstTokenMs === null) {
+        seq.timings.firstTokenMs = nowMs;
+        counters.promptTokens += seq.numPrompt;
+        observer.onFirstToken?.((nowMs - seq.timings.arrivalMs) / 1000);
+      } else if (seq.timings.lastTokenMs !== null) {
+        observer.onInterToken?.((nowMs - seq.timings.lastTokenMs) / 1000);
+      }
+      seq.timings.lastTokenMs = nowMs;
+      seq.listener.onToken(index, tokenId);
+      if (seq.numGenerated >= seq.request.outputTokenIds.length && seq.status === 'running') {
+        finish(seq, seq.request.finishReason, nowMs);
+      }
+    }
+    observer.onStep?.(scheduledTokens);
+  }
+
+  function runStep(): void {
+    stepTimer = null;
+    if (stopped) return;
+    const plan = schedule(lastDeadline);
+    if (plan.length === 0) return; // idle until the next request arrives
+    const deadline = lastDeadline + stepDurationMs(plan);
+    stepTimer = clock.after(deadline - clock.now(), () => {
+      lastDeadline = deadline;
+      // stepTimer stays set while committing, so requests added from listeners join the
+      // next step instead of starting a second step chain.
+      commit(plan, deadline);
+      runStep();
+    });
+  }
+
+  function abortAll(): void {
+    for (const seq of [...running, ...waiting]) {
+      if (seq.status !== 'done') finish(seq, 'abort', clock.now());
+    }
+  }
+
+  function kick(): void {
+    if (stepTimer !== null || stopped) return;
+    lastDeadline = clock.now();
+    // Start on a fresh tick so requests arriving together share the first step.
+    stepTimer = clock.after(0, runStep);
+  }
+
+  return {
+    options,
+    kvEvents: kv.events,
+    addRequest(request, listener) {
+      const numPrompt = request.promptTokenIds.length;
+      const numOutput = request.outputTokenIds.length;
+      if (stopped) throw new Error('engine is stopped');
+      if (byId.has(request.requestId)) throw new Error(`duplicate request id ${request.requestId}`);
+      if (numPrompt < 1) throw new RangeError('prompt must contain at least one token');
+      if (numOutput < 1) throw new RangeError('output must contain at least one token');
+      if (numPrompt + numOutput > maxModelLen) {
+        throw new RangeError(`prompt (${numPrompt}) + output (${numOutput}) exceeds max_model_len ${maxModelLen}`);
+      }
+      const seq: Sequence = {
+        request,
+        listener,
+        tokens: Array.from(request.promptTokenIds),
+        numPrompt,
+        numGenerated: 0,
+        numComputed: 0,
+        blocks: [],
+        blockHashes: [],
+        numCommittedBlocks: 0,
+        status: 'waiting',
+        cachedTokens: null,
+        timings: { arrivalMs: clock.now(), scheduledMs: null, firstTokenMs: null, lastTokenMs: null },
+      };
+      byId.set(request.requestId, seq);
+      waiting.push(seq);
+      kick();
+    },
+    abort(requestId) {
+      const seq = byId.get(requestId);
+      if (!seq || seq.status === 'done') return false;
+      finish(seq, 'abort', clock.now());
+      return true;
+    },
+    abortAll,
+    stats() {
+      return {
+        running: running.length,
+        waiting: waiting.length,
+        kvCacheUsage: kv.usage(),
+        ...counters,
+        requestsByModel: { ...requestsByModel },
+        requestsByFinishReason: { ...requestsByFinishReason },
+      };
+    },
+    stop() {
+      stopped = true;
+      abortAll();
+      if (stepTimer) stepTimer();
+      stepTimer = null;
+    },
+  };
+}

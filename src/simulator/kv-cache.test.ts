@@ -1,0 +1,48 @@
+import { describe, expect, it } from 'vitest';
+import { createKvCache } from './kv-cache.js';
+
+describe('kv cache block pool', () => {
+  it('hands out blocks, refuses when short, and counts usage by referenced blocks', () => {
+    const kv = createKvCache({ numBlocks: 8, blockSize: 4 });
+    const a = kv.allocate(5);
+    expect(a).toHaveLength(5);
+    expect(kv.usage()).toBeCloseTo(5 / 8);
+    expect(kv.allocate(4)).toBeNull();
+    expect(kv.numFreeBlocks()).toBe(3);
+    kv.free(a ?? []);
+    expect(kv.usage()).toBe(0);
+  });
+
+  it('keeps freed blocks findable until reallocated, evicting the least recently freed first', () => {
+    const kv = createKvCache({ numBlocks: 4, blockSize: 4 });
+    const removed: number[] = [];
+    kv.events.on('removed', (e) => removed.push(...e.blockHashes));
+    const blocks = kv.allocate(4) ?? [];
+    blocks.forEach((b, i) => expect(kv.cacheBlock(b, 100 + i)).toBe(true));
+    kv.free(blocks.slice(0, 2)); // sequence X: hashes 100, 101
+    kv.free(blocks.slice(2)); // sequence Y: hashes 102, 103
+    expect(kv.findPrefix([100, 101], 8)).toEqual(blocks.slice(0, 2));
+    // Within a sequence the tail is evicted first; X was freed before Y.
+    expect(kv.allocate(1)).toEqual([blocks[1]]);
+    expect(removed).toEqual([101]);
+    expect(kv.findPrefix([100, 101], 8)).toEqual([blocks[0]]);
+    expect(kv.isCached(102)).toBe(true);
+  });
+
+  it('reusing a cached free block takes it off the free queue and shares referenced ones', () => {
+    const kv = createKvCache({ numBlocks: 4, blockSize: 4 });
+    const [b0, b1] = kv.allocate(2) ?? [];
+    kv.cacheBlock(b0 as number, 7);
+    kv.free([b0 as number]);
+    // b0 is free but cached: reusing it costs one free block, plus one fresh.
+    const got = kv.allocate(1, [b0 as number]);
+    expect(got).toHaveLength(1);
+    expect(got).not.toContain(b0);
+    expect(kv.numFreeBlocks()).toBe(4 - 3);
+    // Sharing a block someone holds costs nothing.
+    expect(kv.allocate(0, [b0 as number])).toEqual([]);
+    kv.free([b0 as number, b0 as number, b1 as number, ...(got ?? [])]);
+    expect(kv.numFreeBlocks()).toBe(4);
+    expect(() => kv.free([b1 as number])).toThrow(/freed more often/);
+  });
+});

@@ -1,0 +1,171 @@
+/**
+ * HTTP front of the simulator: vLLM's OpenAI-compatible server routes over node:http, plus
+ * GET /_sim/stats for benchmarks that run simulators in other processes.
+ */
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { encodeChat } from './chat-template.js';
+import { createEngine, type EngineStats, type FinishReason } from './engine.js';
+import { resolveEngineOptions, type EngineOptions } from './engine-options.js';
+import { apiError, METHOD_NOT_ALLOWED_DETAIL, NOT_FOUND_DETAIL } from './errors.js';
+import { resolveModel, type ServingContext } from './generation.js';
+import { readJsonBody, sendEmpty, sendError, sendJson, sendText } from './http-io.js';
+import type { KvEvents } from './kv-cache.js';
+import { createMetrics } from './metrics.js';
+import { handleChatCompletion, handleCompletion } from './openai-handlers.js';
+import { parseDetokenizeRequest, parseTokenizeRequest } from './openai-requests.js';
+import { modelList } from './openai-responses.js';
+import { decode, encode } from './tokenizer.js';
+
+export const SIMULATED_VLLM_VERSION = '0.11.0-sim';
+
+export interface SimulatorOptions {
+  host?: string;
+  port?: number;
+  /** Served model names (vLLM --served-model-name); the first is the primary. */
+  models: string[];
+  engine?: Partial<EngineOptions>;
+}
+
+export interface SimulatorStats {
+  /** Finished plus aborted requests per served model name. */
+  requestsByModel: Record<string, number>;
+  requestsTotal: number;
+  requestsByFinishReason: Record<FinishReason, number>;
+  running: number;
+  waiting: number;
+  promptTokens: number;
+  prefixCacheQueries: number;
+  /** In tokens. */
+  prefixCacheHits: number;
+  generationTokens: number;
+  /** 0..1 */
+  kvCacheUsage: number;
+  numPreemptions: number;
+}
+
+export interface SimulatorHandle {
+  url: string;
+  port: number;
+  stats(): SimulatorStats;
+  /** KV cache block stored / removed events, shaped like vLLM's KV events. */
+  kvEvents: KvEvents;
+  /** Stops accepting, aborts in-flight work, resolves once every connection is closed. */
+  close(): Promise<void>;
+}
+
+type Route = (req: IncomingMessage, res: ServerResponse) => void | Promise<void>;
+
+export async function startSimulator(options: SimulatorOptions): Promise<SimulatorHandle> {
+  const models = [...options.models];
+  if (models.length === 0) throw new RangeError('at least one served model name is required');
+  if (models.some((m) => typeof m !== 'string' || m === '')) throw new RangeError('model names must be non-empty strings');
+  if (new Set(models).size !== models.length) throw new RangeError(`duplicate served model names: ${models.join(', ')}`);
+  const engineOptions = resolveEngineOptions(options.engine);
+  const metrics = createMetrics({ models, engine: engineOptions });
+  const engine = createEngine(engineOptions, { observer: metrics.observer });
+  const ctx: ServingContext = { engine, models, maxModelLen: engineOptions.maxModelLen, seed: engineOptions.seed };
+  let closing = false;
+
+  function stats(): SimulatorStats {
+    const s: EngineStats = engine.stats();
+    const requestsByModel: Record<string, number> = {};
+    for (const m of models) requestsByModel[m] = 0;
+    Object.assign(requestsByModel, s.requestsByModel);
+    return {
+      requestsByModel,
+      requestsTotal: s.requestsTotal,
+      requestsByFinishReason: s.requestsByFinishReason,
+      running: s.running,
+      waiting: s.waiting,
+      promptTokens: s.promptTokens,
+      prefixCacheQueries: s.prefixCacheQueries,
+      prefixCacheHits: s.prefixCacheHits,
+      generationTokens: s.generationTokens,
+      kvCacheUsage: s.kvCacheUsage,
+      numPreemptions: s.numPreemptions,
+    };
+  }
+
+  const routes: Record<string, Partial<Record<string, Route>>> = {
+    '/health': { GET: (_req, res) => sendEmpty(res, 200) },
+    '/ping': { GET: (_req, res) => sendEmpty(res, 200), POST: (_req, res) => sendEmpty(res, 200) },
+    '/version': { GET: (_req, res) => sendJson(res, 200, { version: SIMULATED_VLLM_VERSION }) },
+    '/v1/models': {
+      GET: (_req, res) => sendJson(res, 200, modelList(models, engineOptions.maxModelLen, Math.floor(Date.now() / 1000))),
+    },
+    '/metrics': {
+      GET: (_req, res) => sendText(res, 200, 'text/plain; version=0.0.4; charset=utf-8', metrics.render(engine.stats())),
+    },
+    '/_sim/stats': { GET: (_req, res) => sendJson(res, 200, stats()) },
+    '/v1/chat/completions': {
+      POST: async (req, res) => handleChatCompletion(ctx, req, res, await readJsonBody(req)),
+    },
+    '/v1/completions': {
+      POST: async (req, res) => handleCompletion(ctx, req, res, await readJsonBody(req)),
+    },
+    '/tokenize': {
+      POST: async (req, res) => {
+        const request = parseTokenizeRequest(await readJsonBody(req));
+        resolveModel(ctx, request.model);
+        const tokens = request.turns ? encodeChat(request.turns, request.addGenerationPrompt) : encode(request.prompt ?? '');
+        sendJson(res, 200, { count: tokens.length, max_model_len: engineOptions.maxModelLen, tokens, token_strs: null });
+      },
+    },
+    '/detokenize': {
+      POST: async (req, res) => {
+        const request = parseDetokenizeRequest(await readJsonBody(req));
+        resolveModel(ctx, request.model);
+        sendJson(res, 200, { prompt: decode(request.tokens) });
+      },
+    },
+  };
+
+  async function dispatch(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const path = (req.url ?? '/').split('?', 1)[0] ?? '/';
+    const methods = routes[path];
+    if (!methods) {
+      sendJson(res, 404, NOT_FOUND_DETAIL);
+      return;
+    }
+    const route = methods[req.method ?? 'GET'] ?? (req.method === 'HEAD' ? methods['GET'] : undefined);
+    if (!route) {
+      res.setHeader('allow', Object.keys(methods).join(', '));
+      sendJson(res, 405, METHOD_NOT_ALLOWED_DETAIL);
+      return;
+    }
+    if (closing) throw apiError('The server is shutting down.', 'ServiceUnavailableError', 503);
+    await route(req, res);
+  }
+
+  const server = createServer((req, res) => {
+    dispatch(req, res).catch((err: unknown) => sendError(res, err));
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ port: options.port ?? 0, host: options.host ?? '127.0.0.1' }, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const address = server.address() as AddressInfo;
+  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+
+  let closed: Promise<void> | null = null;
+  return {
+    url: `http://${host}:${address.port}`,
+    port: address.port,
+    stats,
+    kvEvents: engine.kvEvents,
+    close() {
+      closed ??= new Promise<void>((resolve) => {
+        closing = true;
+        server.close(() => resolve());
+        engine.stop();
+        server.closeAllConnections();
+      });
+      return closed;
+    },
+  };
+}
