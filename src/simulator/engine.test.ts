@@ -250,22 +250,32 @@ describe('options', () => {
   });
 });
 
-describe('real clock', () => {
-  it('keeps sub-millisecond steps on schedule by chaining absolute deadlines', async () => {
-    const engine = createEngine({ timeScale: 0.05 }); // decode step: 6.15 ms * 0.05 = 0.3075 ms
-    const start = performance.now();
-    const finished = new Promise<FinishedRequest>((resolve) =>
-      engine.addRequest(
-        { requestId: 'a', model: 'm', promptTokenIds: [1, 2, 3], outputTokenIds: new Array<number>(400).fill(5), finishReason: 'length' },
-        { onToken() {}, onFinish: resolve },
-      ),
+describe('timer granularity', () => {
+  it('keeps sub-millisecond steps on schedule by chaining absolute deadlines', () => {
+    // A clock whose timers behave like setTimeout: never sooner than 1 ms, whole milliseconds.
+    const virtual = createVirtualClock();
+    const coarse = {
+      now: () => virtual.now(),
+      after: (delayMs: number, fn: () => void) => virtual.after(delayMs <= 0 ? 0 : Math.max(1, Math.ceil(delayMs)), fn),
+    };
+    const engine = createEngine({ timeScale: 0.05 }, { clock: coarse }); // decode step: 6.15 ms * 0.05 = 0.3075 ms
+    let finishedAt = -1;
+    let result: FinishedRequest | undefined;
+    engine.addRequest(
+      { requestId: 'a', model: 'm', promptTokenIds: [1, 2, 3], outputTokenIds: new Array<number>(400).fill(5), finishReason: 'length' },
+      {
+        onToken() {},
+        onFinish(r) {
+          result = r;
+          finishedAt = virtual.now();
+        },
+      },
     );
-    const result = await finished;
-    const elapsed = performance.now() - start;
+    virtual.runUntilIdle(10_000);
     // 400 steps of ~0.31 ms is ~123 ms; one timer per step (>= 1 ms each) would take 400 ms or more.
-    expect(result.outputTokens).toBe(400);
-    expect(elapsed).toBeGreaterThan(110);
-    expect(elapsed).toBeLessThan(300);
+    expect(result?.outputTokens).toBe(400);
+    expect(finishedAt).toBeGreaterThan(115);
+    expect(finishedAt).toBeLessThan(135);
     engine.stop();
   });
 });

@@ -44,14 +44,12 @@ describe('tokenizer', () => {
     ]);
   });
 
-  it('tokenizes a 100k-token prompt in well under 100 ms', () => {
+  it('tokenizes a 100k-token prompt', () => {
+    // Its speed is measured by the overhead benchmark, not here.
     const text = ENGLISH.repeat(Math.ceil(450_000 / ENGLISH.length));
-    encode(text.slice(0, 10_000)); // warm up
-    const start = performance.now();
     const ids = encode(text);
-    const elapsed = performance.now() - start;
     expect(ids.length).toBeGreaterThan(100_000);
-    expect(elapsed).toBeLessThan(100);
+    expect(ids.every((id) => Number.isInteger(id) && id >= 0)).toBe(true);
   });
 });
 

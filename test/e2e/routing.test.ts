@@ -22,7 +22,7 @@ async function post(path: string, body: unknown, headers: Record<string, string>
 }
 
 beforeAll(async () => {
-  stack = await startStack({ backends: [{ models: ['llama-8b'] }, { models: ['llama-8b'] }, { models: ['qwen-7b'] }] });
+  stack = await startStack({ backends: [{ models: ['llama-8b'], aliases: ['llama-direct'] }, { models: ['llama-8b'] }, { models: ['qwen-7b'] }] });
   client = new OpenAI({ baseURL: `${stack.envoy.url}/v1`, apiKey: 'unused', maxRetries: 0, timeout: 20_000 });
 });
 afterAll(async () => {
@@ -157,21 +157,28 @@ describe('one endpoint in front of many vLLM servers', () => {
 describe('least-loaded routing', () => {
   it('sends new work away from a server that is busy with work it got elsewhere', async () => {
     const [busy, idle] = LLAMA.map((i) => stack.sims[i]!);
-    // Load one llama server directly, bypassing the router: only its /metrics tell.
+    // Load one llama server directly, under a name the router does not know, bypassing the
+    // router: only its /metrics tell.
+    const abort = new AbortController();
     const hog = Array.from({ length: 10 }, () =>
       fetch(`${busy!.url}/v1/completions`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ model: 'llama-8b', prompt: 'long job', max_tokens: 400, ignore_eos: true }),
-      }).then((r) => r.text()),
+        body: JSON.stringify({ model: 'llama-direct', prompt: 'long job', max_tokens: 4000, ignore_eos: true }),
+        signal: abort.signal,
+      }).then((r) => r.text(), () => ''),
     );
-    await waitFor(() => busy!.stats().running + busy!.stats().waiting >= 10, 5000, 'the busy server to be loaded');
-    await waitFor(() => (stack.router.fleet.backends().find((b) => b.url === busy!.url)?.metrics?.running ?? 0) > 0, 5000, 'a scrape');
-    const before = [busy!.stats().requestsTotal, idle!.stats().requestsTotal];
-    for (let i = 0; i < 10; i++) await client.completions.create({ model: 'llama-8b', prompt: `short ${i}`, max_tokens: 2 });
-    const routed = [busy!.stats().requestsTotal - before[0]!, idle!.stats().requestsTotal - before[1]!];
-    expect(routed).toEqual([0, 10]);
-    await Promise.all(hog);
+    try {
+      await waitFor(() => busy!.stats().running + busy!.stats().waiting >= 10, 5000, 'the busy server to be loaded');
+      await waitFor(() => (stack.router.fleet.backends().find((b) => b.url === busy!.url)?.metrics?.running ?? 0) >= 10, 5000, 'a scrape');
+      const before = [servedBy(busy!, 'llama-8b'), servedBy(idle!, 'llama-8b')];
+      for (let i = 0; i < 10; i++) await client.completions.create({ model: 'llama-8b', prompt: `short ${i}`, max_tokens: 2 });
+      const routed = [servedBy(busy!, 'llama-8b') - before[0]!, servedBy(idle!, 'llama-8b') - before[1]!];
+      expect(routed).toEqual([0, 10]);
+    } finally {
+      abort.abort();
+      await Promise.all(hog);
+    }
   });
 
   it('spreads a burst of concurrent requests instead of piling them on one server', async () => {

@@ -13,6 +13,8 @@ import { startEnvoy, type EnvoyHandle, type StartEnvoyOptions } from '../../src/
 
 export interface BackendSpec {
   models: string[];
+  /** Further names the server answers to that the router is not told about (for direct load). */
+  aliases?: string[];
   /** Whether the router config lists the models (true) or discovers them from /v1/models. */
   declareModels?: boolean;
   engine?: Partial<EngineOptions>;
@@ -64,7 +66,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
   let stopWatcher = () => {};
   try {
     for (const spec of options.backends) {
-      sims.push(await startSimulator({ models: spec.models, engine: { ...FAST_ENGINE, ...options.defaultEngine, ...spec.engine } }));
+      sims.push(await startSimulator({ models: [...spec.models, ...(spec.aliases ?? [])], engine: { ...FAST_ENGINE, ...options.defaultEngine, ...spec.engine } }));
     }
     const raw = {
       grpc: { host: '127.0.0.1', port: 0 },
