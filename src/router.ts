@@ -9,7 +9,8 @@ import { createFleet, type Fleet } from './fleet/fleet.js';
 import { AggregatedDiscoveryServiceService } from './gen/envoy/service/discovery/v3/ads.js';
 import { ExternalProcessorService } from './gen/envoy/service/ext_proc/v3/external_processor.js';
 import type { Logger } from './log.js';
-import { schedulerFromConfig } from './scheduling/default-scheduler.js';
+import { createPrefixIndex } from './scheduling/prefix/prefix-index.js';
+import { schedulerFromConfig } from './scheduling/registry.js';
 import { createAdsHandler } from './xds/ads-server.js';
 import { buildResources } from './xds/resources.js';
 import { createSnapshotCache } from './xds/snapshot-cache.js';
@@ -30,7 +31,9 @@ export interface Router {
 /** Builds the control plane from a config and starts its gRPC and admin servers. */
 export async function startRouter(initial: RouterConfig, logger: Logger): Promise<Router> {
   let config = initial;
-  let scheduler = schedulerFromConfig(config);
+  const p = config.scheduler.prefix;
+  const prefixIndex = createPrefixIndex(Math.ceil((p.defaultCapacityTokens * p.charsPerToken) / p.blockChars));
+  let scheduler = schedulerFromConfig(config, prefixIndex);
   const fleet = createFleet({ config, logger });
   const metrics = createRouterMetrics(fleet);
   const cache = createSnapshotCache();
@@ -39,13 +42,14 @@ export async function startRouter(initial: RouterConfig, logger: Logger): Promis
     if (changed.length > 0) logger.debug('xds snapshot', { changed: changed.map((t) => t.split('.').pop()) });
   };
   fleet.onChange(publish);
+  fleet.onChange(() => prefixIndex.retain(new Set(fleet.backends().map((b) => b.id))));
 
   const grpcServer = new grpc.Server({
     'grpc.max_receive_message_length': 64 * 1024 * 1024,
     'grpc.keepalive_permit_without_calls': 1,
   });
   grpcServer.addService(ExternalProcessorService, {
-    process: createProcessor({ fleet, scheduler: () => scheduler, metrics, logger, version: VERSION }),
+    process: createProcessor({ fleet, scheduler: () => scheduler, config: () => config, metrics, logger, version: VERSION }),
   });
   grpcServer.addService(AggregatedDiscoveryServiceService, {
     streamAggregatedResources: createAdsHandler(cache, logger),
@@ -65,7 +69,7 @@ export async function startRouter(initial: RouterConfig, logger: Logger): Promis
       port: config.admin.port,
       fleet,
       metrics,
-      loadWeights: () => config.routing,
+      loadWeights: () => config.scheduler.load,
     });
   } catch (err) {
     grpcServer.forceShutdown();
@@ -85,7 +89,7 @@ export async function startRouter(initial: RouterConfig, logger: Logger): Promis
       if (next.grpc.port !== config.grpc.port || next.grpc.host !== config.grpc.host || next.admin.port !== config.admin.port || next.admin.host !== config.admin.host) {
         logger.warn('listener addresses changed in the config; they take effect on restart');
       }
-      const nextScheduler = schedulerFromConfig(next);
+      const nextScheduler = schedulerFromConfig(next, prefixIndex);
       config = next;
       scheduler = nextScheduler;
       fleet.apply(next);

@@ -50,17 +50,75 @@ const scraping = z
   .strict()
   .default({ intervalMs: 200, timeoutMs: 1_000, staleAfterMs: 2_000, unhealthyAfterFailures: 3, modelsRefreshMs: 10_000 });
 
-const routing = z
+export const SCORER_NAMES = [
+  'first-token-cost',
+  'prefix-match',
+  'least-load',
+  'queue',
+  'running',
+  'kv-cache',
+  'inflight',
+  'session-affinity',
+] as const;
+
+const scheduler = z
   .object({
     /** Next-best backends named after the primary, for Envoy's retries. */
     fallbacks: z.number().int().min(0).max(16).default(2),
-    /** Weight of queued requests relative to running ones in the load estimate. */
-    waitingWeight: z.number().min(0).max(100).default(1),
-    /** Weight of KV-cache usage (0..1) in the load estimate, in units of capacity. */
-    kvCacheWeight: z.number().min(0).max(100).default(0.5),
+    /** Scorers and their weights; each score is clamped to [0, 1] before weighting. */
+    scorers: z
+      .array(z.object({ name: z.enum(SCORER_NAMES), weight: z.number().min(0).max(1000).default(1) }).strict())
+      .min(1)
+      .default([{ name: 'first-token-cost', weight: 1 }])
+      .refine((list) => new Set(list.map((s) => s.name)).size === list.length, 'lists a scorer twice'),
+    /** max-score: best weighted score, random among ties. random: ignore scores (a baseline). */
+    picker: z.enum(['max-score', 'random']).default('max-score'),
+    /** How prompts are cut into blocks for cache-affinity estimates. */
+    prefix: z
+      .object({
+        blockChars: z.number().int().min(8).max(4096).default(64),
+        charsPerToken: z.number().min(1).max(16).default(4),
+        blockTokens: z.number().int().min(1).max(1024).default(16),
+        /** Cache size assumed for a backend until its vllm:cache_config_info is scraped. */
+        defaultCapacityTokens: z.number().int().min(1024).default(262_144),
+      })
+      .strict()
+      .default({ blockChars: 64, charsPerToken: 4, blockTokens: 16, defaultCapacityTokens: 262_144 }),
+    /** first-token-cost: the trade between cache affinity and load, in prefill tokens. */
+    cost: z
+      .object({
+        queuedRequestTokens: z.number().min(0).default(512),
+        runningRequestTokens: z.number().min(0).default(4),
+      })
+      .strict()
+      .default({ queuedRequestTokens: 512, runningRequestTokens: 4 }),
+    /** least-load: (running + waitingWeight*waiting) / capacity + kvCacheWeight * kv use. */
+    load: z
+      .object({
+        waitingWeight: z.number().min(0).max(100).default(1),
+        kvCacheWeight: z.number().min(0).max(100).default(0.5),
+      })
+      .strict()
+      .default({ waitingWeight: 1, kvCacheWeight: 0.5 }),
+    /** session-affinity: where the session key comes from. */
+    session: z
+      .object({
+        header: z.string().regex(/^[a-z0-9-]+$/, 'must be a lower-case header name').optional(),
+        useUserField: z.boolean().default(true),
+      })
+      .strict()
+      .default({ useUserField: true }),
   })
   .strict()
-  .default({ fallbacks: 2, waitingWeight: 1, kvCacheWeight: 0.5 });
+  .default({
+    fallbacks: 2,
+    scorers: [{ name: 'first-token-cost', weight: 1 }],
+    picker: 'max-score',
+    prefix: { blockChars: 64, charsPerToken: 4, blockTokens: 16, defaultCapacityTokens: 262_144 },
+    cost: { queuedRequestTokens: 512, runningRequestTokens: 4 },
+    load: { waitingWeight: 1, kvCacheWeight: 0.5 },
+    session: { useUserField: true },
+  });
 
 const upstream = z
   .object({
@@ -73,6 +131,8 @@ const upstream = z
     /** Consecutive connect failures or 502/503/504 before Envoy ejects a backend for a while. */
     ejectAfterGatewayFailures: z.number().int().min(1).max(100).default(3),
     ejectionTimeMs: z.number().int().min(100).max(3_600_000).default(5_000),
+    /** Envoy's own balancing inside a model's cluster when the router names no backend. */
+    fallbackPolicy: z.enum(['least_request', 'round_robin']).default('least_request'),
   })
   .strict()
   .default({
@@ -82,6 +142,7 @@ const upstream = z
     healthCheckTimeoutMs: 1_000,
     ejectAfterGatewayFailures: 3,
     ejectionTimeMs: 5_000,
+    fallbackPolicy: 'least_request',
   });
 
 export const routerConfigSchema = z
@@ -92,7 +153,7 @@ export const routerConfigSchema = z
     admin: listenAddress(9190),
     backends: z.array(backend).default([]),
     scraping,
-    routing,
+    scheduler,
     /** How Envoy treats the backends: served to it over xDS with each model's cluster. */
     upstream,
   })

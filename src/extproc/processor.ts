@@ -2,6 +2,7 @@ import type { ServerDuplexStream } from '@grpc/grpc-js';
 import type { Backend } from '../fleet/backend.js';
 import type { Fleet } from '../fleet/fleet.js';
 import type { RouterMetrics } from '../admin/metrics.js';
+import type { RouterConfig } from '../config/schema.js';
 import type { HeaderMap } from '../gen/envoy/config/core/v3/base.js';
 import type { ProcessingRequest, ProcessingResponse } from '../gen/envoy/service/ext_proc/v3/external_processor.js';
 import type { Logger } from '../log.js';
@@ -28,6 +29,7 @@ export interface ProcessorDeps {
   fleet: Fleet;
   /** Read per request: a config reload may replace the scheduler. */
   scheduler: () => Scheduler;
+  config: () => RouterConfig;
   metrics: RouterMetrics;
   logger: Logger;
   version: string;
@@ -44,12 +46,14 @@ interface RequestHeaders {
   path: string;
   contentType: string | undefined;
   contentEncoding: string | undefined;
+  session: string | undefined;
 }
 
-function readHeaders(map: HeaderMap | undefined): RequestHeaders {
-  const out: RequestHeaders = { method: 'GET', path: '/', contentType: undefined, contentEncoding: undefined };
+function readHeaders(map: HeaderMap | undefined, sessionHeader?: string): RequestHeaders {
+  const out: RequestHeaders = { method: 'GET', path: '/', contentType: undefined, contentEncoding: undefined, session: undefined };
   for (const h of map?.headers ?? []) {
     const value = h.rawValue.length > 0 ? h.rawValue.toString('utf8') : h.value;
+    if (h.key === sessionHeader) out.session = value;
     switch (h.key) {
       case ':method':
         out.method = value;
@@ -91,6 +95,9 @@ export function createProcessor(deps: ProcessorDeps) {
       return { response: errorResponse(parsed.error) };
     }
     const { request } = parsed;
+    const session = deps.config().scheduler.session;
+    const sessionKey = headers.session ?? (session.useUserField ? request.user : undefined);
+    if (sessionKey !== undefined) request.sessionKey = sessionKey;
     const decision = deps.scheduler().schedule(request, fleet.servingModel(request.model));
     if (decision.kind === 'reject') {
       metrics.rejections.inc({ code: decision.code, status: String(decision.status) });
@@ -137,7 +144,7 @@ export function createProcessor(deps: ProcessorDeps) {
         const r = message.request;
         switch (r?.$case) {
           case 'requestHeaders': {
-            headers = readHeaders(r.value.headers);
+            headers = readHeaders(r.value.headers, deps.config().scheduler.session.header);
             if (r.value.endOfStream) {
               const local = answerLocally(headers.method, headers.path, fleet, deps.version);
               if (local) {

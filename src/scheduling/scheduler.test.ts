@@ -2,7 +2,8 @@ import { describe, expect, it } from 'vitest';
 import type { BackendView } from '../fleet/backend.js';
 import type { VllmLoad } from '../fleet/vllm-metrics.js';
 import { parseConfig } from '../config/load.js';
-import { schedulerFromConfig } from './default-scheduler.js';
+import { createPrefixIndex } from './prefix/prefix-index.js';
+import { schedulerFromConfig } from './registry.js';
 import { estimateLoad } from './load.js';
 import type { SchedulingRequest } from './types.js';
 
@@ -32,9 +33,11 @@ function backend(id: string, over: Partial<BackendView> = {}): BackendView {
 }
 
 const request: SchedulingRequest = { model: 'llama', stream: false, prompt: { kind: 'text', text: 'hi' } };
-const scheduler = schedulerFromConfig(parseConfig({}), () => 0.5);
+const leastLoad = (extra: Record<string, unknown> = {}, random: () => number = () => 0.5) =>
+  schedulerFromConfig(parseConfig({ scheduler: { scorers: [{ name: 'least-load' }], ...extra } }), createPrefixIndex(1000), random);
+const scheduler = leastLoad();
 
-describe('scheduler', () => {
+describe('least-load scheduler', () => {
   it('routes to the least loaded backend and lists the others as fallbacks, best first', () => {
     const a = backend('a', { metrics: metrics(8, 2) });
     const b = backend('b', { metrics: metrics(1, 0) });
@@ -43,7 +46,7 @@ describe('scheduler', () => {
     expect(decision.kind).toBe('route');
     if (decision.kind !== 'route') return;
     expect(decision.primary.id).toBe('b');
-    expect(decision.fallbacks.map((f) => f.id)).toEqual(['c', 'a']);
+    expect(decision.fallbacks.map((f: BackendView) => f.id)).toEqual(['c', 'a']);
   });
 
   it('counts requests routed since the last scrape', () => {
@@ -77,7 +80,7 @@ describe('scheduler', () => {
   it('spreads ties instead of always choosing the first backend', () => {
     let seed = 1;
     const random = () => ((seed = (seed * 16807) % 2147483647) / 2147483647);
-    const spread = schedulerFromConfig(parseConfig({ routing: { fallbacks: 0 } }), random);
+    const spread = leastLoad({ fallbacks: 0 }, random);
     const fleet = [backend('a'), backend('b'), backend('c')];
     const counts = new Map<string, number>();
     for (let i = 0; i < 300; i++) {

@@ -12,14 +12,27 @@ export interface SchedulingRequest {
   model: string;
   stream: boolean;
   prompt: PromptSource;
-  /** OpenAI `user` field, for optional session affinity. */
+  /** OpenAI `user` field. */
   user?: string;
+  /** Session identity for sticky routing (a configured header, or `user`), if any. */
+  sessionKey?: string;
 }
 
 /** Removes backends that must not receive the request. Returns a subset of its input. */
 export interface Filter {
   readonly name: string;
   filter(request: SchedulingRequest, backends: readonly BackendView[]): readonly BackendView[];
+}
+
+/** What scorers see for one request: computed once, shared by every scorer. */
+export interface ScoringInput {
+  readonly request: SchedulingRequest;
+  /** The backends that passed the filters. */
+  readonly backends: readonly BackendView[];
+  /** Estimated prompt length in tokens. */
+  promptTokens(): number;
+  /** Per backend (same order), estimated prompt tokens already in its KV cache. */
+  cachedTokens(): Float64Array;
 }
 
 /**
@@ -29,7 +42,9 @@ export interface Filter {
  */
 export interface Scorer {
   readonly name: string;
-  score(request: SchedulingRequest, backends: readonly BackendView[]): ArrayLike<number>;
+  score(input: ScoringInput): ArrayLike<number>;
+  /** Told which backend got the request, for scorers that learn (affinity, averages). */
+  picked?(input: ScoringInput, backend: BackendView): void;
 }
 
 export interface ScoredBackend {

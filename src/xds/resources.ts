@@ -11,6 +11,7 @@ import { RetryPolicy, Route } from '../gen/envoy/config/route/v3/route_component
 type RouteInit = Parameters<typeof Route.fromPartial>[0];
 type RetryPolicyInit = Parameters<typeof RetryPolicy.fromPartial>[0];
 import { LeastRequest } from '../gen/envoy/extensions/load_balancing_policies/least_request/v3/least_request.js';
+import { RoundRobin } from '../gen/envoy/extensions/load_balancing_policies/round_robin/v3/round_robin.js';
 import { OverrideHost } from '../gen/envoy/extensions/load_balancing_policies/override_host/v3/override_host.js';
 import { HttpProtocolOptions } from '../gen/envoy/extensions/upstreams/http/v3/http_protocol_options.js';
 import type { Any } from '../gen/google/protobuf/any.js';
@@ -76,20 +77,7 @@ function modelCluster(model: string, config: RouterConfig): Cluster {
               overrideHostSources: [
                 { header: '', metadata: { key: LB_METADATA_NAMESPACE, path: [{ segment: { $case: 'key', value: DESTINATION_HEADER } }] } },
               ],
-              fallbackPolicy: {
-                policies: [
-                  {
-                    typedExtensionConfig: {
-                      name: 'envoy.load_balancing_policies.least_request',
-                      typedConfig: pack(
-                        'envoy.extensions.load_balancing_policies.least_request.v3.LeastRequest',
-                        LeastRequest,
-                        LeastRequest.fromPartial({ choiceCount: 2 }),
-                      ),
-                    },
-                  },
-                ],
-              },
+              fallbackPolicy: { policies: [{ typedExtensionConfig: fallbackPolicy(upstream.fallbackPolicy) }] },
             }),
           },
         },
@@ -126,6 +114,19 @@ function modelCluster(model: string, config: RouterConfig): Cluster {
       ),
     },
   });
+}
+
+function fallbackPolicy(name: RouterConfig['upstream']['fallbackPolicy']) {
+  if (name === 'round_robin') {
+    return {
+      name: 'envoy.load_balancing_policies.round_robin',
+      typedConfig: pack('envoy.extensions.load_balancing_policies.round_robin.v3.RoundRobin', RoundRobin, RoundRobin.fromPartial({})),
+    };
+  }
+  return {
+    name: 'envoy.load_balancing_policies.least_request',
+    typedConfig: pack('envoy.extensions.load_balancing_policies.least_request.v3.LeastRequest', LeastRequest, LeastRequest.fromPartial({ choiceCount: 2 })),
+  };
 }
 
 function endpointsFor(model: string, backends: readonly Backend[]): ClusterLoadAssignment {

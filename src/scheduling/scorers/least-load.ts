@@ -1,16 +1,8 @@
 import { estimateLoad, type LoadWeights } from '../load.js';
 import type { Scorer } from '../types.js';
+import { lowerIsBetter } from './normalize.js';
 
-/** Scores the least loaded backend 1 and the most loaded 0, linearly between. */
+/** Least estimated load (see estimateLoad): the predecessor's formula with our own accounting. */
 export function createLeastLoadScorer(weights: LoadWeights): Scorer {
-  return {
-    name: 'least-load',
-    score(_request, backends) {
-      const loads = backends.map((b) => estimateLoad(b, weights));
-      const min = Math.min(...loads);
-      const max = Math.max(...loads);
-      const range = max - min;
-      return loads.map((load) => (range > 0 ? (max - load) / range : 1));
-    },
-  };
+  return { name: 'least-load', score: ({ backends }) => lowerIsBetter(backends.map((b) => estimateLoad(b, weights))) };
 }

@@ -1,0 +1,117 @@
+import { describe, expect, it } from 'vitest';
+import { parseConfig } from '../config/load.js';
+import type { BackendView } from '../fleet/backend.js';
+import type { VllmLoad } from '../fleet/vllm-metrics.js';
+import { createPrefixIndex } from './prefix/prefix-index.js';
+import { schedulerFromConfig } from './registry.js';
+import type { SchedulingRequest } from './types.js';
+
+const metrics = (running: number, waiting: number): VllmLoad => ({
+  running,
+  waiting,
+  kvCacheUsage: 0,
+  prefixCacheQueries: undefined,
+  prefixCacheHits: undefined,
+  blockSize: 16,
+  numGpuBlocks: 100_000,
+  modelNames: [],
+});
+
+type Mutable = { -readonly [K in keyof BackendView]: BackendView[K] };
+const backend = (id: string, over: Partial<BackendView> = {}): Mutable => ({
+  id,
+  endpoint: `10.0.0.${id.charCodeAt(0)}:8000`,
+  models: ['m'],
+  health: 'healthy',
+  capacity: 8,
+  metrics: metrics(0, 0),
+  inflight: 0,
+  unseenDispatches: 0,
+  ...over,
+});
+
+const SYSTEM = 'You are a meticulous assistant. '.repeat(250); // ~2000 tokens
+const chat = (system: string, question: string): SchedulingRequest => ({
+  model: 'm',
+  stream: true,
+  prompt: { kind: 'messages', messages: [{ role: 'system', content: system }, { role: 'user', content: question }] },
+});
+
+let seed = 7;
+const random = () => ((seed = (seed * 16807) % 2147483647) / 2147483647);
+const ours = (extra: Record<string, unknown> = {}) => schedulerFromConfig(parseConfig({ scheduler: extra }), createPrefixIndex(1_000_000), random);
+
+function route(s: ReturnType<typeof ours>, request: SchedulingRequest, fleet: BackendView[]) {
+  const d = s.schedule(request, fleet);
+  if (d.kind !== 'route') throw new Error(d.message);
+  return d.primary as Mutable;
+}
+
+describe('first-token-cost scheduler (the default)', () => {
+  it('sends a prompt back to the backend that holds its prefix', () => {
+    const s = ours();
+    const fleet = [backend('a'), backend('b'), backend('c')];
+    const first = route(s, chat(SYSTEM, 'question one'), fleet);
+    for (let i = 0; i < 5; i++) expect(route(s, chat(SYSTEM, `question ${i + 2}`), fleet).id).toBe(first.id);
+  });
+
+  it('leaves the cached backend once queueing there costs more than prefilling elsewhere', () => {
+    const s = ours();
+    const a = backend('a');
+    const b = backend('b');
+    expect(route(s, chat(SYSTEM, 'warm up'), [a, b]).id).toMatch(/a|b/);
+    const holder = route(s, chat(SYSTEM, 'again'), [a, b]);
+    const other = holder === a ? b : a;
+    holder.metrics = metrics(6, 0); // busy but with free slots: the cache still wins
+    expect(route(s, chat(SYSTEM, 'and now'), [a, b]).id).toBe(holder.id);
+    holder.metrics = metrics(8, 2); // full and queueing: prefilling elsewhere is cheaper
+    expect(route(s, chat(SYSTEM, 'now what'), [a, b]).id).toBe(other.id);
+  });
+
+  it('does not let one shared system prompt drag all traffic onto one server', () => {
+    // A closed loop: each routed request occupies its backend until 4 later requests have been routed.
+    const s = ours();
+    const fleet = [backend('a'), backend('b'), backend('c'), backend('d')];
+    const active: Mutable[] = [];
+    const served = new Map<string, number>();
+    for (let i = 0; i < 400; i++) {
+      const b = route(s, chat(SYSTEM, `user ${i} asks something different`), fleet);
+      served.set(b.id, (served.get(b.id) ?? 0) + 1);
+      b.inflight++;
+      active.push(b);
+      if (active.length > 28) active.shift()!.inflight--;
+    }
+    const counts = [...served.values()];
+    // 28 concurrent requests do not fit in one server's 8 slots: the prompt must be replicated...
+    expect(counts.length).toBeGreaterThanOrEqual(3);
+    expect(Math.max(...counts)).toBeLessThan(400 * 0.5);
+  });
+
+  it('balances prompts with no shared prefix by load', () => {
+    const s = ours();
+    const a = backend('a', { metrics: metrics(6, 0) });
+    const b = backend('b', { metrics: metrics(1, 0) });
+    const c = backend('c', { metrics: metrics(3, 0) });
+    expect(route(s, { model: 'm', stream: false, prompt: { kind: 'text', text: `unique ${Math.random()}` } }, [a, b, c]).id).toBe('b');
+  });
+
+  it('counts requests routed since the last scrape, so a burst spreads', () => {
+    const s = ours();
+    const fleet = [backend('a'), backend('b')];
+    for (let i = 0; i < 16; i++) {
+      const b = route(s, { model: 'm', stream: false, prompt: { kind: 'text', text: `distinct prompt number ${i} `.repeat(20) } }, fleet);
+      b.unseenDispatches++;
+      b.inflight++;
+    }
+    expect(fleet.map((b) => b.inflight)).toEqual([8, 8]);
+  });
+
+  it('keeps a session on its backend when session affinity is weighted in', () => {
+    const s = ours({ scorers: [{ name: 'first-token-cost', weight: 1 }, { name: 'session-affinity', weight: 2 }] });
+    const fleet = [backend('a'), backend('b'), backend('c')];
+    const request = (text: string): SchedulingRequest => ({ model: 'm', stream: false, prompt: { kind: 'text', text }, sessionKey: 'user-42' });
+    const first = route(s, request('completely unrelated prompt one'), fleet);
+    first.metrics = metrics(3, 0); // somewhat busier, still the session's home
+    for (const text of ['another topic', 'a third, different prompt']) expect(route(s, request(text), fleet).id).toBe(first.id);
+  });
+});

@@ -1,0 +1,70 @@
+/**
+ * Which prompt blocks each backend most likely still holds in its KV cache: one LRU of block
+ * hashes per backend, bounded by that backend's cache size. A prompt's blocks are touched
+ * last-to-first, so a prompt's first blocks are the most recent and eviction takes the tail of
+ * a prefix before its head, as vLLM's free-block queue does. That keeps "holds block i" implying
+ * "holds every block before i", which lets a lookup binary-search the longest cached prefix.
+ */
+export interface PrefixIndex {
+  /** Leading blocks of `hashes` that `backend` holds. */
+  match(backend: string, hashes: Float64Array): number;
+  /** Records that `backend` now holds these blocks. */
+  record(backend: string, hashes: Float64Array): void;
+  /** Sets a backend's capacity in blocks, evicting if it shrank. */
+  setCapacity(backend: string, blocks: number): void;
+  /** Forgets backends not in `keep`. */
+  retain(keep: ReadonlySet<string>): void;
+  size(backend: string): number;
+}
+
+export function createPrefixIndex(defaultCapacityBlocks: number): PrefixIndex {
+  const lrus = new Map<string, { blocks: Map<number, true>; capacity: number }>();
+
+  const lruOf = (backend: string) => {
+    let lru = lrus.get(backend);
+    if (!lru) lrus.set(backend, (lru = { blocks: new Map(), capacity: defaultCapacityBlocks }));
+    return lru;
+  };
+
+  const evict = (lru: { blocks: Map<number, true>; capacity: number }) => {
+    const iterator = lru.blocks.keys();
+    while (lru.blocks.size > lru.capacity) lru.blocks.delete(iterator.next().value!);
+  };
+
+  return {
+    match(backend, hashes) {
+      const lru = lrus.get(backend);
+      if (!lru || hashes.length === 0 || !lru.blocks.has(hashes[0]!)) return 0;
+      let lo = 1; // hashes[0..lo) held
+      let hi = hashes.length; // hashes[hi..] not known to be held
+      if (lru.blocks.has(hashes[hi - 1]!)) return hi;
+      hi--;
+      while (lo < hi) {
+        const mid = (lo + hi) >>> 1;
+        if (lru.blocks.has(hashes[mid]!)) lo = mid + 1;
+        else hi = mid;
+      }
+      return lo;
+    },
+    record(backend, hashes) {
+      if (hashes.length === 0) return;
+      const lru = lruOf(backend);
+      const blocks = lru.blocks;
+      for (let i = hashes.length - 1; i >= 0; i--) {
+        const h = hashes[i]!;
+        blocks.delete(h);
+        blocks.set(h, true);
+      }
+      evict(lru);
+    },
+    setCapacity(backend, capacity) {
+      const lru = lruOf(backend);
+      lru.capacity = Math.max(1, Math.floor(capacity));
+      evict(lru);
+    },
+    retain(keep) {
+      for (const id of lrus.keys()) if (!keep.has(id)) lrus.delete(id);
+    },
+    size: (backend) => lrus.get(backend)?.blocks.size ?? 0,
+  };
+}

@@ -1,0 +1,39 @@
+import type { RouterConfig } from '../config/schema.js';
+import { routableFilter } from './filters/routable.js';
+import { createMaxScorePicker } from './pickers/max-score.js';
+import { createRandomPicker } from './pickers/random.js';
+import type { PrefixIndex } from './prefix/prefix-index.js';
+import { createScheduler, type Scheduler } from './scheduler.js';
+import { createFirstTokenCostScorer } from './scorers/first-token-cost.js';
+import { createLeastLoadScorer } from './scorers/least-load.js';
+import { inflightScorer, kvCacheScorer, prefixMatchScorer, queueScorer, runningScorer } from './scorers/load-signals.js';
+import { createSessionAffinityScorer } from './scorers/session-affinity.js';
+import type { Scorer } from './types.js';
+
+type SchedulerConfig = RouterConfig['scheduler'];
+type ScorerName = SchedulerConfig['scorers'][number]['name'];
+
+/** Every scorer a config may name, built from the scheduler's settings. */
+const SCORERS: Record<ScorerName, (config: SchedulerConfig) => Scorer> = {
+  'first-token-cost': (c) => createFirstTokenCostScorer(c.cost),
+  'prefix-match': () => prefixMatchScorer,
+  'least-load': (c) => createLeastLoadScorer(c.load),
+  queue: () => queueScorer,
+  running: () => runningScorer,
+  'kv-cache': () => kvCacheScorer,
+  inflight: () => inflightScorer,
+  'session-affinity': () => createSessionAffinityScorer(),
+};
+
+/** The scheduler a config describes. The prefix index outlives it across reloads. */
+export function schedulerFromConfig(config: RouterConfig, prefixIndex: PrefixIndex, random?: () => number): Scheduler {
+  const c = config.scheduler;
+  return createScheduler({
+    filters: [routableFilter],
+    scorers: c.scorers.map(({ name, weight }) => ({ scorer: SCORERS[name](c), weight })),
+    picker: c.picker === 'random' ? createRandomPicker(random) : createMaxScorePicker(random),
+    fallbacks: c.fallbacks,
+    prefixIndex,
+    blocks: c.prefix,
+  });
+}

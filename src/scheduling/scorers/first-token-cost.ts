@@ -1,0 +1,78 @@
+import type { BackendView } from '../../fleet/backend.js';
+import type { Scorer } from '../types.js';
+
+export interface FirstTokenCostSettings {
+  /**
+   * What waiting behind one queued request costs, in prefill-token equivalents: roughly how
+   * long a busy server takes to free a slot, times its prefill rate.
+   */
+  queuedRequestTokens: number;
+  /** What each running sequence adds, in prefill-token equivalents (it shares every step). */
+  runningRequestTokens: number;
+}
+
+/** Estimated running and waiting requests, including what we routed since the last scrape. */
+export function estimateQueue(b: BackendView): { running: number; waiting: number } {
+  let running: number;
+  let waiting: number;
+  if (b.metrics) {
+    running = b.metrics.running;
+    waiting = b.metrics.waiting;
+    const free = waiting > 0 ? 0 : Math.max(0, b.capacity - running);
+    const admitted = Math.min(b.unseenDispatches, free);
+    running += admitted;
+    waiting += b.unseenDispatches - admitted;
+  } else {
+    // No fresh figures: our own in-flight count is all we know, and it is a floor.
+    running = Math.min(b.inflight, b.capacity);
+    waiting = b.inflight - running;
+  }
+  const shortfall = b.inflight - (running + waiting);
+  if (shortfall > 0) {
+    if (running + shortfall <= b.capacity) running += shortfall;
+    else waiting += shortfall;
+  }
+  return { running, waiting };
+}
+
+/**
+ * Scores each backend by the work standing between this request and its first token,
+ * measured in prefill tokens: the part of the prompt the backend does not already hold in its
+ * KV cache, plus the queue ahead (each queued request's own prefill and the wait for a free
+ * slot), plus the drag of the sequences it is already running. Cache affinity and load are
+ * traded in one unit instead of by tuned weights: a shared system prompt draws traffic to the
+ * server that holds it only until queueing there costs more than prefilling it elsewhere,
+ * after which a second server caches it too.
+ */
+export function createFirstTokenCostScorer(settings: FirstTokenCostSettings): Scorer {
+  /** Mean uncached prompt tokens of what we sent to each backend (its queue's prefill work). */
+  const meanUncached = new Map<string, number>();
+
+  const costs = (input: Parameters<Scorer['score']>[0]) => {
+    const prompt = input.promptTokens();
+    const cached = input.cachedTokens();
+    return input.backends.map((b, i) => {
+      const uncached = Math.max(1, prompt - cached[i]!);
+      const { running, waiting } = estimateQueue(b);
+      const full = waiting > 0 || running >= b.capacity;
+      const ahead = waiting + (full ? 1 : 0);
+      const queuedPrefill = meanUncached.get(b.id) ?? prompt;
+      return uncached + ahead * (queuedPrefill + settings.queuedRequestTokens) + running * settings.runningRequestTokens;
+    });
+  };
+
+  return {
+    name: 'first-token-cost',
+    score(input) {
+      const c = costs(input);
+      const min = Math.min(...c);
+      return c.map((cost) => min / cost);
+    },
+    picked(input, backend) {
+      const i = input.backends.indexOf(backend);
+      const uncached = Math.max(1, input.promptTokens() - (i >= 0 ? input.cachedTokens()[i]! : 0));
+      const previous = meanUncached.get(backend.id);
+      meanUncached.set(backend.id, previous === undefined ? uncached : previous + 0.1 * (uncached - previous));
+    },
+  };
+}
