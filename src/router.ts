@@ -9,8 +9,7 @@ import { createFleet, type Fleet } from './fleet/fleet.js';
 import { AggregatedDiscoveryServiceService } from './gen/envoy/service/discovery/v3/ads.js';
 import { ExternalProcessorService } from './gen/envoy/service/ext_proc/v3/external_processor.js';
 import type { Logger } from './log.js';
-import { createPrefixIndex } from './scheduling/prefix/prefix-index.js';
-import { schedulerFromConfig } from './scheduling/registry.js';
+import { createSchedulerMemory, schedulerFromConfig } from './scheduling/registry.js';
 import { createAdsHandler } from './xds/ads-server.js';
 import { buildResources } from './xds/resources.js';
 import { createSnapshotCache } from './xds/snapshot-cache.js';
@@ -31,9 +30,8 @@ export interface Router {
 /** Builds the control plane from a config and starts its gRPC and admin servers. */
 export async function startRouter(initial: RouterConfig, logger: Logger): Promise<Router> {
   let config = initial;
-  const p = config.scheduler.prefix;
-  const prefixIndex = createPrefixIndex(Math.ceil((p.defaultCapacityTokens * p.charsPerToken) / p.blockChars));
-  let scheduler = schedulerFromConfig(config, prefixIndex);
+  const memory = createSchedulerMemory(config);
+  let scheduler = schedulerFromConfig(config, memory);
   const fleet = createFleet({ config, logger });
   const metrics = createRouterMetrics(fleet);
   const cache = createSnapshotCache();
@@ -42,7 +40,7 @@ export async function startRouter(initial: RouterConfig, logger: Logger): Promis
     if (changed.length > 0) logger.debug('xds snapshot', { changed: changed.map((t) => t.split('.').pop()) });
   };
   fleet.onChange(publish);
-  fleet.onChange(() => prefixIndex.retain(new Set(fleet.backends().map((b) => b.id))));
+  fleet.onChange(() => memory.prefixIndex.retain(new Set(fleet.backends().map((b) => b.id))));
 
   const grpcServer = new grpc.Server({
     'grpc.max_receive_message_length': 64 * 1024 * 1024,
@@ -89,7 +87,7 @@ export async function startRouter(initial: RouterConfig, logger: Logger): Promis
       if (next.grpc.port !== config.grpc.port || next.grpc.host !== config.grpc.host || next.admin.port !== config.admin.port || next.admin.host !== config.admin.host) {
         logger.warn('listener addresses changed in the config; they take effect on restart');
       }
-      const nextScheduler = schedulerFromConfig(next, prefixIndex);
+      const nextScheduler = schedulerFromConfig(next, memory);
       config = next;
       scheduler = nextScheduler;
       fleet.apply(next);

@@ -38,6 +38,7 @@ describe('vLLM metrics', () => {
       kvCacheUsage: 0.375,
       prefixCacheQueries: 1000,
       prefixCacheHits: 600,
+      promptTokensTotal: undefined,
       blockSize: 16,
       numGpuBlocks: 4096,
       modelNames: ['llama-8b'],

@@ -8,6 +8,8 @@ export interface VllmLoad {
   kvCacheUsage: number | undefined;
   prefixCacheQueries: number | undefined;
   prefixCacheHits: number | undefined;
+  /** Prompt tokens processed since the server started (vllm:prompt_tokens_total). */
+  promptTokensTotal: number | undefined;
   blockSize: number | undefined;
   numGpuBlocks: number | undefined;
   /** Model names seen in the `model_name` label. */
@@ -20,9 +22,10 @@ const WAITING = ['vllm:num_requests_waiting'];
 const KV_USAGE = ['vllm:kv_cache_usage_perc', 'vllm:gpu_cache_usage_perc'];
 const PREFIX_QUERIES = ['vllm:prefix_cache_queries_total', 'vllm:prefix_cache_queries'];
 const PREFIX_HITS = ['vllm:prefix_cache_hits_total', 'vllm:prefix_cache_hits'];
+const PROMPT_TOKENS = ['vllm:prompt_tokens_total', 'vllm:prompt_tokens'];
 const CACHE_CONFIG = 'vllm:cache_config_info';
 
-const WANTED = new Set([...RUNNING, ...WAITING, ...KV_USAGE, ...PREFIX_QUERIES, ...PREFIX_HITS, CACHE_CONFIG]);
+const WANTED = new Set([...RUNNING, ...WAITING, ...KV_USAGE, ...PREFIX_QUERIES, ...PREFIX_HITS, ...PROMPT_TOKENS, CACHE_CONFIG]);
 
 export class MetricsFormatError extends Error {
   override name = 'MetricsFormatError';
@@ -66,6 +69,7 @@ export function parseVllmMetrics(text: string): VllmLoad {
     kvCacheUsage: kv ? clamp01(kv.reduce((acc, s) => acc + s.value, 0) / kv.length) : undefined,
     prefixCacheQueries: sum(PREFIX_QUERIES),
     prefixCacheHits: sum(PREFIX_HITS),
+    promptTokensTotal: sum(PROMPT_TOKENS),
     blockSize,
     numGpuBlocks: gpuBlocks.length > 0 ? gpuBlocks.reduce((a, b) => a + b, 0) : undefined,
     modelNames: [...modelNames],

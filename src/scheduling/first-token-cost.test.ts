@@ -2,8 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../config/load.js';
 import type { BackendView } from '../fleet/backend.js';
 import type { VllmLoad } from '../fleet/vllm-metrics.js';
-import { createPrefixIndex } from './prefix/prefix-index.js';
-import { schedulerFromConfig } from './registry.js';
+import { createSchedulerMemory, schedulerFromConfig } from './registry.js';
 import type { SchedulingRequest } from './types.js';
 
 const metrics = (running: number, waiting: number): VllmLoad => ({
@@ -12,6 +11,7 @@ const metrics = (running: number, waiting: number): VllmLoad => ({
   kvCacheUsage: 0,
   prefixCacheQueries: undefined,
   prefixCacheHits: undefined,
+  promptTokensTotal: undefined,
   blockSize: 16,
   numGpuBlocks: 100_000,
   modelNames: [],
@@ -39,7 +39,10 @@ const chat = (system: string, question: string): SchedulingRequest => ({
 
 let seed = 7;
 const random = () => ((seed = (seed * 16807) % 2147483647) / 2147483647);
-const ours = (extra: Record<string, unknown> = {}) => schedulerFromConfig(parseConfig({ scheduler: extra }), createPrefixIndex(1_000_000), random);
+const ours = (extra: Record<string, unknown> = {}) => {
+  const config = parseConfig({ scheduler: extra });
+  return schedulerFromConfig(config, createSchedulerMemory(config), random);
+};
 
 function route(s: ReturnType<typeof ours>, request: SchedulingRequest, fleet: BackendView[]) {
   const d = s.schedule(request, fleet);

@@ -2,7 +2,8 @@ import type { RouterConfig } from '../config/schema.js';
 import { routableFilter } from './filters/routable.js';
 import { createMaxScorePicker } from './pickers/max-score.js';
 import { createRandomPicker } from './pickers/random.js';
-import type { PrefixIndex } from './prefix/prefix-index.js';
+import { createPrefixIndex, type PrefixIndex } from './prefix/prefix-index.js';
+import { createTokenRatio, type TokenRatio } from './prefix/token-ratio.js';
 import { createScheduler, type Scheduler } from './scheduler.js';
 import { createFirstTokenCostScorer } from './scorers/first-token-cost.js';
 import { createLeastLoadScorer } from './scorers/least-load.js';
@@ -25,15 +26,29 @@ const SCORERS: Record<ScorerName, (config: SchedulerConfig) => Scorer> = {
   'session-affinity': () => createSessionAffinityScorer(),
 };
 
-/** The scheduler a config describes. The prefix index outlives it across reloads. */
-export function schedulerFromConfig(config: RouterConfig, prefixIndex: PrefixIndex, random?: () => number): Scheduler {
+/** State that outlives a scheduler across config reloads. */
+export interface SchedulerMemory {
+  prefixIndex: PrefixIndex;
+  tokenRatio: TokenRatio;
+}
+
+/** The scheduler a config describes. */
+export function schedulerFromConfig(config: RouterConfig, memory: SchedulerMemory, random?: () => number): Scheduler {
   const c = config.scheduler;
   return createScheduler({
     filters: [routableFilter],
     scorers: c.scorers.map(({ name, weight }) => ({ scorer: SCORERS[name](c), weight })),
     picker: c.picker === 'random' ? createRandomPicker(random) : createMaxScorePicker(random),
     fallbacks: c.fallbacks,
-    prefixIndex,
+    ...memory,
     blocks: c.prefix,
   });
+}
+
+export function createSchedulerMemory(config: RouterConfig): SchedulerMemory {
+  const p = config.scheduler.prefix;
+  return {
+    prefixIndex: createPrefixIndex(Math.ceil((p.defaultCapacityTokens * p.charsPerToken) / p.blockChars)),
+    tokenRatio: createTokenRatio(p.charsPerToken),
+  };
 }

@@ -2,8 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { BackendView } from '../fleet/backend.js';
 import type { VllmLoad } from '../fleet/vllm-metrics.js';
 import { parseConfig } from '../config/load.js';
-import { createPrefixIndex } from './prefix/prefix-index.js';
-import { schedulerFromConfig } from './registry.js';
+import { createSchedulerMemory, schedulerFromConfig } from './registry.js';
 import { estimateLoad } from './load.js';
 import type { SchedulingRequest } from './types.js';
 
@@ -13,6 +12,7 @@ const metrics = (running: number, waiting: number, kvCacheUsage = 0): VllmLoad =
   kvCacheUsage,
   prefixCacheQueries: undefined,
   prefixCacheHits: undefined,
+  promptTokensTotal: undefined,
   blockSize: 16,
   numGpuBlocks: 1000,
   modelNames: [],
@@ -33,8 +33,10 @@ function backend(id: string, over: Partial<BackendView> = {}): BackendView {
 }
 
 const request: SchedulingRequest = { model: 'llama', stream: false, prompt: { kind: 'text', text: 'hi' } };
-const leastLoad = (extra: Record<string, unknown> = {}, random: () => number = () => 0.5) =>
-  schedulerFromConfig(parseConfig({ scheduler: { scorers: [{ name: 'least-load' }], ...extra } }), createPrefixIndex(1000), random);
+const leastLoad = (extra: Record<string, unknown> = {}, random: () => number = () => 0.5) => {
+  const config = parseConfig({ scheduler: { scorers: [{ name: 'least-load' }], ...extra } });
+  return schedulerFromConfig(config, createSchedulerMemory(config), random);
+};
 const scheduler = leastLoad();
 
 describe('least-load scheduler', () => {

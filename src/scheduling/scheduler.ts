@@ -1,6 +1,7 @@
 import type { BackendView } from '../fleet/backend.js';
 import { promptBlocks, type BlockSettings, type PromptBlocks } from './prefix/prompt-blocks.js';
 import type { PrefixIndex } from './prefix/prefix-index.js';
+import type { TokenRatio } from './prefix/token-ratio.js';
 import type { Decision, Filter, Picker, Scorer, ScoredBackend, ScoringInput, SchedulingRequest } from './types.js';
 
 export interface WeightedScorer {
@@ -16,6 +17,8 @@ export interface SchedulerOptions {
   fallbacks: number;
   /** Which prompt blocks each backend holds; kept across config reloads by the caller. */
   prefixIndex: PrefixIndex;
+  /** Characters per token per backend; kept across reloads with the index. */
+  tokenRatio: TokenRatio;
   blocks: BlockSettings;
 }
 
@@ -31,36 +34,59 @@ const clamp01 = (x: number) => (x > 1 ? 1 : x >= 0 ? x : 0); // NaN -> 0
  * backends' state and what earlier decisions taught the scorers (the prefix index, affinity).
  */
 export function createScheduler(options: SchedulerOptions): Scheduler {
-  const { filters, scorers, picker, fallbacks, prefixIndex, blocks } = options;
+  const { filters, scorers, picker, fallbacks, prefixIndex, tokenRatio, blocks } = options;
   const capacities = new Map<string, number>();
+
+  const unitsPerToken = (p: PromptBlocks, b: BackendView) => (p.exactTokens ? 1 : tokenRatio.charsPerToken(b));
 
   function scoringInput(request: SchedulingRequest, backends: readonly BackendView[]) {
     let prompt: PromptBlocks | undefined;
+    let tokens: number | undefined;
     let cached: Float64Array | undefined;
+    let fullness: Float64Array | undefined;
     const blocksOf = () => (prompt ??= promptBlocks(request.prompt, blocks));
     const input: ScoringInput & { blocks(): PromptBlocks } = {
       request,
       backends,
       blocks: blocksOf,
-      promptTokens: () => blocksOf().promptTokens,
+      promptTokens() {
+        if (tokens !== undefined) return tokens;
+        const p = blocksOf();
+        let ratio = 0;
+        for (const b of backends) ratio += unitsPerToken(p, b);
+        return (tokens = Math.max(1, Math.ceil(p.units / (ratio / backends.length))));
+      },
       cachedTokens() {
         if (cached) return cached;
         const p = blocksOf();
+        const total = input.promptTokens();
         cached = new Float64Array(backends.length);
         for (let i = 0; i < backends.length; i++) {
-          cached[i] = Math.min(p.promptTokens, prefixIndex.match(backends[i]!.id, p.hashes) * p.tokensPerBlock);
+          const b = backends[i]!;
+          const held = prefixIndex.match(b.id, p.hashes) * p.unitsPerBlock;
+          cached[i] = Math.min(total, held / unitsPerToken(p, b));
         }
         return cached;
+      },
+      cacheFullness() {
+        if (fullness) return fullness;
+        const p = blocksOf();
+        fullness = new Float64Array(backends.length);
+        for (let i = 0; i < backends.length; i++) {
+          syncCapacity(backends[i]!, p);
+          fullness[i] = prefixIndex.fullness(backends[i]!.id);
+        }
+        return fullness;
       },
     };
     return input;
   }
 
   /** Sizes a backend's slice of the index to its real KV cache once its metrics tell it. */
-  function syncCapacity(backend: BackendView, tokensPerBlock: number) {
+  function syncCapacity(backend: BackendView, p: PromptBlocks) {
     const m = backend.metrics;
     if (!m?.numGpuBlocks || !m.blockSize) return;
-    const capacity = Math.floor((m.numGpuBlocks * m.blockSize) / tokensPerBlock);
+    const capacity = Math.floor((m.numGpuBlocks * m.blockSize * unitsPerToken(p, backend)) / p.unitsPerBlock);
     if (capacities.get(backend.id) === capacity) return;
     capacities.set(backend.id, capacity);
     prefixIndex.setCapacity(backend.id, capacity);
@@ -94,8 +120,9 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
       const primary = ranked[0]!.backend;
       for (const { scorer } of scorers) scorer.picked?.(input, primary);
       const p = input.blocks();
-      syncCapacity(primary, p.tokensPerBlock);
+      syncCapacity(primary, p);
       prefixIndex.record(primary.id, p.hashes);
+      if (!p.exactTokens) tokenRatio.sent(primary, p.units);
       return { kind: 'route', primary, fallbacks: ranked.slice(1, 1 + fallbacks).map((s) => s.backend), ranked };
     },
   };

@@ -33,6 +33,8 @@ export interface ScoringInput {
   promptTokens(): number;
   /** Per backend (same order), estimated prompt tokens already in its KV cache. */
   cachedTokens(): Float64Array;
+  /** Per backend, how full its KV cache is believed to be (0..1): new blocks evict old ones at 1. */
+  cacheFullness(): Float64Array;
 }
 
 /**

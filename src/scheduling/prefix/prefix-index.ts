@@ -15,6 +15,8 @@ export interface PrefixIndex {
   /** Forgets backends not in `keep`. */
   retain(keep: ReadonlySet<string>): void;
   size(backend: string): number;
+  /** Share of a backend's capacity in use, 0..1. */
+  fullness(backend: string): number;
 }
 
 export function createPrefixIndex(defaultCapacityBlocks: number): PrefixIndex {
@@ -66,5 +68,9 @@ export function createPrefixIndex(defaultCapacityBlocks: number): PrefixIndex {
       for (const id of lrus.keys()) if (!keep.has(id)) lrus.delete(id);
     },
     size: (backend) => lrus.get(backend)?.blocks.size ?? 0,
+    fullness(backend) {
+      const lru = lrus.get(backend);
+      return lru ? Math.min(1, lru.blocks.size / lru.capacity) : 0;
+    },
   };
 }

@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
+import type { BackendView } from '../../fleet/backend.js';
 import { createPrefixIndex } from './prefix-index.js';
+import { createTokenRatio } from './token-ratio.js';
 import { hashText, hashTokens, promptBlocks, renderMessages } from './prompt-blocks.js';
 
 const settings = { blockChars: 8, charsPerToken: 4, blockTokens: 4 };
@@ -17,11 +19,10 @@ describe('prompt blocks', () => {
     expect(c[1]).not.toBe(a[1]);
   });
 
-  it('counts only full blocks and estimates tokens from characters', () => {
+  it('counts only full blocks, in characters of text', () => {
     const p = hashText('x'.repeat(20), settings);
     expect(p.hashes.length).toBe(2);
-    expect(p.promptTokens).toBe(5);
-    expect(p.tokensPerBlock).toBe(2);
+    expect(p).toMatchObject({ units: 20, unitsPerBlock: 8, exactTokens: false });
   });
 
   it('renders a conversation as a prefix of its continuation', () => {
@@ -42,7 +43,7 @@ describe('prompt blocks', () => {
     expect(a.hashes.length).toBe(2);
     expect(a.hashes[0]).toBe(b.hashes[0]);
     expect(a.hashes[1]).not.toBe(b.hashes[1]);
-    expect(a.promptTokens).toBe(9);
+    expect(a).toMatchObject({ units: 9, unitsPerBlock: 4, exactTokens: true });
   });
 });
 
@@ -78,5 +79,19 @@ describe('prefix index', () => {
     index.retain(new Set(['b']));
     expect(index.size('a')).toBe(0);
     expect(index.match('b', h(3))).toBe(3);
+  });
+});
+
+describe('token ratio', () => {
+  const view = (promptTokensTotal: number | undefined) =>
+    ({ id: 'a', metrics: promptTokensTotal === undefined ? undefined : { promptTokensTotal } }) as unknown as BackendView;
+
+  it('learns characters per token from what a backend reports, after enough tokens', () => {
+    const ratio = createTokenRatio(4);
+    ratio.sent(view(1000), 40_000);
+    expect(ratio.charsPerToken(view(11_000))).toBe(4); // 10k tokens: not enough yet
+    ratio.sent(view(11_000), 50_000);
+    expect(ratio.charsPerToken(view(31_000))).toBe(3); // 90k chars / 30k tokens
+    expect(ratio.charsPerToken(view(500))).toBe(4); // counter went back: server restarted
   });
 });

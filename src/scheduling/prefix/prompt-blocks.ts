@@ -3,16 +3,18 @@ import type { PromptSource } from '../types.js';
 /**
  * A prompt cut into fixed-size blocks, each hash chained to the previous one (as vLLM chains
  * its KV block hashes), so equal hashes at position i mean equal prompts up to block i.
- * Text is cut by characters: the router has no tokenizer, and a block of `blockChars`
- * characters stands for about `blockChars / charsPerToken` tokens.
+ * Text is cut by characters: the router has no tokenizer; how many characters make a token is
+ * learned per backend (see token-ratio.ts).
  */
 export interface PromptBlocks {
   /** Chained block hashes; only full blocks, as in vLLM. */
   hashes: Float64Array;
-  /** Estimated prompt length in tokens. */
-  promptTokens: number;
-  /** Estimated tokens one block stands for. */
-  tokensPerBlock: number;
+  /** Prompt length in its units: characters of text, or token ids. */
+  units: number;
+  /** Units one block covers. */
+  unitsPerBlock: number;
+  /** True when the units are token ids (no tokenizer estimate needed). */
+  exactTokens: boolean;
 }
 
 export interface BlockSettings {
@@ -46,7 +48,7 @@ export function hashText(text: string, settings: BlockSettings): PromptBlocks {
     // The lanes carry over into the next block: the chain includes every earlier character.
     hashes[block] = fold(a, b);
   }
-  return { hashes, promptTokens: Math.max(1, Math.ceil(text.length / settings.charsPerToken)), tokensPerBlock: size / settings.charsPerToken };
+  return { hashes, units: Math.max(1, text.length), unitsPerBlock: size, exactTokens: false };
 }
 
 export function hashTokens(tokens: readonly number[], settings: BlockSettings): PromptBlocks {
@@ -65,7 +67,7 @@ export function hashTokens(tokens: readonly number[], settings: BlockSettings): 
     }
     hashes[block] = fold(a, b);
   }
-  return { hashes, promptTokens: Math.max(1, tokens.length), tokensPerBlock: size };
+  return { hashes, units: Math.max(1, tokens.length), unitsPerBlock: size, exactTokens: true };
 }
 
 /**
@@ -105,6 +107,6 @@ export function promptBlocks(prompt: PromptSource, settings: BlockSettings): Pro
     case 'tokens':
       return hashTokens(prompt.tokens, settings);
     case 'none':
-      return { hashes: EMPTY, promptTokens: 1, tokensPerBlock: settings.blockChars / settings.charsPerToken };
+      return { hashes: EMPTY, units: 1, unitsPerBlock: settings.blockChars, exactTokens: false };
   }
 }

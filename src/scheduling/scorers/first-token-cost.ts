@@ -9,6 +9,11 @@ export interface FirstTokenCostSettings {
   queuedRequestTokens: number;
   /** What each running sequence adds, in prefill-token equivalents (it shares every step). */
   runningRequestTokens: number;
+  /**
+   * How much a prefill into a full cache costs again later: the blocks it evicts were
+   * someone's cached prefix. 1 counts evicted tokens as fully lost work.
+   */
+  evictionWeight: number;
 }
 
 /** Estimated running and waiting requests, including what we routed since the last scrape. */
@@ -39,7 +44,8 @@ export function estimateQueue(b: BackendView): { running: number; waiting: numbe
  * Scores each backend by the work standing between this request and its first token,
  * measured in prefill tokens: the part of the prompt the backend does not already hold in its
  * KV cache, plus the queue ahead (each queued request's own prefill and the wait for a free
- * slot), plus the drag of the sequences it is already running. Cache affinity and load are
+ * slot), plus the drag of the sequences it is already running, plus, when its cache is full,
+ * the cached prefixes the new blocks will evict (work someone will redo). Cache affinity and load are
  * traded in one unit instead of by tuned weights: a shared system prompt draws traffic to the
  * server that holds it only until queueing there costs more than prefilling it elsewhere,
  * after which a second server caches it too.
@@ -51,13 +57,15 @@ export function createFirstTokenCostScorer(settings: FirstTokenCostSettings): Sc
   const costs = (input: Parameters<Scorer['score']>[0]) => {
     const prompt = input.promptTokens();
     const cached = input.cachedTokens();
+    const fullness = input.cacheFullness();
     return input.backends.map((b, i) => {
       const uncached = Math.max(1, prompt - cached[i]!);
+      const eviction = uncached * fullness[i]! * settings.evictionWeight;
       const { running, waiting } = estimateQueue(b);
       const full = waiting > 0 || running >= b.capacity;
       const ahead = waiting + (full ? 1 : 0);
       const queuedPrefill = meanUncached.get(b.id) ?? prompt;
-      return uncached + ahead * (queuedPrefill + settings.queuedRequestTokens) + running * settings.runningRequestTokens;
+      return uncached + eviction + ahead * (queuedPrefill + settings.queuedRequestTokens) + running * settings.runningRequestTokens;
     });
   };
 

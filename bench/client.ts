@@ -1,0 +1,80 @@
+import { Agent, request } from 'node:http';
+import type { BenchRequest } from './workloads.js';
+
+export interface RequestResult {
+  ok: boolean;
+  status: number;
+  /** ms from sending to the first generated text. */
+  ttftMs: number;
+  /** ms from sending to the end of the stream. */
+  e2eMs: number;
+  completionTokens: number;
+  text: string;
+  error?: string;
+}
+
+const agent = new Agent({ keepAlive: true, maxSockets: 1024 });
+
+/** Sends one streaming chat completion and times it from the client's side. */
+export function streamChat(baseUrl: string, req: BenchRequest, timeoutMs = 60_000): Promise<RequestResult> {
+  const body = JSON.stringify({
+    model: req.model,
+    messages: req.messages,
+    max_tokens: req.maxTokens,
+    ignore_eos: true,
+    stream: true,
+    stream_options: { include_usage: true },
+  });
+  const start = performance.now();
+  return new Promise((resolve) => {
+    let ttft = -1;
+    let text = '';
+    let tokens = 0;
+    let buffer = '';
+    let status = 0;
+    const finish = (ok: boolean, error?: string) =>
+      resolve({ ok, status, ttftMs: ttft, e2eMs: performance.now() - start, completionTokens: tokens, text, ...(error ? { error } : {}) });
+    const r = request(
+      `${baseUrl}/v1/chat/completions`,
+      { method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }, timeout: timeoutMs },
+      (res) => {
+        status = res.statusCode ?? 0;
+        res.setEncoding('utf8');
+        if (status !== 200) {
+          let err = '';
+          res.on('data', (c: string) => (err += c));
+          res.on('end', () => finish(false, `${status}: ${err.slice(0, 200)}`));
+          return;
+        }
+        res.on('data', (chunk: string) => {
+          buffer += chunk;
+          let end: number;
+          while ((end = buffer.indexOf('\n\n')) >= 0) {
+            const frame = buffer.slice(0, end);
+            buffer = buffer.slice(end + 2);
+            if (!frame.startsWith('data: ') || frame === 'data: [DONE]') continue;
+            const event = JSON.parse(frame.slice(6)) as {
+              choices: Array<{ delta?: { content?: string } }>;
+              usage?: { completion_tokens: number } | null;
+            };
+            const delta = event.choices[0]?.delta?.content;
+            if (delta) {
+              if (ttft < 0) ttft = performance.now() - start;
+              text += delta;
+            }
+            if (event.usage) tokens = event.usage.completion_tokens;
+          }
+        });
+        res.on('end', () => finish(ttft >= 0));
+        res.on('error', (e) => finish(false, e.message));
+      },
+    );
+    r.on('timeout', () => r.destroy(new Error('timeout')));
+    r.on('error', (e) => finish(false, e.message));
+    r.end(body);
+  });
+}
+
+export function closeClient(): void {
+  agent.destroy();
+}

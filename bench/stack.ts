@@ -1,0 +1,156 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { stringify } from 'yaml';
+import { REPO, startEnvoy, type EnvoyHandle } from '../src/launcher/envoy.js';
+
+/** A routing strategy under test: Envoy alone, or Envoy with the router and a scheduler config. */
+export interface Strategy {
+  name: string;
+  label: string;
+  /** Envoy's own balancing, no ext_proc: the router only serves clusters over xDS. */
+  envoyOnly?: 'round_robin' | 'least_request';
+  scheduler?: Record<string, unknown>;
+}
+
+export const STRATEGIES: Strategy[] = [
+  { name: 'envoy-round-robin', label: 'Envoy round robin', envoyOnly: 'round_robin' },
+  { name: 'envoy-least-request', label: 'Envoy least request', envoyOnly: 'least_request' },
+  { name: 'random', label: 'random', scheduler: { picker: 'random', scorers: [{ name: 'least-load' }] } },
+  {
+    name: 'predecessor',
+    label: 'predecessor (running+0.5·waiting)/capacity',
+    scheduler: { scorers: [{ name: 'least-load' }], load: { waitingWeight: 0.5, kvCacheWeight: 0 } },
+  },
+  { name: 'ours', label: 'ours (first-token cost)', scheduler: {} },
+];
+
+/** Engine of every simulated server in the benchmark: small enough that caching matters. */
+export const BENCH_ENGINE = { maxNumSeqs: 8, numGpuBlocks: 1024, blockSize: 16, maxNumBatchedTokens: 2048, maxModelLen: 8192 };
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+async function waitHttp(url: string, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await fetch(url).then((r) => r.ok, () => false)) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`no answer from ${url}`);
+}
+
+export interface SimServer {
+  url: string;
+  model: string;
+}
+
+export interface RunningStack {
+  url: string;
+  sims: SimServer[];
+  routerAdmin: string;
+  stop(): Promise<void>;
+}
+
+function node(script: string, args: string[]): ChildProcess {
+  const child = spawn(process.execPath, [join(REPO, 'dist', script), ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  child.stderr!.on('data', (c: Buffer) => (err = (err + c.toString()).slice(-4000)));
+  child.on('exit', (code) => {
+    if (code && code !== 0 && !(child as { stopping?: boolean }).stopping) process.stderr.write(`${script} exited ${code}: ${err}\n`);
+  });
+  return child;
+}
+
+async function stopAll(children: ChildProcess[]): Promise<void> {
+  await Promise.all(
+    children.map((c) => {
+      if (c.exitCode !== null) return undefined;
+      (c as { stopping?: boolean }).stopping = true;
+      const done = new Promise((r) => c.once('exit', r));
+      c.kill('SIGTERM');
+      const t = setTimeout(() => c.kill('SIGKILL'), 3000);
+      return done.then(() => clearTimeout(t));
+    }),
+  );
+}
+
+/** Fresh simulated servers (empty caches), a fresh router and Envoy, all on loopback. */
+export async function startBenchStack(
+  fleet: Array<{ model: string; servers: number }>,
+  strategy: Strategy,
+  timeScale: number,
+): Promise<RunningStack> {
+  const children: ChildProcess[] = [];
+  let envoy: EnvoyHandle | undefined;
+  const dir = await mkdtemp(join(tmpdir(), 'bench-routing-'));
+  try {
+    const sims: SimServer[] = [];
+    for (const { model, servers } of fleet) {
+      for (let i = 0; i < servers; i++) {
+        const port = await freePort();
+        children.push(
+          node('simulator/main.js', [
+            '--port', String(port), '--model', model, '--time-scale', String(timeScale),
+            '--max-num-seqs', String(BENCH_ENGINE.maxNumSeqs), '--num-gpu-blocks', String(BENCH_ENGINE.numGpuBlocks),
+            '--block-size', String(BENCH_ENGINE.blockSize), '--max-num-batched-tokens', String(BENCH_ENGINE.maxNumBatchedTokens),
+            '--max-model-len', String(BENCH_ENGINE.maxModelLen),
+          ]),
+        );
+        sims.push({ url: `http://127.0.0.1:${port}`, model });
+      }
+    }
+    await Promise.all(sims.map((s) => waitHttp(`${s.url}/health`)));
+
+    const grpcPort = await freePort();
+    const adminPort = await freePort();
+    const config = {
+      grpc: { host: '127.0.0.1', port: grpcPort },
+      admin: { host: '127.0.0.1', port: adminPort },
+      backends: sims.map((s, i) => ({ name: `sim-${i}`, url: s.url, models: [s.model], capacity: BENCH_ENGINE.maxNumSeqs })),
+      scraping: { intervalMs: 100 },
+      upstream: { fallbackPolicy: strategy.envoyOnly ?? 'least_request' },
+      ...(strategy.scheduler ? { scheduler: strategy.scheduler } : {}),
+    };
+    const configPath = join(dir, 'router.yaml');
+    await writeFile(configPath, stringify(config));
+    children.push(node('main.js', ['--config', configPath, '--log-level', 'warn']));
+    const routerAdmin = `http://127.0.0.1:${adminPort}`;
+    await waitHttp(`${routerAdmin}/health`);
+
+    envoy = await startEnvoy({
+      controlPlane: { host: '127.0.0.1', port: grpcPort },
+      edit: (bootstrap) => {
+        if (!strategy.envoyOnly) return;
+        const hcm = bootstrap.static_resources.listeners[0].filter_chains[0].filters[0].typed_config;
+        hcm.http_filters = hcm.http_filters.filter((f: { name: string }) => f.name !== 'envoy.filters.http.ext_proc');
+      },
+    });
+    const handle = envoy;
+    return {
+      url: handle.url,
+      sims,
+      routerAdmin,
+      async stop() {
+        await handle.stop();
+        await stopAll(children);
+        await rm(dir, { recursive: true, force: true });
+      },
+    };
+  } catch (err) {
+    await envoy?.stop();
+    await stopAll(children);
+    await rm(dir, { recursive: true, force: true });
+    throw err;
+  }
+}

@@ -1,0 +1,50 @@
+import { describe, expect, it } from 'vitest';
+import { groupedBarsSvg } from '../../bench/chart.js';
+import { upperBoundHitRate } from '../../bench/upper-bound.js';
+import { allWorkloads, multiTurnChat, sharedSystemPrompts, type BenchRequest } from '../../bench/workloads.js';
+
+describe('routing benchmark workloads', () => {
+  it('are deterministic for a seed', () => {
+    const a = allWorkloads(7, false).map((w) => w.sessions.slice(0, 3).map((s) => JSON.stringify(s.turn(0, []))));
+    const b = allWorkloads(7, false).map((w) => w.sessions.slice(0, 3).map((s) => JSON.stringify(s.turn(0, []))));
+    const c = allWorkloads(8, false).map((w) => w.sessions.slice(0, 3).map((s) => JSON.stringify(s.turn(0, []))));
+    expect(a).toEqual(b);
+    expect(a).not.toEqual(c);
+    expect(allWorkloads(7, false).map((w) => w.name)).toEqual([
+      'multi-turn-chat',
+      'shared-system-prompts',
+      'long-document-qa',
+      'random-prompts',
+      'mixed-two-models',
+    ]);
+  });
+
+  it('grow chat history turn by turn', () => {
+    const session = multiTurnChat(1, true).sessions[0]!;
+    const t0 = session.turn(0, []);
+    const t2 = session.turn(2, ['first reply', 'second reply']);
+    expect(t2.messages.slice(0, t0.messages.length - 1)).toEqual(t0.messages.slice(0, -1));
+    expect(t2.messages.map((m) => m.role)).toEqual(['system', 'user', 'assistant', 'user', 'assistant', 'user']);
+  });
+});
+
+describe('upper bound of the hit rate', () => {
+  it('counts repeats of a prompt as hits and unrelated prompts as misses', () => {
+    const shared = sharedSystemPrompts(3, true).sessions.slice(0, 40).map((s) => ({ request: s.turn(0, []), reply: '' }));
+    expect(upperBoundHitRate(shared, 8192, 16)).toBeGreaterThan(0.6);
+    const unrelated: Array<{ request: BenchRequest; reply: string }> = Array.from({ length: 20 }, (_, i) => ({
+      request: { model: 'm', maxTokens: 4, messages: [{ role: 'user', content: `${i} `.repeat(400 + i) }] },
+      reply: '',
+    }));
+    expect(upperBoundHitRate(unrelated, 8192, 16)).toBeLessThan(0.05);
+  });
+});
+
+describe('benchmark chart', () => {
+  it('draws one bar per workload and strategy, and the bound marks', () => {
+    const svg = groupedBarsSvg(['w1', 'w2'], ['a', 'b', 'c'], [{ title: 'T', unit: 'ms', values: [[1, 2, 3], [4, 5, 6]], marks: [2, undefined] }]);
+    expect(svg.startsWith('<svg')).toBe(true);
+    expect(svg.match(/<rect [^>]*><title>/g)).toHaveLength(6); // bars carry a tooltip; legend swatches do not
+    expect(svg.match(/stroke-dasharray/g)!.length).toBe(2); // one mark + the legend sample
+  });
+});
