@@ -3,6 +3,7 @@
  * stack (Envoy + router + simulated vLLM servers, loopback only).
  *
  *   npm run bench:routing [-- --quick] [--out FILE.json] [--time-scale 1] [--only w1,w2] [--strategies s1,s2]
+ *                         [--scheduler '{"cost":{"queuedRequestTokens":1024}}']   (config for "ours")
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
@@ -176,6 +177,8 @@ async function main(): Promise<void> {
       seed: { type: 'string', default: '42' },
       only: { type: 'string' },
       strategies: { type: 'string' },
+      // Scheduler section (JSON) for the "ours" strategy, to evaluate another configuration.
+      scheduler: { type: 'string' },
     },
   });
   const quick = values.quick!;
@@ -183,7 +186,11 @@ async function main(): Promise<void> {
   const out = values.out ?? `bench/results/routing${quick ? '-quick' : ''}.json`;
   let workloads = allWorkloads(Number(values.seed), quick);
   if (values.only) workloads = workloads.filter((w) => values.only!.split(',').includes(w.name));
-  const strategies = values.strategies ? STRATEGIES.filter((s) => values.strategies!.split(',').includes(s.name)) : STRATEGIES;
+  let strategies = values.strategies ? STRATEGIES.filter((s) => values.strategies!.split(',').includes(s.name)) : STRATEGIES;
+  if (values.scheduler) {
+    const scheduler = JSON.parse(values.scheduler) as Record<string, unknown>;
+    strategies = strategies.map((s) => (s.name === 'ours' ? { ...s, label: `ours with ${values.scheduler}`, scheduler } : s));
+  }
   if (strategies.length === 0) throw new Error(`--strategies: none of ${STRATEGIES.map((s) => s.name).join(', ')}`);
   const budgetMs = quick ? 8_000 : 60_000;
   const started = Date.now();

@@ -89,10 +89,10 @@ const scheduler = z
       .object({
         queuedRequestTokens: z.number().min(0).default(512),
         runningRequestTokens: z.number().min(0).default(4),
-        evictionWeight: z.number().min(0).max(10).default(1),
+        evictionWeight: z.number().min(0).max(10).default(2),
       })
       .strict()
-      .default({ queuedRequestTokens: 512, runningRequestTokens: 4, evictionWeight: 1 }),
+      .default({ queuedRequestTokens: 512, runningRequestTokens: 4, evictionWeight: 2 }),
     /** least-load: (running + waitingWeight*waiting) / capacity + kvCacheWeight * kv use. */
     load: z
       .object({
@@ -116,7 +116,7 @@ const scheduler = z
     scorers: [{ name: 'first-token-cost', weight: 1 }],
     picker: 'max-score',
     prefix: { blockChars: 64, charsPerToken: 4, blockTokens: 16, defaultCapacityTokens: 262_144 },
-    cost: { queuedRequestTokens: 512, runningRequestTokens: 4, evictionWeight: 1 },
+    cost: { queuedRequestTokens: 512, runningRequestTokens: 4, evictionWeight: 2 },
     load: { waitingWeight: 1, kvCacheWeight: 0.5 },
     session: { useUserField: true },
   });
