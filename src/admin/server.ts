@@ -33,6 +33,7 @@ export function loadStatistics(fleet: Fleet, weights: LoadWeights) {
       routedTotal: b.routed,
       lastScrapeAgeMs: b.lastScrapeOkAt === undefined ? null : now - b.lastScrapeOkAt,
       lastError: b.lastError ?? null,
+      metricsError: b.metricsError ?? null,
     })),
     models: fleet.routableModels(),
   };

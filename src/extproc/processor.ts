@@ -168,6 +168,11 @@ export function createProcessor(deps: ProcessorDeps) {
             }
             const body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
             chunks.length = 0;
+            if (routedTo) {
+              // One request, one decision: a second end of stream (never sent by Envoy) changes nothing.
+              reply(continueRequestBody());
+              return;
+            }
             const { response, backend } = decide(headers ?? readHeaders(undefined), body);
             routedTo = backend;
             reply(response);

@@ -19,6 +19,11 @@ export interface BackendView {
   readonly inflight: number;
   /** Requests routed there since the last good scrape began: not yet visible in its metrics. */
   readonly unseenDispatches: number;
+  /**
+   * Requests waited in two scrapes running: the server is saturated. One scrape's waiting
+   * count alone is often a request that arrived just before the next scheduler step.
+   */
+  readonly queueing: boolean;
 }
 
 /** Live state of one backend, mutated only by the fleet. */
@@ -33,9 +38,13 @@ export interface Backend extends BackendView {
   metrics: VllmLoad | undefined;
   inflight: number;
   unseenDispatches: number;
+  queueing: boolean;
   lastScrapeAt: number | undefined;
   lastScrapeOkAt: number | undefined;
+  /** Why the last health probe failed, if it did. */
   lastError: string | undefined;
+  /** Why /metrics could not be used, if it could not (the backend may still be healthy). */
+  metricsError: string | undefined;
   consecutiveFailures: number;
   /** Total picks, monotonic; snapshotted at scrape start to compute unseenDispatches. */
   dispatched: number;

@@ -86,9 +86,11 @@ export function createFleet(options: FleetOptions): Fleet {
     metrics: undefined,
     inflight: 0,
     unseenDispatches: 0,
+    queueing: false,
     lastScrapeAt: undefined,
     lastScrapeOkAt: undefined,
     lastError: undefined,
+    metricsError: undefined,
     consecutiveFailures: 0,
     dispatched: 0,
     routed: 0,
@@ -122,8 +124,38 @@ export function createFleet(options: FleetOptions): Fleet {
 
   let modelsCheckedAt = new WeakMap<Backend, number>();
 
+  /** GET /health: the backend's own word on whether it can serve. */
+  async function probeHealth(backend: Backend): Promise<void> {
+    const res = await fetch(`${backend.url}/health`, { signal: AbortSignal.timeout(config.scraping.timeoutMs) });
+    await res.arrayBuffer();
+    if (!res.ok) throw new Error(`/health answered ${res.status}`);
+  }
+
+  /** GET /metrics. A failure here only makes the figures stale; it says nothing of health. */
+  async function readMetrics(backend: Backend, dispatchedAtStart: number): Promise<void> {
+    const { timeoutMs } = config.scraping;
+    try {
+      const res = await fetch(`${backend.url}/metrics`, { signal: AbortSignal.timeout(timeoutMs) });
+      if (!res.ok) throw new Error(`/metrics answered ${res.status}`);
+      const metrics = parseVllmMetrics(await res.text());
+      backend.queueing = metrics.waiting > 0 && (backend.metrics?.waiting ?? 0) > 0;
+      backend.metrics = metrics;
+      backend.unseenDispatches = backend.dispatched - dispatchedAtStart;
+      backend.lastScrapeOkAt = Date.now();
+      backend.metricsError = undefined;
+    } catch (err) {
+      const message = (err as Error).name === 'TimeoutError' ? `/metrics timed out after ${timeoutMs} ms` : describe(err);
+      if (backend.metricsError !== message) logger.warn('backend metrics unusable; scoring it by in-flight counts', { backend: backend.id, error: message });
+      backend.metricsError = message;
+      if (backend.lastScrapeOkAt === undefined || Date.now() - backend.lastScrapeOkAt > config.scraping.staleAfterMs) {
+        backend.metrics = undefined;
+        backend.queueing = false;
+      }
+    }
+  }
+
   async function scrape(backend: Backend): Promise<void> {
-    const { timeoutMs, staleAfterMs, unhealthyAfterFailures, modelsRefreshMs } = config.scraping;
+    const { timeoutMs, unhealthyAfterFailures, modelsRefreshMs } = config.scraping;
     const startedAt = Date.now();
     const dispatchedAtStart = backend.dispatched;
     backend.lastScrapeAt = startedAt;
@@ -133,13 +165,9 @@ export function createFleet(options: FleetOptions): Fleet {
         modelsCheckedAt.set(backend, startedAt);
         await refreshModels(backend);
       }
-      const res = await fetch(`${backend.url}/metrics`, { signal: AbortSignal.timeout(timeoutMs) });
-      if (!res.ok) throw new Error(`/metrics answered ${res.status}`);
-      const metrics = parseVllmMetrics(await res.text());
+      const [health] = await Promise.allSettled([probeHealth(backend), readMetrics(backend, dispatchedAtStart)]);
       if (!backends.has(backend.id)) return;
-      backend.metrics = metrics;
-      backend.unseenDispatches = backend.dispatched - dispatchedAtStart;
-      backend.lastScrapeOkAt = Date.now();
+      if (health.status === 'rejected') throw health.reason;
       backend.lastError = undefined;
       backend.consecutiveFailures = 0;
       if (backend.health !== 'healthy') {
@@ -151,15 +179,12 @@ export function createFleet(options: FleetOptions): Fleet {
       const message = (err as Error).name === 'TimeoutError' ? `timed out after ${timeoutMs} ms` : describe(err);
       backend.lastError = message;
       backend.consecutiveFailures++;
-      if (backend.lastScrapeOkAt === undefined || Date.now() - backend.lastScrapeOkAt > staleAfterMs) {
-        backend.metrics = undefined;
-      }
       if (backend.consecutiveFailures >= unhealthyAfterFailures && backend.health !== 'unhealthy') {
         logger.warn('backend unhealthy', { backend: backend.id, url: backend.url, error: message });
         backend.health = 'unhealthy';
         changed();
       } else if (backend.consecutiveFailures === 1) {
-        logger.debug('scrape failed', { backend: backend.id, error: message });
+        logger.debug('health check failed', { backend: backend.id, error: message });
       }
       if (!backend.modelsFromConfig) modelsCheckedAt.delete(backend);
     }

@@ -27,6 +27,7 @@ const backend = (id: string, over: Partial<BackendView> = {}): Mutable => ({
   metrics: metrics(0, 0),
   inflight: 0,
   unseenDispatches: 0,
+  queueing: false,
   ...over,
 });
 
@@ -107,6 +108,23 @@ describe('first-token-cost scheduler (the default)', () => {
       b.inflight++;
     }
     expect(fleet.map((b) => b.inflight)).toEqual([8, 8]);
+  });
+
+  it('does not count requests that finished since the last scrape as load', () => {
+    const s = ours();
+    const quick = backend('a', { unseenDispatches: 10, inflight: 0 }); // answered them all already
+    const busy = backend('b', { metrics: metrics(3, 0) });
+    expect(route(s, { model: 'm', stream: false, prompt: { kind: 'text', text: 'x' } }, [quick, busy]).id).toBe('a');
+  });
+
+  it('treats one scrape of a waiting request as arrival, two as saturation', () => {
+    const s = ours();
+    const text = (t: string): SchedulingRequest => ({ model: 'm', stream: false, prompt: { kind: 'text', text: t } });
+    const arriving = backend('a', { metrics: metrics(0, 1) });
+    const busy = backend('b', { metrics: metrics(3, 0) });
+    expect(route(s, text('one'), [arriving, busy]).id).toBe('a');
+    const saturated = backend('c', { metrics: metrics(0, 1), queueing: true });
+    expect(route(s, text('two'), [saturated, busy]).id).toBe('b');
   });
 
   it('keeps a session on its backend when session affinity is weighted in', () => {

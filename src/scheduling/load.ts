@@ -16,6 +16,7 @@ export function estimateLoad(backend: BackendView, weights: LoadWeights): number
   const own = backend.inflight;
   const m = backend.metrics;
   if (!m) return own / backend.capacity;
-  const reported = m.running + weights.waitingWeight * m.waiting + backend.unseenDispatches;
+  // Routed since the scrape and still in flight (finished ones are no load).
+  const reported = m.running + weights.waitingWeight * m.waiting + Math.min(backend.unseenDispatches, own);
   return Math.max(own, reported) / backend.capacity + weights.kvCacheWeight * (m.kvCacheUsage ?? 0);
 }

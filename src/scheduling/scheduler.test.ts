@@ -28,6 +28,7 @@ function backend(id: string, over: Partial<BackendView> = {}): BackendView {
     metrics: metrics(0, 0),
     inflight: 0,
     unseenDispatches: 0,
+    queueing: false,
     ...over,
   };
 }
@@ -51,8 +52,8 @@ describe('least-load scheduler', () => {
     expect(decision.fallbacks.map((f: BackendView) => f.id)).toEqual(['c', 'a']);
   });
 
-  it('counts requests routed since the last scrape', () => {
-    const a = backend('a', { metrics: metrics(1, 0), unseenDispatches: 5 });
+  it('counts requests routed since the last scrape while they are in flight', () => {
+    const a = backend('a', { metrics: metrics(1, 0), unseenDispatches: 5, inflight: 5 });
     const b = backend('b', { metrics: metrics(3, 0) });
     const decision = scheduler.schedule(request, [a, b]);
     expect(decision.kind === 'route' && decision.primary.id).toBe('b');

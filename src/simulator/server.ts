@@ -44,10 +44,29 @@ export interface SimulatorStats {
   numPreemptions: number;
 }
 
+/**
+ * Failures a test can inject, each as a real server might fail. A server that refuses
+ * connections is one that was closed (`close()`); start a new one on the same port to revive it.
+ */
+export type Fault =
+  | { kind: 'none' }
+  /** Inference endpoints and /health answer this status with a vLLM error body. */
+  | { kind: 'error'; status: number }
+  /** Every request except /_sim/* is accepted and never answered. */
+  | { kind: 'hang' }
+  /** Streaming responses are cut (socket destroyed) after this many SSE events. */
+  | { kind: 'die-mid-stream'; afterEvents: number }
+  /** /metrics answers after a delay. */
+  | { kind: 'slow-metrics'; delayMs: number }
+  /** /metrics answers 200 with text that is not a metrics page. */
+  | { kind: 'garbage-metrics' };
+
 export interface SimulatorHandle {
   url: string;
   port: number;
   stats(): SimulatorStats;
+  /** Injects a failure mode (also POST /_sim/fault with the same JSON); `{kind:'none'}` heals. */
+  setFault(fault: Fault): void;
   /** KV cache block stored / removed events, shaped like vLLM's KV events. */
   kvEvents: KvEvents;
   /** Stops accepting, aborts in-flight work, resolves once every connection is closed. */
@@ -66,6 +85,7 @@ export async function startSimulator(options: SimulatorOptions): Promise<Simulat
   const engine = createEngine(engineOptions, { observer: metrics.observer });
   const ctx: ServingContext = { engine, models, maxModelLen: engineOptions.maxModelLen, seed: engineOptions.seed };
   let closing = false;
+  let fault: Fault = { kind: 'none' };
 
   function stats(): SimulatorStats {
     const s: EngineStats = engine.stats();
@@ -98,6 +118,12 @@ export async function startSimulator(options: SimulatorOptions): Promise<Simulat
       GET: (_req, res) => sendText(res, 200, 'text/plain; version=0.0.4; charset=utf-8', metrics.render(engine.stats())),
     },
     '/_sim/stats': { GET: (_req, res) => sendJson(res, 200, stats()) },
+    '/_sim/fault': {
+      POST: async (req, res) => {
+        fault = (await readJsonBody(req)) as Fault;
+        sendJson(res, 200, fault);
+      },
+    },
     '/v1/chat/completions': {
       POST: async (req, res) => handleChatCompletion(ctx, req, res, await readJsonBody(req)),
     },
@@ -135,7 +161,49 @@ export async function startSimulator(options: SimulatorOptions): Promise<Simulat
       return;
     }
     if (closing) throw apiError('The server is shutting down.', 'ServiceUnavailableError', 503);
+    if (!path.startsWith('/_sim/') && injectFault(path, req, res)) return;
     await route(req, res);
+  }
+
+  /** Applies the injected fault; true when it answered (or swallowed) the request. */
+  function injectFault(path: string, req: IncomingMessage, res: ServerResponse): boolean {
+    const inference = path.startsWith('/v1/') || path === '/tokenize' || path === '/detokenize';
+    switch (fault.kind) {
+      case 'none':
+        return false;
+      case 'hang':
+        req.resume();
+        return true;
+      case 'error':
+        if (!inference && path !== '/health') return false;
+        req.resume();
+        sendJson(res, fault.status, { error: { message: 'Injected failure', type: 'InternalServerError', param: null, code: fault.status } });
+        return true;
+      case 'die-mid-stream': {
+        if (!inference) return false;
+        let events = 0;
+        const limit = fault.afterEvents;
+        const write = res.write.bind(res) as (chunk: unknown, ...rest: unknown[]) => boolean;
+        res.write = ((chunk: unknown, ...rest: unknown[]) => {
+          if (++events > limit) {
+            res.socket?.destroy();
+            return false;
+          }
+          return write(chunk, ...rest);
+        }) as typeof res.write;
+        return false;
+      }
+      case 'slow-metrics':
+        if (path !== '/metrics') return false;
+        setTimeout(() => {
+          if (!res.destroyed) sendText(res, 200, 'text/plain; version=0.0.4; charset=utf-8', metrics.render(engine.stats()));
+        }, fault.delayMs);
+        return true;
+      case 'garbage-metrics':
+        if (path !== '/metrics') return false;
+        sendText(res, 200, 'text/plain', '<html><body>502 Bad Gateway</body></html>\n\u0000\u0001 not metrics');
+        return true;
+    }
   }
 
   const server = createServer((req, res) => {
@@ -158,6 +226,9 @@ export async function startSimulator(options: SimulatorOptions): Promise<Simulat
     port: address.port,
     stats,
     kvEvents: engine.kvEvents,
+    setFault(next) {
+      fault = next;
+    },
     close() {
       closed ??= new Promise<void>((resolve) => {
         closing = true;

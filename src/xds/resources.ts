@@ -93,6 +93,19 @@ function modelCluster(model: string, config: RouterConfig): Cluster {
         healthChecker: { $case: 'httpHealthCheck', value: { path: '/health' } },
       },
     ],
+    // Envoy's default circuit breakers (1024 requests, 3 concurrent retries per cluster) are
+    // far below what one model's fleet holds in flight, and would turn a dying backend's
+    // retries into 503s. vLLM queues by itself; retries are bounded by a budget instead.
+    circuitBreakers: {
+      thresholds: [
+        {
+          maxConnections: 1_000_000,
+          maxPendingRequests: 1_000_000,
+          maxRequests: 1_000_000,
+          retryBudget: { budgetPercent: { value: 50 }, minRetryConcurrency: 64 },
+        },
+      ],
+    },
     outlierDetection: {
       consecutiveGatewayFailure: upstream.ejectAfterGatewayFailures,
       enforcingConsecutiveGatewayFailure: 100,

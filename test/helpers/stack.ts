@@ -1,7 +1,7 @@
-import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { stringify } from 'yaml';
+import { parse, stringify } from 'yaml';
 import { parseConfig } from '../../src/config/load.js';
 import { watchConfigFile } from '../../src/config/watch.js';
 import type { RouterConfig } from '../../src/config/schema.js';
@@ -22,7 +22,12 @@ export interface BackendSpec {
 
 export interface Stack {
   envoy: EnvoyHandle;
+  /** The router currently running (replaced by restartRouter). */
   router: Router;
+  /** Stops the router, as a crash or an upgrade would. */
+  stopRouter(): Promise<void>;
+  /** Starts a fresh router on the same ports with the current config file. */
+  restartRouter(): Promise<Router>;
   sims: SimulatorHandle[];
   configPath: string;
   /** The raw config the stack started with, with `extra` merged over it. */
@@ -82,20 +87,33 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     await waitFor(() => router!.fleet.backends().every((b) => b.health === 'healthy' && b.models.length > 0), 10_000, 'backends healthy');
     const config = parseConfig(raw);
     const reloadErrors: Error[] = [];
-    const activeRouter = router;
+    const grpcPort = router.grpcPort;
+    const adminPort = router.adminPort;
     const watcher = watchConfigFile({
       path: configPath,
       current: config,
       debounceMs: 20,
-      onConfig: (next) => activeRouter.applyConfig(next),
+      onConfig: (next) => stack.router.applyConfig(next),
       onError: (err) => reloadErrors.push(err),
     });
     stopWatcher = () => watcher.close();
     envoy = await startEnvoy({ controlPlane: { host: '127.0.0.1', port: router.grpcPort }, concurrency: 1, ...options.envoy });
+    let routerStopped = false;
     const stack: Stack = {
       envoy,
       router,
       sims,
+      async stopRouter() {
+        routerStopped = true;
+        await stack.router.close(200);
+      },
+      async restartRouter() {
+        const current = parseConfig(parse(await readFile(configPath, 'utf8')));
+        const next = { ...current, grpc: { ...current.grpc, port: grpcPort }, admin: { ...current.admin, port: adminPort } };
+        stack.router = await startRouter(next, logger);
+        routerStopped = false;
+        return stack.router;
+      },
       configPath,
       routerConfig: (extra = {}) => ({ ...raw, ...extra }),
       reloadErrors,
@@ -106,7 +124,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       async close() {
         stopWatcher();
         await envoy?.stop();
-        await router?.close(1000);
+        if (!routerStopped) await stack.router.close(1000);
         await Promise.all(sims.map((s) => s.close()));
         await rm(dir, { recursive: true, force: true });
       },

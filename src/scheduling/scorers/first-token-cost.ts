@@ -16,17 +16,26 @@ export interface FirstTokenCostSettings {
   evictionWeight: number;
 }
 
-/** Estimated running and waiting requests, including what we routed since the last scrape. */
-export function estimateQueue(b: BackendView): { running: number; waiting: number } {
+/**
+ * Requests we routed since the last scrape that are still in flight. Those already finished
+ * are no load; counting them would make a server that answers quickly look busy.
+ */
+export function activeUnseen(b: BackendView): number {
+  return Math.min(b.unseenDispatches, b.inflight);
+}
+
+/** Estimated running and waiting requests, and whether a new one would wait for a slot. */
+export function estimateQueue(b: BackendView): { running: number; waiting: number; full: boolean } {
   let running: number;
   let waiting: number;
   if (b.metrics) {
     running = b.metrics.running;
     waiting = b.metrics.waiting;
-    const free = waiting > 0 ? 0 : Math.max(0, b.capacity - running);
-    const admitted = Math.min(b.unseenDispatches, free);
+    const unseen = activeUnseen(b);
+    const free = b.queueing ? 0 : Math.max(0, b.capacity - running);
+    const admitted = Math.min(unseen, free);
     running += admitted;
-    waiting += b.unseenDispatches - admitted;
+    waiting += unseen - admitted;
   } else {
     // No fresh figures: our own in-flight count is all we know, and it is a floor.
     running = Math.min(b.inflight, b.capacity);
@@ -37,7 +46,7 @@ export function estimateQueue(b: BackendView): { running: number; waiting: numbe
     if (running + shortfall <= b.capacity) running += shortfall;
     else waiting += shortfall;
   }
-  return { running, waiting };
+  return { running, waiting, full: b.queueing || running >= b.capacity };
 }
 
 /**
@@ -61,11 +70,12 @@ export function createFirstTokenCostScorer(settings: FirstTokenCostSettings): Sc
     return input.backends.map((b, i) => {
       const uncached = Math.max(1, prompt - cached[i]!);
       const eviction = uncached * fullness[i]! * settings.evictionWeight;
-      const { running, waiting } = estimateQueue(b);
-      const full = waiting > 0 || running >= b.capacity;
-      const ahead = waiting + (full ? 1 : 0);
-      const queuedPrefill = meanUncached.get(b.id) ?? prompt;
-      return uncached + eviction + ahead * (queuedPrefill + settings.queuedRequestTokens) + running * settings.runningRequestTokens;
+      const { running, waiting, full } = estimateQueue(b);
+      // Queued requests' prefill runs before ours; when the server is full we also wait for
+      // a slot behind each of them.
+      const queuedPrefill = waiting * (meanUncached.get(b.id) ?? prompt);
+      const slotWait = full ? (waiting + 1) * settings.queuedRequestTokens : 0;
+      return uncached + eviction + queuedPrefill + slotWait + running * settings.runningRequestTokens;
     });
   };
 

@@ -8,7 +8,7 @@ import { lowerIsBetter } from './normalize.js';
  */
 export const queueScorer: Scorer = {
   name: 'queue',
-  score: ({ backends }) => lowerIsBetter(backends.map((b) => (b.metrics ? b.metrics.waiting + b.unseenDispatches : b.inflight))),
+  score: ({ backends }) => lowerIsBetter(backends.map((b) => (b.metrics ? b.metrics.waiting + Math.min(b.unseenDispatches, b.inflight) : b.inflight))),
 };
 
 export const runningScorer: Scorer = {

@@ -1,0 +1,82 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { parseConfig } from '../config/load.js';
+import { silentLogger } from '../log.js';
+import { startSimulator, type SimulatorHandle } from '../simulator/server.js';
+import { createFleet, isRoutable, type Fleet } from './fleet.js';
+
+let sim: SimulatorHandle | undefined;
+let fleet: Fleet | undefined;
+afterEach(async () => {
+  fleet?.stop();
+  await sim?.close();
+});
+
+async function until(check: () => boolean, what: string, timeoutMs = 3000) {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+function start(url: string, models?: string[]) {
+  fleet = createFleet({
+    config: parseConfig({
+      backends: [{ name: 'a', url, ...(models ? { models } : {}) }],
+      scraping: { intervalMs: 20, timeoutMs: 200, staleAfterMs: 100, unhealthyAfterFailures: 2 },
+    }),
+    logger: silentLogger,
+  });
+  fleet.start();
+  return fleet.backends()[0]!;
+}
+
+describe('fleet scraping and health', () => {
+  it('reads models from /v1/models and load from /metrics', async () => {
+    sim = await startSimulator({ models: ['m1', 'm2'] });
+    const b = start(sim.url);
+    await until(() => b.health === 'healthy' && b.metrics !== undefined, 'a scrape');
+    expect(b.models).toEqual(['m1', 'm2']);
+    expect(b.endpoint).toBe(`127.0.0.1:${sim.port}`);
+    expect(isRoutable(b)).toBe(true);
+  });
+
+  it('keeps a backend whose /metrics is garbage in rotation, scored without metrics', async () => {
+    sim = await startSimulator({ models: ['m'] });
+    const b = start(sim.url, ['m']);
+    await until(() => b.metrics !== undefined, 'metrics');
+    sim.setFault({ kind: 'garbage-metrics' });
+    await until(() => b.metrics === undefined, 'stale metrics');
+    expect(b.health).toBe('healthy');
+    expect(b.metricsError).toMatch(/vllm:num_requests_running/);
+    sim.setFault({ kind: 'slow-metrics', delayMs: 1000 });
+    await new Promise((r) => setTimeout(r, 300));
+    expect(b.health).toBe('healthy');
+    expect(b.metricsError).toMatch(/timed out/);
+    sim.setFault({ kind: 'none' });
+    await until(() => b.metrics !== undefined && b.metricsError === undefined, 'metrics again');
+  });
+
+  it('takes a backend out of rotation when /health fails, and back when it recovers', async () => {
+    sim = await startSimulator({ models: ['m'] });
+    const b = start(sim.url, ['m']);
+    await until(() => b.health === 'healthy', 'healthy');
+    sim.setFault({ kind: 'error', status: 503 });
+    await until(() => b.health === 'unhealthy', 'unhealthy');
+    expect(b.lastError).toMatch(/503/);
+    sim.setFault({ kind: 'none' });
+    await until(() => b.health === 'healthy', 'healthy again');
+  });
+
+  it('marks a backend that refuses connections unhealthy, and readmits it on the same port', async () => {
+    sim = await startSimulator({ models: ['m'] });
+    const port = sim.port;
+    const b = start(sim.url, ['m']);
+    await until(() => b.health === 'healthy', 'healthy');
+    await sim.close();
+    await until(() => b.health === 'unhealthy', 'unhealthy');
+    expect(b.lastError).toMatch(/ECONNREFUSED|fetch failed/);
+    sim = await startSimulator({ models: ['m'], port });
+    await until(() => b.health === 'healthy', 'healthy again');
+  });
+});

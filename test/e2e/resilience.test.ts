@@ -1,0 +1,153 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { startSimulator } from '../../src/simulator/server.js';
+import { FAST_ENGINE, startStack, waitFor, type Stack } from '../helpers/stack.js';
+
+let stack: Stack | undefined;
+afterEach(async () => {
+  await stack?.close();
+  stack = undefined;
+});
+
+async function complete(url: string, model: string, extra: Record<string, unknown> = {}) {
+  const res = await fetch(`${url}/v1/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ model, prompt: `hello ${Math.random()}`, max_tokens: 4, ...extra }),
+  });
+  const body = await res.text();
+  return { status: res.status, body, contentType: res.headers.get('content-type') };
+}
+
+/** Closed-loop load: `workers` clients sending requests back to back until `until()` says stop. */
+async function steadyLoad(url: string, model: string, workers: number, until: () => boolean) {
+  const outcomes: Array<{ status: number; body: string }> = [];
+  await Promise.all(
+    Array.from({ length: workers }, async () => {
+      while (!until()) outcomes.push(await complete(url, model, { max_tokens: 8 }));
+    }),
+  );
+  return outcomes;
+}
+
+describe('backend failures', () => {
+  it('loses no non-streaming request when a backend dies under steady load, and readmits it when it returns', async () => {
+    stack = await startStack({ backends: [{ models: ['llama-8b'] }, { models: ['llama-8b'] }, { models: ['llama-8b'] }] });
+    const s = stack;
+    const victim = s.sims[0]!;
+    const port = victim.port;
+    const stopAt = Date.now() + 3000;
+    const load = steadyLoad(s.envoy.url, 'llama-8b', 6, () => Date.now() > stopAt);
+    await new Promise((r) => setTimeout(r, 800));
+    expect(victim.stats().requestsTotal).toBeGreaterThan(0);
+    await victim.close(); // in-flight requests on it are cut; later connections are refused
+    const outcomes = await load;
+    const failed = outcomes.filter((o) => o.status !== 200);
+    expect(outcomes.length).toBeGreaterThan(50);
+    expect(failed.slice(0, 3)).toEqual([]);
+    expect(failed).toHaveLength(0);
+    await waitFor(() => s.router.fleet.backends()[0]!.health === 'unhealthy', 3000, 'the dead backend to leave rotation');
+
+    const revived = await startSimulator({ models: ['llama-8b'], port, engine: FAST_ENGINE });
+    s.sims[0] = revived;
+    await waitFor(() => s.router.fleet.backends()[0]!.health === 'healthy', 5000, 'the backend to come back');
+    for (let i = 0; i < 30 && revived.stats().requestsTotal === 0; i++) await complete(s.envoy.url, 'llama-8b');
+    expect(revived.stats().requestsTotal).toBeGreaterThan(0);
+  });
+
+  it('routes around a backend that answers 503, without client errors', async () => {
+    stack = await startStack({ backends: [{ models: ['llama-8b'] }, { models: ['llama-8b'] }] });
+    const s = stack;
+    s.sims[0]!.setFault({ kind: 'error', status: 503 });
+    const outcomes = [];
+    for (let i = 0; i < 20; i++) outcomes.push(await complete(s.envoy.url, 'llama-8b'));
+    expect(outcomes.filter((o) => o.status !== 200)).toEqual([]);
+    await waitFor(() => s.router.fleet.backends()[0]!.health === 'unhealthy', 3000, 'the failing backend to leave rotation');
+  });
+
+  it('answers a clear 503 in OpenAI format when every backend of a model is down', async () => {
+    stack = await startStack({ backends: [{ models: ['llama-8b'] }, { models: ['qwen-7b'] }] });
+    const s = stack;
+    await s.sims[0]!.close();
+    await waitFor(() => s.router.fleet.backends()[0]!.health === 'unhealthy', 3000, 'the backend to leave rotation');
+    const started = Date.now();
+    const res = await complete(s.envoy.url, 'llama-8b');
+    expect(Date.now() - started).toBeLessThan(2000);
+    expect(res.status).toBe(503);
+    expect(res.contentType).toBe('application/json');
+    expect(JSON.parse(res.body).error).toMatchObject({ code: 'no_healthy_backend', type: 'server_error' });
+    expect((await complete(s.envoy.url, 'qwen-7b')).status).toBe(200);
+
+    // With the router down too, Envoy's own reply is in the same shape.
+    await s.stopRouter();
+    const fallback = await complete(s.envoy.url, 'llama-8b');
+    expect(fallback.status).toBeGreaterThanOrEqual(500);
+    expect(fallback.contentType).toBe('application/json');
+    expect(JSON.parse(fallback.body).error.type).toBe('server_error');
+  });
+});
+
+describe('control plane failures', () => {
+  it('keeps serving each model from its own servers while the router is down, and routes again when it returns', async () => {
+    stack = await startStack({ backends: [{ models: ['llama-8b'] }, { models: ['llama-8b'] }, { models: ['qwen-7b'] }] });
+    const s = stack;
+    await s.stopRouter();
+    const before = s.sims.map((sim) => sim.stats().requestsTotal);
+    for (let i = 0; i < 12; i++) {
+      const model = i % 3 === 0 ? 'qwen-7b' : 'llama-8b';
+      const res = await complete(s.envoy.url, model);
+      expect(res.status, res.body).toBe(200);
+      expect(JSON.parse(res.body).model).toBe(model);
+    }
+    const served = s.sims.map((sim, i) => sim.stats().requestsTotal - before[i]!);
+    expect(served[0]! + served[1]!).toBe(8);
+    expect(served[2]).toBe(4);
+    const models = (await fetch(`${s.envoy.url}/v1/models`).then((r) => r.json())) as { data: Array<{ id: string }> };
+    expect(models.data.map((m) => m.id)).toEqual(['llama-8b', 'qwen-7b']);
+
+    const router = await s.restartRouter();
+    await waitFor(() => router.fleet.backends().every((b) => b.health === 'healthy'), 5000, 'the new router to see the fleet');
+    await waitFor(
+      async () => {
+        await complete(s.envoy.url, 'llama-8b');
+        return router.fleet.backends().some((b) => b.routed > 0);
+      },
+      10_000,
+      'Envoy to route through the router again',
+    );
+  });
+
+  it('drains: a stream in flight finishes while the router shuts down', async () => {
+    stack = await startStack({ backends: [{ models: ['llama-8b'] }] });
+    const s = stack;
+    const res = await fetch(`${s.envoy.url}/v1/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'llama-8b', prompt: 'long story', max_tokens: 1500, ignore_eos: true, stream: true }),
+    });
+    expect(res.status).toBe(200);
+    const reader = res.body!.getReader();
+    const decoder = new TextDecoder();
+    let text = decoder.decode((await reader.read()).value, { stream: true });
+    const closing = s.stopRouter();
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      text += decoder.decode(value, { stream: true });
+    }
+    await closing;
+    expect(text.trimEnd().endsWith('data: [DONE]')).toBe(true);
+    expect(text.split('\n\n').filter((e) => e.startsWith('data: {')).length).toBeGreaterThanOrEqual(1499);
+  });
+});
+
+describe('limits', () => {
+  it('answers a body over the limit with an OpenAI-style 413', async () => {
+    stack = await startStack({ backends: [{ models: ['llama-8b'] }] });
+    const huge = JSON.stringify({ model: 'llama-8b', prompt: 'x'.repeat(33 * 1024 * 1024) });
+    const res = await fetch(`${stack.envoy.url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: huge });
+    expect(res.status).toBe(413);
+    expect(res.headers.get('content-type')).toBe('application/json');
+    expect(((await res.json()) as { error: { code: string } }).error.code).toBe('request_too_large');
+    expect(stack.sims[0]!.stats().requestsTotal).toBe(0);
+  });
+});
