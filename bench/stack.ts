@@ -59,6 +59,11 @@ export interface RunningStack {
   url: string;
   sims: SimServer[];
   routerAdmin: string;
+  /** The router's config file (watched: rewrite it to reload). */
+  configPath: string;
+  routerPid: number;
+  /** Kills simulated server i (in-flight work is cut), waits `downMs`, starts it again on its port. */
+  restartSim(i: number, downMs: number): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -75,7 +80,7 @@ function node(script: string, args: string[]): ChildProcess {
 async function stopAll(children: ChildProcess[]): Promise<void> {
   await Promise.all(
     children.map((c) => {
-      if (c.exitCode !== null) return undefined;
+      if (c.exitCode !== null || c.signalCode !== null) return undefined;
       (c as { stopping?: boolean }).stopping = true;
       const done = new Promise((r) => c.once('exit', r));
       c.kill('SIGTERM');
@@ -96,17 +101,20 @@ export async function startBenchStack(
   const dir = await mkdtemp(join(tmpdir(), 'bench-routing-'));
   try {
     const sims: SimServer[] = [];
+    const simProcesses: ChildProcess[] = [];
+    const startSim = (port: number, model: string) =>
+      node('simulator/main.js', [
+        '--port', String(port), '--model', model, '--time-scale', String(timeScale),
+        '--max-num-seqs', String(BENCH_ENGINE.maxNumSeqs), '--num-gpu-blocks', String(BENCH_ENGINE.numGpuBlocks),
+        '--block-size', String(BENCH_ENGINE.blockSize), '--max-num-batched-tokens', String(BENCH_ENGINE.maxNumBatchedTokens),
+        '--max-model-len', String(BENCH_ENGINE.maxModelLen),
+      ]);
     for (const { model, servers } of fleet) {
       for (let i = 0; i < servers; i++) {
         const port = await freePort();
-        children.push(
-          node('simulator/main.js', [
-            '--port', String(port), '--model', model, '--time-scale', String(timeScale),
-            '--max-num-seqs', String(BENCH_ENGINE.maxNumSeqs), '--num-gpu-blocks', String(BENCH_ENGINE.numGpuBlocks),
-            '--block-size', String(BENCH_ENGINE.blockSize), '--max-num-batched-tokens', String(BENCH_ENGINE.maxNumBatchedTokens),
-            '--max-model-len', String(BENCH_ENGINE.maxModelLen),
-          ]),
-        );
+        const child = startSim(port, model);
+        children.push(child);
+        simProcesses.push(child);
         sims.push({ url: `http://127.0.0.1:${port}`, model });
       }
     }
@@ -124,7 +132,8 @@ export async function startBenchStack(
     };
     const configPath = join(dir, 'router.yaml');
     await writeFile(configPath, stringify(config));
-    children.push(node('main.js', ['--config', configPath, '--log-level', 'warn']));
+    const router = node('main.js', ['--config', configPath, '--log-level', 'warn']);
+    children.push(router);
     const routerAdmin = `http://127.0.0.1:${adminPort}`;
     await waitHttp(`${routerAdmin}/health`);
 
@@ -141,6 +150,21 @@ export async function startBenchStack(
       url: handle.url,
       sims,
       routerAdmin,
+      configPath,
+      routerPid: router.pid!,
+      async restartSim(i, downMs) {
+        const old = simProcesses[i]!;
+        (old as { stopping?: boolean }).stopping = true;
+        const exited = new Promise((r) => old.once('exit', r));
+        old.kill('SIGKILL');
+        await exited;
+        await new Promise((r) => setTimeout(r, downMs));
+        const sim = sims[i]!;
+        const fresh = startSim(Number(new URL(sim.url).port), sim.model);
+        simProcesses[i] = fresh;
+        children.push(fresh);
+        await waitHttp(`${sim.url}/health`);
+      },
       async stop() {
         await handle.stop();
         await stopAll(children);

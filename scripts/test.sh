@@ -1,15 +1,27 @@
 #!/usr/bin/env bash
 # The whole suite: installs what it needs, type-checks, runs unit and end-to-end tests
-# (real Envoy, router, simulated vLLM servers on loopback), then prints one summary line.
+# (real Envoy, router, simulated vLLM servers on loopback), then the bounded soak test on
+# its own (SOAK_SECONDS, default 40), and prints one summary line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 npx tsc -p tsconfig.json --noEmit
+npm run build --silent
 mkdir -p .tmp
+rm -f .tmp/vitest-results.json .tmp/vitest-soak.json
 status=0
 npx vitest run --reporter=default --reporter=json --outputFile.json=.tmp/vitest-results.json "$@" || status=$?
+if [ "$#" -eq 0 ]; then
+  npx vitest run --config vitest.soak.config.ts --reporter=default --reporter=json --outputFile.json=.tmp/vitest-soak.json || status=$?
+fi
 node -e '
-  const r = require("./.tmp/vitest-results.json");
-  console.log(`${r.numPassedTests} passed, ${r.numFailedTests} failed, ${r.numPendingTests + r.numTodoTests} skipped`);
-' || true
+  const fs = require("fs");
+  let passed = 0, failed = 0, skipped = 0;
+  for (const f of [".tmp/vitest-results.json", ".tmp/vitest-soak.json"]) {
+    if (!fs.existsSync(f)) continue;
+    const r = JSON.parse(fs.readFileSync(f, "utf8"));
+    passed += r.numPassedTests; failed += r.numFailedTests; skipped += r.numPendingTests + r.numTodoTests;
+  }
+  console.log(`${passed} passed, ${failed} failed, ${skipped} skipped`);
+'
 exit $status

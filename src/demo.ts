@@ -46,7 +46,7 @@ async function stop(code: number): Promise<void> {
   stopping = true;
   await envoy?.stop();
   for (const child of children) child.kill('SIGTERM');
-  await Promise.all(children.map((c) => (c.exitCode !== null ? undefined : new Promise((r) => c.once('exit', r)))));
+  await Promise.all(children.map((c) => (c.exitCode !== null || c.signalCode !== null ? undefined : new Promise((r) => c.once("exit", r)))));
   process.exit(code);
 }
 
