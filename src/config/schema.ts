@@ -65,6 +65,8 @@ const scheduler = z
   .object({
     /** Next-best backends named after the primary, for Envoy's retries. */
     fallbacks: z.number().int().min(0).max(16).default(2),
+    /** Answer 429 when every backend of the model has this many requests waiting (0: never). */
+    maxWaitingPerBackend: z.number().int().min(0).default(0),
     /** Scorers and their weights; each score is clamped to [0, 1] before weighting. */
     scorers: z
       .array(z.object({ name: z.enum(SCORER_NAMES), weight: z.number().min(0).max(1000).default(1) }).strict())
@@ -113,6 +115,7 @@ const scheduler = z
   .strict()
   .default({
     fallbacks: 2,
+    maxWaitingPerBackend: 0,
     scorers: [{ name: 'first-token-cost', weight: 1 }],
     picker: 'max-score',
     prefix: { blockChars: 64, charsPerToken: 4, blockTokens: 16, defaultCapacityTokens: 262_144 },

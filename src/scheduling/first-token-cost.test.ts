@@ -127,6 +127,17 @@ describe('first-token-cost scheduler (the default)', () => {
     expect(route(s, text('two'), [saturated, busy]).id).toBe('b');
   });
 
+  it('sheds load with a 429 when every backend has reached the waiting limit', () => {
+    const s = ours({ maxWaitingPerBackend: 2 });
+    const text: SchedulingRequest = { model: 'm', stream: false, prompt: { kind: 'text', text: 'x' } };
+    const full = backend('a', { metrics: metrics(8, 3), queueing: true });
+    const fuller = backend('b', { metrics: metrics(8, 5), queueing: true });
+    expect(s.schedule(text, [full, fuller])).toMatchObject({ kind: 'reject', status: 429, code: 'server_overloaded' });
+    const roomy = backend('c', { metrics: metrics(8, 1), queueing: true });
+    expect(route(s, text, [full, fuller, roomy]).id).toBe('c');
+    expect(route(ours(), text, [full, fuller]).id).toBe('a'); // no limit by default
+  });
+
   it('keeps a session on its backend when session affinity is weighted in', () => {
     const s = ours({ scorers: [{ name: 'first-token-cost', weight: 1 }, { name: 'session-affinity', weight: 2 }] });
     const fleet = [backend('a'), backend('b'), backend('c')];

@@ -1,4 +1,5 @@
 import type { RouterConfig } from '../config/schema.js';
+import { createQueueLimitFilter } from './filters/queue-limit.js';
 import { routableFilter } from './filters/routable.js';
 import { createMaxScorePicker } from './pickers/max-score.js';
 import { createRandomPicker } from './pickers/random.js';
@@ -36,7 +37,7 @@ export interface SchedulerMemory {
 export function schedulerFromConfig(config: RouterConfig, memory: SchedulerMemory, random?: () => number): Scheduler {
   const c = config.scheduler;
   return createScheduler({
-    filters: [routableFilter],
+    filters: c.maxWaitingPerBackend > 0 ? [routableFilter, createQueueLimitFilter(c.maxWaitingPerBackend)] : [routableFilter],
     scorers: c.scorers.map(({ name, weight }) => ({ scorer: SCORERS[name](c), weight })),
     picker: c.picker === 'random' ? createRandomPicker(random) : createMaxScorePicker(random),
     fallbacks: c.fallbacks,

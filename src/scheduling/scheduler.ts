@@ -101,6 +101,7 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
       for (const filter of filters) {
         eligible = filter.filter(request, eligible);
         if (eligible.length === 0) {
+          if (filter.rejection) return { kind: 'reject', ...filter.rejection };
           return {
             kind: 'reject',
             status: 503,

@@ -22,6 +22,8 @@ export interface SchedulingRequest {
 export interface Filter {
   readonly name: string;
   filter(request: SchedulingRequest, backends: readonly BackendView[]): readonly BackendView[];
+  /** The answer when this filter leaves no backend (default: 503 no healthy backend). */
+  readonly rejection?: { status: 429 | 503; code: string; message: string };
 }
 
 /** What scorers see for one request: computed once, shared by every scorer. */

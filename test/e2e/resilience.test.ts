@@ -1,4 +1,7 @@
+import * as grpc from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
+import { AggregatedDiscoveryServiceService } from '../../src/gen/envoy/service/discovery/v3/ads.js';
+import { ExternalProcessorService } from '../../src/gen/envoy/service/ext_proc/v3/external_processor.js';
 import { startSimulator } from '../../src/simulator/server.js';
 import { FAST_ENGINE, startStack, waitFor, type Stack } from '../helpers/stack.js';
 
@@ -114,6 +117,31 @@ describe('control plane failures', () => {
       10_000,
       'Envoy to route through the router again',
     );
+  });
+
+  it('fails open after the message timeout when the router hangs', async () => {
+    stack = await startStack({ backends: [{ models: ['llama-8b'] }] });
+    const s = stack;
+    const port = s.router.grpcPort;
+    await s.stopRouter();
+    // A router that accepts every stream and never answers.
+    const hung = new grpc.Server();
+    const silent = () => {};
+    hung.addService(ExternalProcessorService, { process: silent });
+    hung.addService(AggregatedDiscoveryServiceService, { streamAggregatedResources: silent, deltaAggregatedResources: silent });
+    await new Promise<void>((resolve, reject) =>
+      hung.bindAsync(`127.0.0.1:${port}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())),
+    );
+    try {
+      const started = Date.now();
+      const res = await complete(s.envoy.url, 'llama-8b');
+      const elapsed = Date.now() - started;
+      expect(res.status, res.body).toBe(200);
+      expect(elapsed).toBeGreaterThanOrEqual(900); // waited for the 1 s message timeout...
+      expect(elapsed).toBeLessThan(5000); // ...and no longer
+    } finally {
+      hung.forceShutdown();
+    }
   });
 
   it('drains: a stream in flight finishes while the router shuts down', async () => {

@@ -1,0 +1,19 @@
+import { estimateQueue } from '../scorers/first-token-cost.js';
+import type { Filter } from '../types.js';
+
+/**
+ * Sheds load instead of queueing without bound: drops backends whose waiting queue has
+ * reached `maxWaiting`; when that leaves none, the client gets a 429 it can retry with
+ * backoff, rather than a request that waits behind minutes of work.
+ */
+export function createQueueLimitFilter(maxWaiting: number): Filter {
+  return {
+    name: 'queue-limit',
+    filter: (_request, backends) => backends.filter((b) => estimateQueue(b).waiting < maxWaiting),
+    rejection: {
+      status: 429,
+      code: 'server_overloaded',
+      message: `Every backend serving this model has ${maxWaiting} or more requests waiting; retry with backoff.`,
+    },
+  };
+}
