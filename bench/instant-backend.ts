@@ -1,0 +1,50 @@
+/**
+ * A backend that answers at once: vLLM's response shapes and metric names, no model. It
+ * isolates the cost of the proxy path in the overhead benchmark.
+ *   tsx bench/instant-backend.ts PORT
+ */
+import { createServer } from 'node:http';
+
+const port = Number(process.argv[2] ?? 0);
+const METRICS = `# TYPE vllm:num_requests_running gauge
+vllm:num_requests_running{engine="0",model_name="m"} 0.0
+# TYPE vllm:num_requests_waiting gauge
+vllm:num_requests_waiting{engine="0",model_name="m"} 0.0
+# TYPE vllm:kv_cache_usage_perc gauge
+vllm:kv_cache_usage_perc{engine="0",model_name="m"} 0.0
+vllm:cache_config_info{block_size="16",engine="0",num_gpu_blocks="65536"} 1.0
+`;
+const reply = JSON.stringify({
+  id: 'chatcmpl-1',
+  object: 'chat.completion',
+  created: 0,
+  model: 'm',
+  choices: [{ index: 0, message: { role: 'assistant', content: 'ok' }, finish_reason: 'stop' }],
+  usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 },
+});
+const chunk = (content: string) =>
+  `data: ${JSON.stringify({ id: 'chatcmpl-1', object: 'chat.completion.chunk', created: 0, model: 'm', choices: [{ index: 0, delta: { content } }] })}\n\n`;
+const stream = chunk('o') + chunk('k') + 'data: [DONE]\n\n';
+
+const server = createServer((req, res) => {
+  if (req.method === 'GET') {
+    if (req.url === '/metrics') return res.writeHead(200, { 'content-type': 'text/plain' }).end(METRICS);
+    if (req.url === '/v1/models') return res.writeHead(200, { 'content-type': 'application/json' }).end('{"object":"list","data":[{"id":"m","object":"model"}]}');
+    return res.writeHead(200).end();
+  }
+  let streaming = false;
+  let head = '';
+  req.on('data', (c: Buffer) => {
+    if (head.length < 64) head += c.toString('latin1', 0, 64);
+  });
+  req.on('end', () => {
+    streaming = /"stream":\s*true/.test(head) || head.includes('"stream":true');
+    if (streaming) res.writeHead(200, { 'content-type': 'text/event-stream' }).end(stream);
+    else res.writeHead(200, { 'content-type': 'application/json' }).end(reply);
+  });
+});
+server.keepAliveTimeout = 60_000;
+server.listen(port, '127.0.0.1', () => {
+  console.log(`instant backend on ${(server.address() as { port: number }).port}`);
+});
+process.on('SIGTERM', () => server.close(() => process.exit(0)));
