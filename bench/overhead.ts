@@ -143,7 +143,8 @@ async function main(): Promise<void> {
         backends: ports.map((p, i) => ({ name: `instant-${i}`, url: `http://127.0.0.1:${p}`, models: ['m'] })),
       }),
     );
-    const router = child([join(REPO, 'dist/main.js'), '--config', configPath, '--log-level', 'warn']);
+    // ROUTER_NODE_OPTIONS, e.g. '--cpu-prof --cpu-prof-dir=.tmp/prof', profiles the router under this load.
+    const router = child([...(process.env.ROUTER_NODE_OPTIONS?.split(' ').filter(Boolean) ?? []), join(REPO, 'dist/main.js'), '--config', configPath, '--log-level', 'warn']);
     children.push(router);
     await waitHttp(`http://127.0.0.1:${adminPort}/health`);
     const controlPlane = { host: '127.0.0.1', port: grpcPort };
