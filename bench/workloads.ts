@@ -1,3 +1,5 @@
+import { createPrng } from '../src/simulator/hash.js';
+
 /**
  * Deterministic, seeded workloads for the routing benchmark. A workload is a set of
  * sessions; a session is a chain of requests where each may depend on the previous replies
@@ -31,16 +33,10 @@ export interface Workload {
   concurrency: number;
 }
 
-/** mulberry32: small, fast, seedable. */
+/** Seeded floats in [0, 1), from the simulator's mulberry32. */
 export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const next = createPrng(seed);
+  return () => next() / 4294967296;
 }
 
 const SYLLABLES = ['ka', 'lo', 'mi', 'ren', 'tas', 'vo', 'quel', 'dri', 'som', 'pa', 'ne', 'ul', 'ix', 'bor', 'zen', 'ta', 'fi', 'gar'];
