@@ -3,7 +3,8 @@ import type { Backend } from '../fleet/backend.js';
 import type { Fleet } from '../fleet/fleet.js';
 import type { RouterMetrics } from '../admin/metrics.js';
 import type { RouterConfig } from '../config/schema.js';
-import type { HeaderMap } from '../gen/envoy/config/core/v3/base.js';
+import type { HeaderMap, Metadata } from '../gen/envoy/config/core/v3/base.js';
+import { ProcessingMode_BodySendMode } from '../gen/envoy/extensions/filters/http/ext_proc/v3/processing_mode.js';
 import type { ProcessingRequest, ProcessingResponse } from '../gen/envoy/service/ext_proc/v3/external_processor.js';
 import type { Logger } from '../log.js';
 import type { Scheduler } from '../scheduling/scheduler.js';
@@ -12,6 +13,7 @@ import {
   DESTINATION_HEADER,
   LB_METADATA_NAMESPACE,
   ROUTER_METADATA_NAMESPACE,
+  SUBSET_HINT_NAMESPACE,
   clusterNameForModel,
 } from '../xds/names.js';
 import { answerLocally } from './local-endpoints.js';
@@ -19,6 +21,9 @@ import { errorBody, httpError } from './openai-error.js';
 import { parseRequestBody } from './parse-request.js';
 import {
   continueRequestBody,
+  continueRequestTrailers,
+  streamedBodyChunk,
+  streamedBodyResponse,
   continueResponseHeaders,
   errorResponse,
   immediateResponse,
@@ -82,7 +87,12 @@ function readHeaders(map: HeaderMap | undefined, sessionHeader?: string): Reques
 export function createProcessor(deps: ProcessorDeps) {
   const { fleet, metrics, logger } = deps;
 
-  function decide(headers: RequestHeaders, body: Buffer): { response: ProcessingResponse; backend?: Backend } {
+  function decide(
+    headers: RequestHeaders,
+    body: Buffer,
+    phase: 'requestHeaders' | 'requestBody',
+    subset: ReadonlySet<string> | undefined,
+  ): { response: ProcessingResponse; backend?: Backend } {
     const started = process.hrtime.bigint();
     const singleModel = MODEL_OPTIONAL.has(headers.path) ? fleet.routableModels() : [];
     const parsed = parseRequestBody(body, {
@@ -98,7 +108,16 @@ export function createProcessor(deps: ProcessorDeps) {
     const session = deps.config().scheduler.session;
     const sessionKey = headers.session ?? (session.useUserField ? request.user : undefined);
     if (sessionKey !== undefined) request.sessionKey = sessionKey;
-    const decision = deps.scheduler().schedule(request, fleet.servingModel(request.model));
+    let candidates = fleet.servingModel(request.model);
+    if (subset) {
+      // The gateway narrowed the choice (endpoint-picker protocol): pick from its list or not at all.
+      candidates = candidates.filter((b) => subset.has(b.endpoint));
+      if (candidates.length === 0 && fleet.isKnownModel(request.model)) {
+        metrics.rejections.inc({ code: 'no_eligible_endpoint', status: '503' });
+        return { response: errorResponse(httpError(503, 'no_eligible_endpoint', `None of the endpoints the gateway allowed serves \`${request.model}\`.`)) };
+      }
+    }
+    const decision = deps.scheduler().schedule(request, candidates);
     if (decision.kind === 'reject') {
       metrics.rejections.inc({ code: decision.code, status: String(decision.status) });
       return { response: errorResponse(httpError(decision.status, decision.code, decision.message, decision.status === 404 ? 'model' : null)) };
@@ -111,7 +130,7 @@ export function createProcessor(deps: ProcessorDeps) {
       [DESTINATION_HEADER]: destination,
     };
     if (parsed.rewriteContentType) setHeaders['content-type'] = 'application/json';
-    const response = routeResponse('requestBody', {
+    const response = routeResponse(phase, {
       setHeaders,
       removeHeaders: [],
       dynamicMetadata: {
@@ -126,7 +145,11 @@ export function createProcessor(deps: ProcessorDeps) {
 
   return function process(call: ServerDuplexStream<ProcessingRequest, ProcessingResponse>): void {
     let headers: RequestHeaders | undefined;
+    // Which body mode Envoy uses is read from the stream, not assumed.
+    let streamed = false;
+    let subset: ReadonlySet<string> | undefined;
     const chunks: Buffer[] = [];
+    let decided = false;
     let routedTo: Backend | undefined;
     let finished = false;
 
@@ -139,8 +162,19 @@ export function createProcessor(deps: ProcessorDeps) {
       if (!finished) call.write(response);
     };
 
+    /** The whole body is in: decide, and answer in the shape the body mode wants. */
+    const route = (body: Buffer, bodyEnds: boolean) => {
+      decided = true;
+      const { response, backend } = decide(headers ?? readHeaders(undefined), body, streamed ? 'requestHeaders' : 'requestBody', subset);
+      routedTo = backend;
+      reply(response);
+      if (streamed && backend) reply(bodyEnds ? streamedBodyResponse(body) : streamedBodyChunk(body));
+    };
+
     call.on('data', (message: ProcessingRequest) => {
       try {
+        if (message.protocolConfig?.requestBodyMode === ProcessingMode_BodySendMode.FULL_DUPLEX_STREAMED) streamed = true;
+        if (message.metadataContext) subset = readSubset(message.metadataContext) ?? subset;
         const r = message.request;
         switch (r?.$case) {
           case 'requestHeaders': {
@@ -155,27 +189,33 @@ export function createProcessor(deps: ProcessorDeps) {
               }
               return;
             }
+            // Streamed: the headers reply waits for the body, which decides the route.
+            if (streamed) return;
             // Client copies of routing headers are dropped here too, for Envoys whose
             // filter chain does not strip them before ext_proc.
             reply(routeResponse('requestHeaders', { setHeaders: {}, removeHeaders: ROUTING_HEADERS, dynamicMetadata: {} }));
             return;
           }
           case 'requestBody': {
+            if (decided) {
+              // One request, one decision: a second end of stream (never sent by Envoy) changes nothing.
+              if (!streamed) reply(continueRequestBody());
+              return;
+            }
             chunks.push(r.value.body);
             if (!r.value.endOfStream) {
-              reply(continueRequestBody());
+              if (!streamed) reply(continueRequestBody());
               return;
             }
             const body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
             chunks.length = 0;
-            if (routedTo) {
-              // One request, one decision: a second end of stream (never sent by Envoy) changes nothing.
-              reply(continueRequestBody());
-              return;
-            }
-            const { response, backend } = decide(headers ?? readHeaders(undefined), body);
-            routedTo = backend;
-            reply(response);
+            route(body, true);
+            return;
+          }
+          case 'requestTrailers': {
+            // Streamed mode may end the body with trailers instead of end_of_stream.
+            if (streamed && !decided) route(Buffer.concat(chunks), false);
+            reply(continueRequestTrailers());
             return;
           }
           case 'responseHeaders': {
@@ -188,7 +228,7 @@ export function createProcessor(deps: ProcessorDeps) {
             return;
           }
           default:
-            // Trailers or response bodies only arrive if Envoy is configured to send them.
+            // Response bodies and trailers only arrive if Envoy is configured to send them.
             logger.debug('unexpected ext_proc message', { kind: r?.$case });
         }
       } catch (err) {
@@ -204,4 +244,11 @@ export function createProcessor(deps: ProcessorDeps) {
     call.on('cancelled', finish);
     call.on('close', finish);
   };
+}
+
+/** `envoy.lb.subset_hint` -> `x-gateway-destination-endpoint-subset`: the endpoints a gateway allows. */
+function readSubset(context: Metadata): ReadonlySet<string> | undefined {
+  const hint = context.filterMetadata[SUBSET_HINT_NAMESPACE]?.[`${DESTINATION_HEADER}-subset`];
+  if (!Array.isArray(hint)) return undefined;
+  return new Set(hint.filter((e): e is string => typeof e === 'string'));
 }

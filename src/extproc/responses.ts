@@ -45,6 +45,32 @@ export function routeResponse(phase: 'requestHeaders' | 'requestBody', mutation:
   });
 }
 
+/**
+ * FULL_DUPLEX_STREAMED mode: after the headers reply, the body goes back to Envoy whole, as
+ * one streamed chunk that ends the request body.
+ */
+export function streamedBodyResponse(body: Buffer): ProcessingResponse {
+  return ProcessingResponse.fromPartial({
+    response: {
+      $case: 'requestBody',
+      value: { response: { bodyMutation: { mutation: { $case: 'streamedResponse', value: { body, endOfStream: true } } } } },
+    },
+  });
+}
+
+/** The body back to Envoy when trailers, not end_of_stream, will end it. */
+export function streamedBodyChunk(body: Buffer): ProcessingResponse {
+  return ProcessingResponse.fromPartial({
+    response: {
+      $case: 'requestBody',
+      value: { response: { bodyMutation: { mutation: { $case: 'streamedResponse', value: { body, endOfStream: false } } } } },
+    },
+  });
+}
+
+export const continueRequestTrailers = (): ProcessingResponse =>
+  ProcessingResponse.fromPartial({ response: { $case: 'requestTrailers', value: {} } });
+
 /** A complete HTTP answer from the router itself. Envoy turns a missing status into 200. */
 export function immediateResponse(status: number, body: string, contentType = 'application/json', extraHeaders: Record<string, string> = {}): ProcessingResponse {
   return ProcessingResponse.fromPartial({

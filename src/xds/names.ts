@@ -12,6 +12,9 @@ export const DESTINATION_HEADER = 'x-gateway-destination-endpoint';
 /** Dynamic metadata namespace Envoy's override_host policy reads the pick from. */
 export const LB_METADATA_NAMESPACE = 'envoy.lb';
 
+/** Filter metadata where a gateway may narrow the endpoints the picker may choose from. */
+export const SUBSET_HINT_NAMESPACE = 'envoy.lb.subset_hint';
+
 /** Our own dynamic metadata (model lifted from the body; routes match on it). */
 export const ROUTER_METADATA_NAMESPACE = 'vllm.router';
 

@@ -44,6 +44,8 @@ export interface StackOptions {
   config?: Record<string, unknown>;
   envoy?: Partial<StartEnvoyOptions>;
   defaultEngine?: Partial<EngineOptions>;
+  /** Called with the simulators once they listen, before Envoy starts (to render its config). */
+  beforeEnvoy?: (sims: SimulatorHandle[]) => void;
 }
 
 /** Fast engines for tests: real queueing and caching, at a small fraction of real time. */
@@ -97,6 +99,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       onError: (err) => reloadErrors.push(err),
     });
     stopWatcher = () => watcher.close();
+    options.beforeEnvoy?.(sims);
     envoy = await startEnvoy({ controlPlane: { host: '127.0.0.1', port: router.grpcPort }, concurrency: 1, ...options.envoy });
     let routerStopped = false;
     const stack: Stack = {

@@ -68,9 +68,20 @@ describe('docker-compose.yml (checked statically: no Docker engine runs here)', 
 });
 
 describe('Envoy configuration', () => {
-  it('passes envoy --mode validate', async () => {
-    const { stdout } = await promisify(execFile)(envoyBinary(), ['--mode', 'validate', '-c', join(REPO, 'envoy/envoy.yaml'), '-l', 'error']);
+  it.each(['envoy/envoy.yaml', 'envoy/mesh/envoy-picker.yaml'])('%s passes envoy --mode validate', async (file) => {
+    const { stdout } = await promisify(execFile)(envoyBinary(), ['--mode', 'validate', '-c', join(REPO, file), '-l', 'error']);
     expect(stdout).toMatch(/OK/);
+  });
+
+  it('the paste-in snippet parses and matches the runnable picker example', () => {
+    const snippet = parse(read('envoy/mesh/picker-snippet.yaml'));
+    const example = parse(read('envoy/mesh/envoy-picker.yaml'));
+    const exampleExtProc = example.static_resources.listeners[0].filter_chains[0].filters[0].typed_config.http_filters.find(
+      (f: { name: string }) => f.name === 'envoy.filters.http.ext_proc',
+    );
+    const snippetExtProc = snippet.http_filters.find((f: { name: string }) => f.name === 'envoy.filters.http.ext_proc');
+    expect(snippetExtProc.typed_config.processing_mode.request_body_mode).toBe(exampleExtProc.typed_config.processing_mode.request_body_mode);
+    expect(snippetExtProc.typed_config.metadata_options).toEqual(exampleExtProc.typed_config.metadata_options);
   });
 
   it('strips client routing headers before ext_proc and fails open to routing by model', () => {

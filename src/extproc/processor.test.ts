@@ -1,0 +1,86 @@
+import { EventEmitter } from 'node:events';
+import { describe, expect, it } from 'vitest';
+import { createRouterMetrics } from '../admin/metrics.js';
+import { parseConfig } from '../config/load.js';
+import { createFleet } from '../fleet/fleet.js';
+import { ProcessingRequest, ProcessingResponse } from '../gen/envoy/service/ext_proc/v3/external_processor.js';
+import { silentLogger } from '../log.js';
+import { createSchedulerMemory, schedulerFromConfig } from '../scheduling/registry.js';
+import { createProcessor } from './processor.js';
+
+const config = parseConfig({
+  backends: [
+    { name: 'a', url: 'http://10.0.0.1:8000', models: ['m'] },
+    { name: 'b', url: 'http://10.0.0.2:8000', models: ['m'] },
+  ],
+});
+const fleet = createFleet({ config, logger: silentLogger });
+fleet.apply(config);
+const processor = createProcessor({
+  fleet,
+  scheduler: () => schedulerFromConfig(config, createSchedulerMemory(config)),
+  config: () => config,
+  metrics: createRouterMetrics(fleet),
+  logger: silentLogger,
+  version: 't',
+});
+
+const header = (key: string, value: string) => ({ key, value: '', rawValue: Buffer.from(value) });
+
+/** Runs one request through the handler the way Envoy would in FULL_DUPLEX_STREAMED mode. */
+function streamedRequest(body: string, subset?: string[]) {
+  const call = new EventEmitter() as EventEmitter & { write(m: ProcessingResponse): boolean; end(): void };
+  const written: ProcessingResponse[] = [];
+  call.write = (m) => (written.push(ProcessingResponse.decode(ProcessingResponse.encode(m).finish())), true);
+  call.end = () => {};
+  processor(call as never);
+  call.emit(
+    'data',
+    ProcessingRequest.fromPartial({
+      protocolConfig: { requestBodyMode: 4 },
+      metadataContext: subset ? { filterMetadata: { 'envoy.lb.subset_hint': { 'x-gateway-destination-endpoint-subset': subset } } } : undefined,
+      request: {
+        $case: 'requestHeaders',
+        value: { headers: { headers: [header(':method', 'POST'), header(':path', '/v1/completions'), header('content-type', 'application/json')] } },
+      },
+    }),
+  );
+  expect(written).toHaveLength(0); // the headers reply waits for the body
+  const bytes = Buffer.from(body);
+  call.emit('data', ProcessingRequest.fromPartial({ request: { $case: 'requestBody', value: { body: bytes.subarray(0, 5), endOfStream: false } } }));
+  call.emit('data', ProcessingRequest.fromPartial({ request: { $case: 'requestBody', value: { body: bytes.subarray(5), endOfStream: true } } }));
+  call.emit('end');
+  return written;
+}
+
+describe('ext_proc in FULL_DUPLEX_STREAMED mode', async () => {
+  await new Promise((r) => setTimeout(r, 0)); // endpoints of IP-literal backends resolve at once
+
+  it('answers headers with the pick, then gives the whole body back', () => {
+    const body = '{"model":"m","prompt":"hello"}';
+    const [headers, bodyReply] = streamedRequest(body);
+    expect(headers!.response?.$case).toBe('requestHeaders');
+    const common = headers!.response?.$case === 'requestHeaders' ? headers!.response.value.response : undefined;
+    expect(common?.clearRouteCache).toBe(true);
+    const pick = common?.headerMutation?.setHeaders.find((h) => h.header?.key === 'x-gateway-destination-endpoint');
+    expect(pick?.header?.rawValue.toString()).toMatch(/^10\.0\.0\.[12]:8000,10\.0\.0\.[12]:8000$/);
+    expect(headers!.dynamicMetadata?.['envoy.lb']).toEqual({ 'x-gateway-destination-endpoint': pick?.header?.rawValue.toString() });
+    const mutation = bodyReply!.response?.$case === 'requestBody' ? bodyReply!.response.value.response?.bodyMutation?.mutation : undefined;
+    expect(mutation?.$case).toBe('streamedResponse');
+    if (mutation?.$case === 'streamedResponse') {
+      expect(mutation.value.body.toString()).toBe(body);
+      expect(mutation.value.endOfStream).toBe(true);
+    }
+  });
+
+  it('picks only from the endpoints a gateway allows, and answers 503 when none is eligible', () => {
+    const [headers] = streamedRequest('{"model":"m","prompt":"x"}', ['10.0.0.2:8000']);
+    const common = headers!.response?.$case === 'requestHeaders' ? headers!.response.value.response : undefined;
+    expect(common?.headerMutation?.setHeaders.find((h) => h.header?.key === 'x-gateway-destination-endpoint')?.header?.rawValue.toString()).toBe(
+      '10.0.0.2:8000',
+    );
+    const [rejected] = streamedRequest('{"model":"m","prompt":"x"}', ['10.9.9.9:8000']);
+    expect(rejected!.response?.$case).toBe('immediateResponse');
+    if (rejected!.response?.$case === 'immediateResponse') expect(rejected!.response.value.status?.code).toBe(503);
+  });
+});
