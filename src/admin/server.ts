@@ -2,6 +2,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Fleet } from '../fleet/fleet.js';
 import { isRoutable } from '../fleet/fleet.js';
+import { DASHBOARD_HTML } from './dashboard.js';
 import type { RouterMetrics } from './metrics.js';
 import type { LoadWeights } from '../scheduling/load.js';
 import { estimateLoad } from '../scheduling/load.js';
@@ -18,6 +19,7 @@ export interface AdminServerOptions {
 export function loadStatistics(fleet: Fleet, weights: LoadWeights) {
   const now = Date.now();
   return {
+    time: new Date(now).toISOString(),
     backends: fleet.backends().map((b) => ({
       id: b.id,
       url: b.url,
@@ -30,6 +32,8 @@ export function loadStatistics(fleet: Fleet, weights: LoadWeights) {
       kvCacheUsage: b.metrics?.kvCacheUsage ?? null,
       inflight: b.inflight,
       load: Number(estimateLoad(b, weights).toFixed(4)),
+      prefixHitShare: b.recent.prefixHitShare === undefined ? null : Number(b.recent.prefixHitShare.toFixed(4)),
+      routedPerSecond: Number(b.recent.routedPerSecond.toFixed(2)),
       routedTotal: b.routed,
       lastScrapeAgeMs: b.lastScrapeOkAt === undefined ? null : now - b.lastScrapeOkAt,
       lastError: b.lastError ?? null,
@@ -53,10 +57,12 @@ export async function startAdminServer(options: AdminServerOptions): Promise<{ s
       } else if (path === '/health') {
         const healthy = fleet.backends().some(isRoutable);
         res.writeHead(healthy ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify({ status: healthy ? 'ok' : 'no healthy backend' }));
+      } else if (path === '/dashboard' || path === '/') {
+        res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' }).end(DASHBOARD_HTML);
       } else if (path === '/stats' || path === '/load') {
         res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(loadStatistics(fleet, options.loadWeights()), null, 2));
       } else {
-        res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ error: `no admin endpoint ${path}; try /metrics, /health or /stats` }));
+        res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ error: `no admin endpoint ${path}; try /dashboard, /stats, /metrics or /health` }));
       }
     } catch (err) {
       res.writeHead(500, { 'content-type': 'application/json' }).end(JSON.stringify({ error: (err as Error).message }));

@@ -49,4 +49,20 @@ export interface Backend extends BackendView {
   /** Total picks, monotonic; snapshotted at scrape start to compute unseenDispatches. */
   dispatched: number;
   routed: number;
+  /** Recent rates for the operator's view, decayed with a 30 s half-life. */
+  recent: RecentRates;
+}
+
+export interface RecentRates {
+  /** Share of prompt tokens served from the backend's prefix cache. */
+  prefixHitShare: number | undefined;
+  /** Requests routed there per second. */
+  routedPerSecond: number;
+  /** Internal: decayed sums and the last counters seen. */
+  hits: number;
+  queries: number;
+  lastHits: number | undefined;
+  lastQueries: number | undefined;
+  lastRouted: number;
+  lastAt: number;
 }

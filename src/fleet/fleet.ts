@@ -38,6 +38,27 @@ export function isRoutable(backend: Backend): boolean {
   return backend.health !== 'unhealthy' && backend.endpoint !== '' && backend.models.length > 0;
 }
 
+const HALF_LIFE_MS = 30_000;
+
+/** Decays the operator-facing rates and folds in what happened since the last scrape. */
+function updateRecent(backend: Backend, hits: number | undefined, queries: number | undefined): void {
+  const r = backend.recent;
+  const now = Date.now();
+  const dt = Math.max(1, now - r.lastAt);
+  const decay = 0.5 ** (dt / HALF_LIFE_MS);
+  if (hits !== undefined && queries !== undefined && r.lastHits !== undefined && r.lastQueries !== undefined && queries >= r.lastQueries) {
+    r.hits = r.hits * decay + Math.max(0, hits - r.lastHits);
+    r.queries = r.queries * decay + (queries - r.lastQueries);
+    r.prefixHitShare = r.queries > 0 ? r.hits / r.queries : r.prefixHitShare;
+  }
+  r.lastHits = hits;
+  r.lastQueries = queries;
+  const instant = ((backend.routed - r.lastRouted) * 1000) / dt;
+  r.routedPerSecond = r.routedPerSecond * decay + instant * (1 - decay);
+  r.lastRouted = backend.routed;
+  r.lastAt = now;
+}
+
 export function backendId(config: BackendConfig): string {
   return config.name ?? new URL(config.url).host;
 }
@@ -94,6 +115,7 @@ export function createFleet(options: FleetOptions): Fleet {
     consecutiveFailures: 0,
     dispatched: 0,
     routed: 0,
+    recent: { prefixHitShare: undefined, routedPerSecond: 0, hits: 0, queries: 0, lastHits: undefined, lastQueries: undefined, lastRouted: 0, lastAt: Date.now() },
   });
 
   async function resolveEndpoint(backend: Backend): Promise<void> {
@@ -140,6 +162,7 @@ export function createFleet(options: FleetOptions): Fleet {
       const metrics = parseVllmMetrics(await res.text());
       backend.queueing = metrics.waiting > 0 && (backend.metrics?.waiting ?? 0) > 0;
       backend.metrics = metrics;
+      updateRecent(backend, metrics.prefixCacheHits, metrics.prefixCacheQueries);
       backend.unseenDispatches = backend.dispatched - dispatchedAtStart;
       backend.lastScrapeOkAt = Date.now();
       backend.metricsError = undefined;

@@ -1,6 +1,7 @@
 import OpenAI, { NotFoundError } from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSimulator, type SimulatorHandle } from '../../src/simulator/server.js';
+import { renderTable, type FleetStats } from '../../src/monitor.js';
 import { backendEntries, FAST_ENGINE, startStack, waitFor, type Stack } from '../helpers/stack.js';
 
 // Three simulated vLLM servers behind a real Envoy and the router: llama-8b on two, qwen-7b on one.
@@ -228,5 +229,32 @@ describe('hot reload', () => {
     } finally {
       await extra.close();
     }
+  });
+});
+
+describe('live view of the fleet', () => {
+  it('serves load statistics, a dashboard page and a terminal view that follow the traffic', async () => {
+    const admin = `http://127.0.0.1:${stack.router.adminPort}`;
+    await Promise.all(Array.from({ length: 20 }, (_, i) => client.completions.create({ model: 'llama-8b', prompt: `view ${i}`, max_tokens: 2 })));
+    await new Promise((r) => setTimeout(r, 200)); // a scrape folds the traffic into the rates
+    const stats = (await fetch(`${admin}/stats`).then((r) => r.json())) as FleetStats;
+    expect(stats.backends.map((b) => b.id)).toEqual(['sim-0', 'sim-1', 'sim-2']);
+    for (const b of stats.backends) {
+      expect(b).toMatchObject({ health: 'healthy' });
+      expect(b.lastScrapeAgeMs).not.toBeNull();
+      expect(b.lastScrapeAgeMs!).toBeLessThan(1000);
+    }
+    expect(stats.backends[0]!.routedPerSecond + stats.backends[1]!.routedPerSecond).toBeGreaterThan(0);
+    expect(stats.backends[0]!.prefixHitShare).not.toBeUndefined();
+
+    const page = await fetch(`${admin}/dashboard`);
+    expect(page.headers.get('content-type')).toMatch(/text\/html/);
+    const html = await page.text();
+    expect(html).toContain("fetch('stats'");
+    expect(html).toContain('routed/s');
+
+    const table = renderTable(stats);
+    for (const id of ['sim-0', 'sim-1', 'sim-2']) expect(table).toContain(id);
+    expect(table.split('\n')[0]).toMatch(/3\/3 in rotation/);
   });
 });

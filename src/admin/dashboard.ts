@@ -1,0 +1,76 @@
+/**
+ * The live fleet view served at /dashboard on the admin port: one self-contained page that
+ * polls /stats every second and keeps five minutes of history in the browser.
+ */
+export const DASHBOARD_HTML = `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>vLLM router: fleet</title>
+<style>
+  body { font: 14px/1.4 system-ui, sans-serif; margin: 20px; color: #212121; }
+  h1 { font-size: 18px; margin: 0 0 4px; }
+  .summary { display: flex; gap: 28px; margin: 12px 0 18px; }
+  .summary div { font-size: 12px; color: #616161; }
+  .summary b { display: block; font-size: 22px; color: #212121; }
+  table { border-collapse: collapse; width: 100%; }
+  th, td { text-align: right; padding: 5px 10px; border-bottom: 1px solid #eee; white-space: nowrap; }
+  th:first-child, td:first-child, td.models { text-align: left; }
+  .healthy { color: #2e7d32; } .unhealthy { color: #c62828; } .unknown { color: #9e9e9e; }
+  svg { display: block; }
+  #updated { color: #9e9e9e; font-size: 12px; }
+</style>
+</head>
+<body>
+<h1>vLLM router: fleet</h1>
+<div id="updated">connecting...</div>
+<div class="summary">
+  <div>backends in rotation<b id="routable">-</b></div>
+  <div>decisions / s<b id="rate">-</b></div>
+  <div>prefix-cache hit share<b id="hits">-</b></div>
+  <div>running / waiting<b id="queue">-</b></div>
+</div>
+<table>
+  <thead><tr><th>backend</th><th>models</th><th>health</th><th>running</th><th>waiting</th><th>KV use</th><th>in flight</th><th>load</th><th>hit share</th><th>routed/s</th><th>scrape age</th><th>load, last 5 min</th></tr></thead>
+  <tbody id="rows"></tbody>
+</table>
+<script>
+const history = new Map();
+const HISTORY = 300;
+const pct = (x) => (x === null || x === undefined ? '-' : (x * 100).toFixed(1) + '%');
+const num = (x) => (x === null || x === undefined ? '-' : String(x));
+function spark(values) {
+  const w = 160, h = 28, max = Math.max(1, ...values);
+  const points = values.map((v, i) => ((i / (HISTORY - 1)) * w).toFixed(1) + ',' + (h - (v / max) * h).toFixed(1)).join(' ');
+  return '<svg width="' + w + '" height="' + h + '"><polyline fill="none" stroke="#1565c0" stroke-width="1.5" points="' + points + '"/></svg>';
+}
+async function tick() {
+  try {
+    const stats = await (await fetch('stats', { cache: 'no-store' })).json();
+    let rate = 0, running = 0, waiting = 0, hits = 0, weight = 0;
+    const rows = stats.backends.map((b) => {
+      const h = history.get(b.id) || [];
+      h.push(b.load); if (h.length > HISTORY) h.shift(); history.set(b.id, h);
+      rate += b.routedPerSecond; running += b.running || 0; waiting += b.waiting || 0;
+      if (b.prefixHitShare !== null) { hits += b.prefixHitShare; weight += 1; }
+      return '<tr data-backend="' + b.id + '"><td>' + b.id + '</td><td class="models">' + b.models.join(', ') + '</td><td class="' + b.health + '">' + b.health +
+        '</td><td>' + num(b.running) + '</td><td>' + num(b.waiting) + '</td><td>' + pct(b.kvCacheUsage) + '</td><td>' + b.inflight +
+        '</td><td>' + b.load.toFixed(3) + '</td><td>' + pct(b.prefixHitShare) + '</td><td class="routed">' + b.routedPerSecond.toFixed(1) +
+        '</td><td>' + (b.lastScrapeAgeMs === null ? '-' : b.lastScrapeAgeMs + ' ms') + '</td><td>' + spark(h) + '</td></tr>';
+    });
+    document.getElementById('rows').innerHTML = rows.join('');
+    document.getElementById('routable').textContent = stats.backends.filter((b) => b.routable).length + ' / ' + stats.backends.length;
+    document.getElementById('rate').textContent = rate.toFixed(1);
+    document.getElementById('hits').textContent = weight ? pct(hits / weight) : '-';
+    document.getElementById('queue').textContent = running + ' / ' + waiting;
+    document.getElementById('updated').textContent = 'updated ' + stats.time;
+  } catch (err) {
+    document.getElementById('updated').textContent = 'cannot reach the router: ' + err;
+  }
+}
+tick();
+setInterval(tick, 1000);
+</script>
+</body>
+</html>
+`;
