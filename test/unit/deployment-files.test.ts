@@ -3,7 +3,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { parse } from 'yaml';
+import { parse, parseAllDocuments } from 'yaml';
 import { parseConfigText } from '../../src/config/load.js';
 import { envoyBinary, REPO } from '../../src/launcher/envoy.js';
 
@@ -103,5 +103,41 @@ describe('Envoy configuration', () => {
 describe('example router configs', () => {
   it.each(['examples/router.demo.yaml', 'examples/router.vllm.yaml', 'examples/router.compose.yaml'])('%s is valid', (path) => {
     expect(() => parseConfigText(read(path), path)).not.toThrow();
+  });
+});
+
+describe('Kubernetes manifests (parsed: no cluster runs here)', () => {
+  const docs = (file: string) => parseAllDocuments(read(file)).map((d) => d.toJS() as Record<string, any>);
+
+  it('deploy the router with its config, RBAC and a cluster-internal Service', () => {
+    const objects = docs('envoy/kubernetes/router.yaml');
+    const byKind = new Map(objects.map((o) => [o.kind as string, o]));
+    expect([...byKind.keys()].sort()).toEqual(['ConfigMap', 'Deployment', 'Namespace', 'Role', 'RoleBinding', 'Service', 'ServiceAccount']);
+    for (const o of objects) expect(o.apiVersion, o.kind).toBeTruthy();
+
+    const config = parseConfigText(byKind.get('ConfigMap')!.data['router.yaml'], 'ConfigMap router.yaml');
+    const deployment = byKind.get('Deployment')!;
+    const container = deployment.spec.template.spec.containers[0];
+    expect(container.args).toEqual(['--config', '/etc/vllm-router/router.yaml']);
+    expect(container.volumeMounts[0].mountPath).toBe('/etc/vllm-router');
+    expect(deployment.spec.template.spec.volumes[0].configMap.name).toBe(byKind.get('ConfigMap')!.metadata.name);
+    expect(deployment.spec.template.spec.serviceAccountName).toBe(byKind.get('ServiceAccount')!.metadata.name);
+    const ports = Object.fromEntries(container.ports.map((p: { name: string; containerPort: number }) => [p.name, p.containerPort]));
+    expect(ports).toEqual({ grpc: config.grpc.port, admin: config.admin.port });
+    const service = byKind.get('Service')!;
+    expect(service.spec.type).toBe('ClusterIP');
+    expect(service.spec.selector).toEqual(deployment.spec.selector.matchLabels);
+    expect(deployment.spec.template.metadata.labels).toMatchObject(deployment.spec.selector.matchLabels);
+    expect(container.image).toBe(parse(read('docker-compose.yml'), { merge: true }).services.router.image);
+  });
+
+  it('wire an InferencePool to the router as its endpoint picker', () => {
+    const objects = docs('envoy/kubernetes/inference-pool-gateway.yaml');
+    const pool = objects.find((o) => o.kind === 'InferencePool')!;
+    const service = docs('envoy/kubernetes/router.yaml').find((o) => o.kind === 'Service')!;
+    expect(pool.spec.endpointPickerRef.name).toBe(service.metadata.name);
+    expect(pool.spec.endpointPickerRef.port.number).toBe(service.spec.ports.find((p: { name: string }) => p.name === 'grpc').port);
+    const route = objects.find((o) => o.kind === 'HTTPRoute')!;
+    expect(route.spec.rules[0].backendRefs[0]).toMatchObject({ kind: 'InferencePool', name: pool.metadata.name });
   });
 });
