@@ -37,6 +37,13 @@ describe('config', () => {
     expect(problemsOf('grpc: {port: "x"}')[0]).toMatch(/^grpc\.port: /);
   });
 
+  it('validates DNS discovery groups', () => {
+    const config = parseConfigText('discovery:\n  dns:\n    - { name: vllm.inference.svc, port: 8000 }\n');
+    expect(config.discovery.dns[0]).toMatchObject({ name: 'vllm.inference.svc', port: 8000, scheme: 'http', refreshMs: 5000, capacity: 256 });
+    expect(problemsOf('discovery:\n  dns:\n    - { name: "bad name!", port: 8000 }\n')[0]).toMatch(/^discovery\.dns\[0\]\.name: must be a DNS name/);
+    expect(problemsOf('discovery:\n  dns:\n    - { name: a.b }\n')[0]).toMatch(/^discovery\.dns\[0\]\.port: /);
+  });
+
   it('rejects a backend listed twice', () => {
     const problems = problemsOf('backends:\n  - url: http://a:1\n  - url: http://a:1\n');
     expect(problems[0]).toMatch(/^backends\[1\]\.url: duplicates backends\[0\]/);

@@ -35,6 +35,24 @@ const backend = z
   })
   .strict();
 
+/** One DNS name resolving to many model servers (a headless Service), re-resolved periodically. */
+const dnsGroup = z
+  .object({
+    name: z.string().min(1).max(253).regex(/^[A-Za-z0-9.-]+$/, 'must be a DNS name'),
+    port: z.number().int().min(1).max(65535),
+    scheme: z.enum(['http', 'https']).default('http'),
+    /** Served model names; when absent each server's /v1/models says. */
+    models: z.array(modelName).min(1).optional(),
+    capacity: z.number().int().positive().default(256),
+    refreshMs: z.number().int().min(100).max(3_600_000).default(5_000),
+  })
+  .strict();
+
+const discovery = z
+  .object({ dns: z.array(dnsGroup).default([]) })
+  .strict()
+  .default({ dns: [] });
+
 const scraping = z
   .object({
     /** How often each backend's /metrics is read. */
@@ -156,6 +174,8 @@ export const routerConfigSchema = z
     /** Admin HTTP server: /metrics (Prometheus), /health, /stats. */
     admin: listenAddress(9190),
     backends: z.array(backend).default([]),
+    /** Backends found at run time, beside those listed in `backends`. */
+    discovery,
     scraping,
     scheduler,
     /** How Envoy treats the backends: served to it over xDS with each model's cluster. */
@@ -180,3 +200,4 @@ export const routerConfigSchema = z
 
 export type RouterConfig = z.infer<typeof routerConfigSchema>;
 export type BackendConfig = RouterConfig['backends'][number];
+export type DnsGroupConfig = RouterConfig['discovery']['dns'][number];

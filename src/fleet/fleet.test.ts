@@ -80,3 +80,33 @@ describe('fleet scraping and health', () => {
     await until(() => b.health === 'healthy', 'healthy again');
   });
 });
+
+describe('dns discovery', () => {
+  it('follows the addresses a name resolves to, and keeps the last good set when resolution fails', async () => {
+    sim = await startSimulator({ models: ['m'] });
+    let answer: () => Promise<string[]> = async () => ['127.0.0.1'];
+    fleet = createFleet({
+      config: parseConfig({
+        discovery: { dns: [{ name: 'vllm.example.internal', port: sim.port, refreshMs: 100 }] },
+        scraping: { intervalMs: 20, timeoutMs: 200, unhealthyAfterFailures: 2 },
+      }),
+      logger: silentLogger,
+      resolveAll: (name) => (name === 'vllm.example.internal' ? answer() : Promise.reject(new Error('unexpected name'))),
+    });
+    fleet.start();
+    const ids = () => fleet!.backends().map((b) => b.id).sort();
+    await until(() => fleet!.backends().length === 1 && fleet!.backends()[0]!.health === 'healthy', 'the discovered backend');
+    expect(ids()).toEqual([`vllm.example.internal/127.0.0.1:${sim.port}`]);
+    expect(fleet.backends()[0]!.models).toEqual(['m']); // read from its /v1/models
+
+    answer = () => Promise.reject(Object.assign(new Error('queryA ETIMEOUT'), { code: 'ETIMEOUT' }));
+    await new Promise((r) => setTimeout(r, 350));
+    expect(ids()).toEqual([`vllm.example.internal/127.0.0.1:${sim.port}`]);
+    expect(fleet.backends()[0]!.health).toBe('healthy');
+
+    answer = async () => ['127.0.0.2', '127.0.0.1'];
+    await until(() => fleet!.backends().length === 2, 'a second address');
+    answer = async () => ['127.0.0.2'];
+    await until(() => ids().join() === `vllm.example.internal/127.0.0.2:${sim!.port}`, 'the vanished address to leave');
+  });
+});

@@ -1,6 +1,6 @@
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
-import type { BackendConfig, RouterConfig } from '../config/schema.js';
+import type { BackendConfig, DnsGroupConfig, RouterConfig } from '../config/schema.js';
 import type { Logger } from '../log.js';
 import type { Backend } from './backend.js';
 import { parseVllmMetrics } from './vllm-metrics.js';
@@ -10,6 +10,8 @@ export interface FleetOptions {
   logger: Logger;
   /** Resolves a backend's host name to one IP address (injectable for tests). */
   resolveHost?: (host: string) => Promise<string>;
+  /** Resolves a discovery name to all its addresses (injectable for tests). */
+  resolveAll?: (host: string) => Promise<string[]>;
 }
 
 /**
@@ -66,6 +68,11 @@ export function backendId(config: BackendConfig): string {
 export function createFleet(options: FleetOptions): Fleet {
   const { logger } = options;
   const resolveHost = options.resolveHost ?? (async (host: string) => (await lookup(host)).address);
+  const resolveAll = options.resolveAll ?? (async (host: string) => (await lookup(host, { all: true })).map((a) => a.address));
+  /** Addresses each DNS group resolved to last time it resolved at all. */
+  const dnsMembers = new Map<string, string[]>();
+  const dnsTimers = new Map<string, NodeJS.Timeout>();
+  const dnsErrors = new Map<string, string>();
   let config = options.config;
   let running = false;
   const backends = new Map<string, Backend>();
@@ -227,9 +234,74 @@ export function createFleet(options: FleetOptions): Fleet {
     );
   }
 
+  const dnsKey = (g: DnsGroupConfig) => `${g.name}:${g.port}`;
+
+  /** The config's backends plus one per address of each DNS group. */
+  function desiredBackends(next: RouterConfig): BackendConfig[] {
+    const out: BackendConfig[] = [...next.backends];
+    for (const g of next.discovery.dns) {
+      for (const ip of dnsMembers.get(dnsKey(g)) ?? []) {
+        const host = isIP(ip) === 6 ? `[${ip}]` : ip;
+        out.push({
+          name: `${g.name}/${host}:${g.port}`,
+          url: `${g.scheme}://${host}:${g.port}`,
+          ...(g.models ? { models: g.models } : {}),
+          capacity: g.capacity,
+        });
+      }
+    }
+    return out;
+  }
+
+  async function refreshDns(g: DnsGroupConfig): Promise<void> {
+    const key = dnsKey(g);
+    try {
+      const ips = [...new Set(await resolveAll(g.name))].sort();
+      if (ips.length === 0) throw new Error('no addresses');
+      dnsErrors.delete(key);
+      if (ips.join(',') !== (dnsMembers.get(key) ?? []).join(',')) {
+        logger.info('dns discovery', { name: g.name, addresses: ips });
+        dnsMembers.set(key, ips);
+        if (running) reconcile(config);
+      }
+    } catch (err) {
+      // A failed lookup says nothing about the servers: keep the ones we have.
+      const message = describe(err);
+      if (dnsErrors.get(key) !== message) {
+        logger.warn('dns discovery failed; keeping the last known backends', { name: g.name, error: message, kept: dnsMembers.get(key)?.length ?? 0 });
+        dnsErrors.set(key, message);
+      }
+    }
+  }
+
+  function scheduleDns(next: RouterConfig): void {
+    const keep = new Set(next.discovery.dns.map(dnsKey));
+    for (const [key, timer] of dnsTimers) {
+      if (!keep.has(key)) {
+        clearTimeout(timer);
+        dnsTimers.delete(key);
+        dnsMembers.delete(key);
+      }
+    }
+    for (const g of next.discovery.dns) {
+      const key = dnsKey(g);
+      clearTimeout(dnsTimers.get(key));
+      const loop = async () => {
+        await refreshDns(g);
+        if (running && dnsTimers.has(key)) dnsTimers.set(key, setTimeout(loop, g.refreshMs));
+      };
+      dnsTimers.set(key, setTimeout(loop, 0));
+    }
+  }
+
   function apply(next: RouterConfig): void {
     config = next;
-    const wanted = new Map(next.backends.map((bc) => [backendId(bc), bc]));
+    if (running) scheduleDns(next);
+    reconcile(next);
+  }
+
+  function reconcile(next: RouterConfig): void {
+    const wanted = new Map(desiredBackends(next).map((bc) => [backendId(bc), bc]));
     for (const [id, backend] of backends) {
       const bc = wanted.get(id);
       if (!bc || bc.url.replace(/\/$/, '') !== backend.url) {
@@ -288,6 +360,8 @@ export function createFleet(options: FleetOptions): Fleet {
       running = false;
       for (const timer of timers.values()) clearTimeout(timer);
       timers.clear();
+      for (const timer of dnsTimers.values()) clearTimeout(timer);
+      dnsTimers.clear();
     },
   };
 }
