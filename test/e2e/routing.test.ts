@@ -1,6 +1,9 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import OpenAI, { NotFoundError } from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSimulator, type SimulatorHandle } from '../../src/simulator/server.js';
+import { REPO } from '../../src/launcher/envoy.js';
 import { renderTable, type FleetStats } from '../../src/monitor.js';
 import { backendEntries, FAST_ENGINE, startStack, waitFor, type Stack } from '../helpers/stack.js';
 
@@ -252,6 +255,15 @@ describe('live view of the fleet', () => {
     const html = await page.text();
     expect(html).toContain("fetch('stats'");
     expect(html).toContain('routed/s');
+
+    // Every series the Grafana dashboard queries exists, in the router's /metrics or Envoy's.
+    const dashboard = JSON.parse(readFileSync(join(REPO, 'monitoring/grafana/dashboards/vllm-router.json'), 'utf8')) as {
+      panels: Array<{ targets: Array<{ expr: string }> }>;
+    };
+    const exposed = (await fetch(`${admin}/metrics`).then((r) => r.text())) + (await fetch(`${stack.envoy.adminUrl}/stats/prometheus`).then((r) => r.text()));
+    const names = new Set(dashboard.panels.flatMap((p) => p.targets.flatMap((t) => t.expr.match(/\b(?:vllm_router|envoy)_[a-z0-9_]+(?=[{[]|$)/g) ?? [])));
+    expect(names.size).toBeGreaterThan(10);
+    for (const name of names) expect(exposed, name).toMatch(new RegExp(`^${name}[{ ]`, 'm'));
 
     const table = renderTable(stats);
     for (const id of ['sim-0', 'sim-1', 'sim-2']) expect(table).toContain(id);

@@ -26,6 +26,9 @@ describe('docker-compose.yml (checked statically: no Docker engine runs here)', 
       expect(services[name].image).toMatch(/^vllm\/vllm-openai/);
     }
     expect(read('.env')).toMatch(/^COMPOSE_PROFILES=sim$/m);
+    expect(services.prometheus.profiles).toEqual(['monitoring']);
+    expect(services.prometheus.network_mode).toBe('service:envoy');
+    expect(services.grafana.ports).toEqual(['127.0.0.1:3000:3000']);
   });
 
   it('mounts files that exist', () => {
