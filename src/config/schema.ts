@@ -48,10 +48,26 @@ const dnsGroup = z
   })
   .strict();
 
+/** Ready pods selected by label in a namespace, followed through the Kubernetes API (list + watch). */
+const kubernetesGroup = z
+  .object({
+    namespace: z.string().min(1).max(63).regex(/^[a-z0-9-]+$/, 'must be a namespace name'),
+    labelSelector: z.string().min(1),
+    port: z.number().int().min(1).max(65535),
+    scheme: z.enum(['http', 'https']).default('http'),
+    /** Pod label holding the served model name; without it (or `models`) /v1/models says. */
+    modelLabel: z.string().min(1).optional(),
+    models: z.array(modelName).min(1).optional(),
+    capacity: z.number().int().positive().default(256),
+    /** API server URL; default: in-cluster service account, else ~/.kube/config. */
+    apiServer: z.string().url().optional(),
+  })
+  .strict();
+
 const discovery = z
-  .object({ dns: z.array(dnsGroup).default([]) })
+  .object({ dns: z.array(dnsGroup).default([]), kubernetes: z.array(kubernetesGroup).default([]) })
   .strict()
-  .default({ dns: [] });
+  .default({ dns: [], kubernetes: [] });
 
 const scraping = z
   .object({
@@ -201,3 +217,4 @@ export const routerConfigSchema = z
 export type RouterConfig = z.infer<typeof routerConfigSchema>;
 export type BackendConfig = RouterConfig['backends'][number];
 export type DnsGroupConfig = RouterConfig['discovery']['dns'][number];
+export type KubernetesGroupConfig = RouterConfig['discovery']['kubernetes'][number];

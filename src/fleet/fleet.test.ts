@@ -110,3 +110,51 @@ describe('dns discovery', () => {
     await until(() => ids().join() === `vllm.example.internal/127.0.0.2:${sim!.port}`, 'the vanished address to leave');
   });
 });
+
+describe('kubernetes discovery (against a local fake API server speaking list and watch)', () => {
+  it('follows ready pods by label, takes models from a label, and survives bad events and dropped watches', async () => {
+    const { startFakeKubeApi } = await import('../../test/helpers/fake-kube-api.js');
+    const api = await startFakeKubeApi('inference');
+    sim = await startSimulator({ models: ['llama-8b'] });
+    try {
+      api.addPod('vllm-0', '127.0.0.1', { app: 'vllm', model: 'llama-8b' });
+      api.addPod('other-0', '127.0.0.9', { app: 'something-else' });
+      fleet = createFleet({
+        config: parseConfig({
+          discovery: { kubernetes: [{ namespace: 'inference', labelSelector: 'app=vllm', port: sim.port, modelLabel: 'model', apiServer: api.url }] },
+          scraping: { intervalMs: 20, timeoutMs: 200, unhealthyAfterFailures: 2 },
+        }),
+        logger: silentLogger,
+      });
+      fleet.start();
+      const ids = () => fleet!.backends().map((b) => b.id).sort();
+      await until(() => fleet!.backends()[0]?.health === 'healthy', 'the pod to be discovered and healthy', 5000);
+      expect(ids()).toEqual(['inference/vllm-0']);
+      expect(fleet.backends()[0]!).toMatchObject({ url: `http://127.0.0.1:${sim.port}`, models: ['llama-8b'] });
+
+      // A pod that is not ready yet is not a backend; once ready, it is.
+      api.addPod('vllm-1', '127.0.0.2', { app: 'vllm', model: 'llama-8b' }, false);
+      await new Promise((r) => setTimeout(r, 200));
+      expect(ids()).toEqual(['inference/vllm-0']);
+      api.setReady('vllm-1', true);
+      await until(() => fleet!.backends().length === 2, 'the pod to become ready');
+
+      // Garbage on the watch and a dropped watch change nothing...
+      api.sendGarbage();
+      api.dropWatches();
+      await new Promise((r) => setTimeout(r, 300));
+      expect(ids()).toEqual(['inference/vllm-0', 'inference/vllm-1']);
+      expect(fleet.backends().find((b) => b.id === 'inference/vllm-0')!.health).toBe('healthy');
+      // ...and the watch resumes: a deleted pod leaves rotation.
+      api.deletePod('vllm-1');
+      await until(() => ids().join() === 'inference/vllm-0', 'the deleted pod to leave', 5000);
+
+      // A pod without the model label is still a backend; its models come from /v1/models.
+      api.addPod('vllm-2', '127.0.0.1', { app: 'vllm' });
+      await until(() => fleet!.backends().some((b) => b.id === 'inference/vllm-2' && b.models.join() === 'llama-8b'), 'the unlabelled pod', 5000);
+    } finally {
+      fleet?.stop();
+      await api.close();
+    }
+  });
+});

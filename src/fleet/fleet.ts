@@ -1,8 +1,9 @@
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
-import type { BackendConfig, DnsGroupConfig, RouterConfig } from '../config/schema.js';
+import type { BackendConfig, DnsGroupConfig, KubernetesGroupConfig, RouterConfig } from '../config/schema.js';
 import type { Logger } from '../log.js';
 import type { Backend } from './backend.js';
+import { watchPods, type PodEndpoint } from './kubernetes-discovery.js';
 import { parseVllmMetrics } from './vllm-metrics.js';
 
 export interface FleetOptions {
@@ -13,6 +14,8 @@ export interface FleetOptions {
   /** Resolves a discovery name to all its addresses (injectable for tests). */
   resolveAll?: (host: string) => Promise<string[]>;
 }
+
+const kubernetesKey = (g: KubernetesGroupConfig) => `${g.apiServer ?? ''}|${g.namespace}|${g.labelSelector}|${g.port}`;
 
 /**
  * The backends and their live state. Scraping and discovery run here, beside the request
@@ -73,6 +76,9 @@ export function createFleet(options: FleetOptions): Fleet {
   const dnsMembers = new Map<string, string[]>();
   const dnsTimers = new Map<string, NodeJS.Timeout>();
   const dnsErrors = new Map<string, string>();
+  /** Ready pods of each Kubernetes group, and the watches that follow them. */
+  const podMembers = new Map<string, PodEndpoint[]>();
+  const podWatches = new Map<string, { stop(): void }>();
   let config = options.config;
   let running = false;
   const backends = new Map<string, Backend>();
@@ -236,9 +242,16 @@ export function createFleet(options: FleetOptions): Fleet {
 
   const dnsKey = (g: DnsGroupConfig) => `${g.name}:${g.port}`;
 
-  /** The config's backends plus one per address of each DNS group. */
+  /** The config's backends plus one per address of each DNS group and per ready pod. */
   function desiredBackends(next: RouterConfig): BackendConfig[] {
     const out: BackendConfig[] = [...next.backends];
+    for (const g of next.discovery.kubernetes) {
+      for (const pod of podMembers.get(kubernetesKey(g)) ?? []) {
+        const host = isIP(pod.ip) === 6 ? `[${pod.ip}]` : pod.ip;
+        const models = pod.model ? [pod.model] : g.models;
+        out.push({ name: `${g.namespace}/${pod.pod}`, url: `${g.scheme}://${host}:${g.port}`, ...(models ? { models } : {}), capacity: g.capacity });
+      }
+    }
     for (const g of next.discovery.dns) {
       for (const ip of dnsMembers.get(dnsKey(g)) ?? []) {
         const host = isIP(ip) === 6 ? `[${ip}]` : ip;
@@ -294,9 +307,34 @@ export function createFleet(options: FleetOptions): Fleet {
     }
   }
 
+  function watchKubernetes(next: RouterConfig): void {
+    const keep = new Set(next.discovery.kubernetes.map(kubernetesKey));
+    for (const [key, watch] of podWatches) {
+      if (keep.has(key)) continue;
+      watch.stop();
+      podWatches.delete(key);
+      podMembers.delete(key);
+    }
+    for (const g of next.discovery.kubernetes) {
+      const key = kubernetesKey(g);
+      if (podWatches.has(key)) continue;
+      podWatches.set(
+        key,
+        watchPods(g, logger, (pods) => {
+          logger.info('kubernetes discovery', { namespace: g.namespace, selector: g.labelSelector, pods: pods.map((p) => p.pod) });
+          podMembers.set(key, pods);
+          if (running) reconcile(config);
+        }),
+      );
+    }
+  }
+
   function apply(next: RouterConfig): void {
     config = next;
-    if (running) scheduleDns(next);
+    if (running) {
+      scheduleDns(next);
+      watchKubernetes(next);
+    }
     reconcile(next);
   }
 
@@ -362,6 +400,8 @@ export function createFleet(options: FleetOptions): Fleet {
       timers.clear();
       for (const timer of dnsTimers.values()) clearTimeout(timer);
       dnsTimers.clear();
+      for (const watch of podWatches.values()) watch.stop();
+      podWatches.clear();
     },
   };
 }

@@ -89,6 +89,38 @@ describe('backend failures', () => {
   });
 });
 
+describe('backends leaving on purpose', () => {
+  it('lets a removed backend finish its in-flight streams while new work goes elsewhere', async () => {
+    stack = await startStack({ backends: [{ models: ['llama-8b'] }] });
+    const s = stack;
+    const late = await startSimulator({ models: ['llama-8b'], engine: FAST_ENGINE });
+    try {
+      const res = await fetch(`${s.envoy.url}/v1/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'llama-8b', prompt: 'long', max_tokens: 2000, ignore_eos: true, stream: true }),
+      });
+      const reader = res.body!.getReader();
+      const decoder = new TextDecoder();
+      let text = decoder.decode((await reader.read()).value, { stream: true });
+      expect(s.sims[0]!.stats().running).toBe(1);
+      // Replace the only backend with another one while its stream runs.
+      await s.writeConfig(s.routerConfig({ backends: [{ name: 'late', url: late.url, models: ['llama-8b'], capacity: 16 }] }));
+      await waitFor(() => s.router.fleet.backends().map((b) => b.id).join() === 'late', 5000, 'the reload');
+      await waitFor(async () => (await complete(s.envoy.url, 'llama-8b')).status === 200 && late.stats().requestsTotal > 0, 10_000, 'new work on the new backend');
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        text += decoder.decode(value, { stream: true });
+      }
+      expect(text.trimEnd().endsWith('data: [DONE]')).toBe(true);
+      expect(text.split('\n\n').filter((e) => e.startsWith('data: {')).length).toBe(2000);
+    } finally {
+      await late.close();
+    }
+  });
+});
+
 describe('control plane failures', () => {
   it('keeps serving each model from its own servers while the router is down, and routes again when it returns', async () => {
     stack = await startStack({ backends: [{ models: ['llama-8b'] }, { models: ['llama-8b'] }, { models: ['qwen-7b'] }] });
