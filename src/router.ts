@@ -1,6 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { createRequire } from 'node:module';
 import type { Server } from 'node:http';
+import { createDecisionLog } from './admin/decision-log.js';
 import { createRouterMetrics } from './admin/metrics.js';
 import { startAdminServer } from './admin/server.js';
 import type { RouterConfig } from './config/schema.js';
@@ -35,6 +36,7 @@ export async function startRouter(initial: RouterConfig, logger: Logger): Promis
   const fleet = createFleet({ config, logger });
   const metrics = createRouterMetrics(fleet);
   const cache = createSnapshotCache();
+  const decisionLog = createDecisionLog();
   const publish = () => {
     const changed = cache.set(buildResources(fleet.backends(), config));
     if (changed.length > 0) logger.debug('xds snapshot', { changed: changed.map((t) => t.split('.').pop()) });
@@ -47,7 +49,7 @@ export async function startRouter(initial: RouterConfig, logger: Logger): Promis
     'grpc.keepalive_permit_without_calls': 1,
   });
   grpcServer.addService(ExternalProcessorService, {
-    process: createProcessor({ fleet, scheduler: () => scheduler, config: () => config, metrics, logger, version: VERSION }),
+    process: createProcessor({ fleet, scheduler: () => scheduler, config: () => config, metrics, logger, version: VERSION, decisionLog }),
   });
   grpcServer.addService(AggregatedDiscoveryServiceService, {
     streamAggregatedResources: createAdsHandler(cache, logger),
@@ -68,6 +70,7 @@ export async function startRouter(initial: RouterConfig, logger: Logger): Promis
       fleet,
       metrics,
       loadWeights: () => config.scheduler.load,
+      decisionLog,
     });
   } catch (err) {
     grpcServer.forceShutdown();

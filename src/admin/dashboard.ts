@@ -15,7 +15,7 @@ export const DASHBOARD_HTML = `<!doctype html>
   .summary b { display: block; font-size: 22px; color: #212121; }
   table { border-collapse: collapse; width: 100%; }
   th, td { text-align: right; padding: 5px 10px; border-bottom: 1px solid #eee; white-space: nowrap; }
-  th:first-child, td:first-child, td.models { text-align: left; }
+  th:first-child, td:first-child, td.models, th.models { text-align: left; }
   .healthy { color: #2e7d32; } .unhealthy { color: #c62828; } .unknown { color: #9e9e9e; }
   svg { display: block; }
   #updated { color: #9e9e9e; font-size: 12px; }
@@ -33,6 +33,11 @@ export const DASHBOARD_HTML = `<!doctype html>
 <table>
   <thead><tr><th>backend</th><th>models</th><th>health</th><th>running</th><th>waiting</th><th>KV use</th><th>in flight</th><th>load</th><th>hit share</th><th>routed/s</th><th>scrape age</th><th>load, last 5 min</th></tr></thead>
   <tbody id="rows"></tbody>
+</table>
+<h2 style="font-size:15px;margin:22px 0 6px">Latest decisions, and why</h2>
+<table>
+  <thead><tr><th>time</th><th class="models">model</th><th>backend</th><th class="models">why</th><th class="models">fallbacks</th></tr></thead>
+  <tbody id="decisions"></tbody>
 </table>
 <script>
 const history = new Map();
@@ -60,6 +65,13 @@ async function tick() {
         '</td><td>' + (b.lastScrapeAgeMs === null ? '-' : b.lastScrapeAgeMs + ' ms') + '</td><td>' + spark(h) + '</td></tr>';
     });
     document.getElementById('rows').innerHTML = rows.join('');
+    document.getElementById('decisions').innerHTML = (stats.recentDecisions || []).slice(0, 10).map((d) => {
+      const cached = d.promptTokens ? Math.round((100 * d.cachedTokens) / d.promptTokens) : 0;
+      const why = d.candidates === 1 ? 'only eligible backend'
+        : (cached > 0 ? cached + '% of ~' + d.promptTokens + ' prompt tokens already cached there; ' : 'no cached prefix anywhere; ')
+          + (d.runnerUpScore !== null && Math.abs(d.score - d.runnerUpScore) < 1e-9 ? 'tie broken at random' : 'best score of ' + d.candidates + ' backends');
+      return '<tr><td>' + d.time.slice(11, 23) + '</td><td class="models">' + d.model + '</td><td>' + d.backend + '</td><td class="models">' + why + '</td><td class="models">' + d.fallbacks.join(', ') + '</td></tr>';
+    }).join('');
     document.getElementById('routable').textContent = stats.backends.filter((b) => b.routable).length + ' / ' + stats.backends.length;
     document.getElementById('rate').textContent = rate.toFixed(1);
     document.getElementById('hits').textContent = weight ? pct(hits / weight) : '-';

@@ -2,6 +2,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Fleet } from '../fleet/fleet.js';
 import { isRoutable } from '../fleet/fleet.js';
+import type { DecisionLog } from './decision-log.js';
 import { DASHBOARD_HTML } from './dashboard.js';
 import type { RouterMetrics } from './metrics.js';
 import type { LoadWeights } from '../scheduling/load.js';
@@ -13,10 +14,11 @@ export interface AdminServerOptions {
   fleet: Fleet;
   metrics: RouterMetrics;
   loadWeights: () => LoadWeights;
+  decisionLog?: DecisionLog;
 }
 
 /** Per-backend load statistics, as JSON. */
-export function loadStatistics(fleet: Fleet, weights: LoadWeights) {
+export function loadStatistics(fleet: Fleet, weights: LoadWeights, decisionLog?: DecisionLog) {
   const now = Date.now();
   return {
     time: new Date(now).toISOString(),
@@ -40,6 +42,7 @@ export function loadStatistics(fleet: Fleet, weights: LoadWeights) {
       metricsError: b.metricsError ?? null,
     })),
     models: fleet.routableModels(),
+    recentDecisions: decisionLog?.recent() ?? [],
   };
 }
 
@@ -60,7 +63,7 @@ export async function startAdminServer(options: AdminServerOptions): Promise<{ s
       } else if (path === '/dashboard' || path === '/') {
         res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' }).end(DASHBOARD_HTML);
       } else if (path === '/stats' || path === '/load') {
-        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(loadStatistics(fleet, options.loadWeights()), null, 2));
+        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(loadStatistics(fleet, options.loadWeights(), options.decisionLog), null, 2));
       } else {
         res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ error: `no admin endpoint ${path}; try /dashboard, /stats, /metrics or /health` }));
       }

@@ -1,6 +1,7 @@
 import type { ServerDuplexStream } from '@grpc/grpc-js';
 import type { Backend } from '../fleet/backend.js';
 import type { Fleet } from '../fleet/fleet.js';
+import type { DecisionLog } from '../admin/decision-log.js';
 import type { RouterMetrics } from '../admin/metrics.js';
 import type { RouterConfig } from '../config/schema.js';
 import type { HeaderMap, Metadata } from '../gen/envoy/config/core/v3/base.js';
@@ -38,6 +39,8 @@ export interface ProcessorDeps {
   metrics: RouterMetrics;
   logger: Logger;
   version: string;
+  /** Where the latest decisions and their reasons are kept for /stats and the dashboard. */
+  decisionLog?: DecisionLog;
 }
 
 /** Headers a client might send to choose its backend; never trusted, always removed. */
@@ -139,6 +142,13 @@ export function createProcessor(deps: ProcessorDeps) {
       },
     });
     metrics.decisions.inc({ model: request.model, backend: primary.id });
+    deps.decisionLog?.add({
+      time: new Date().toISOString(),
+      model: request.model,
+      backend: primary.id,
+      fallbacks: decision.fallbacks.map((b) => b.id),
+      ...decision.why,
+    });
     metrics.decisionSeconds.observe(Number(process.hrtime.bigint() - started) / 1e9);
     return { response, backend: primary };
   }

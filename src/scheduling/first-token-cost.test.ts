@@ -57,6 +57,10 @@ describe('first-token-cost scheduler (the default)', () => {
     const fleet = [backend('a'), backend('b'), backend('c')];
     const first = route(s, chat(SYSTEM, 'question one'), fleet);
     for (let i = 0; i < 5; i++) expect(route(s, chat(SYSTEM, `question ${i + 2}`), fleet).id).toBe(first.id);
+    // The decision says why: most of the prompt was already there.
+    const d = s.schedule(chat(SYSTEM, 'question seven'), fleet);
+    expect(d.kind === 'route' && d.why.cachedTokens / d.why.promptTokens).toBeGreaterThan(0.9);
+    expect(d.kind === 'route' && d.why.candidates).toBe(3);
   });
 
   it('leaves the cached backend once queueing there costs more than prefilling elsewhere', () => {

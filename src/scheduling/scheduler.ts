@@ -119,12 +119,21 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
       }
       const ranked = picker.rank(eligible.map((backend, i): ScoredBackend => ({ backend, score: totals[i]! })));
       const primary = ranked[0]!.backend;
+      // Read before this request is recorded in the index, which would make it look cached.
+      const i = eligible.indexOf(primary);
+      const why = {
+        promptTokens: input.promptTokens(),
+        cachedTokens: input.cachedTokens()[i] ?? 0,
+        candidates: eligible.length,
+        score: ranked[0]!.score,
+        runnerUpScore: ranked[1]?.score ?? null,
+      };
       for (const { scorer } of scorers) scorer.picked?.(input, primary);
       const p = input.blocks();
       syncCapacity(primary, p);
       prefixIndex.record(primary.id, p.hashes);
       if (!p.exactTokens) tokenRatio.sent(primary, p.units);
-      return { kind: 'route', primary, fallbacks: ranked.slice(1, 1 + fallbacks).map((s) => s.backend), ranked };
+      return { kind: 'route', primary, fallbacks: ranked.slice(1, 1 + fallbacks).map((s) => s.backend), ranked, why };
     },
   };
 }

@@ -64,5 +64,17 @@ export interface Picker {
 }
 
 export type Decision =
-  | { kind: 'route'; primary: BackendView; fallbacks: BackendView[]; ranked: ScoredBackend[] }
+  | { kind: 'route'; primary: BackendView; fallbacks: BackendView[]; ranked: ScoredBackend[]; why: DecisionReason }
   | { kind: 'reject'; status: 404 | 429 | 503; code: string; message: string };
+
+/** Why the primary won, in figures an operator can read. */
+export interface DecisionReason {
+  /** Estimated prompt tokens, and how many of them the primary already held. */
+  promptTokens: number;
+  cachedTokens: number;
+  /** Backends that passed the filters. */
+  candidates: number;
+  /** The primary's weighted score and the runner-up's (equal scores mean a random tie-break). */
+  score: number;
+  runnerUpScore: number | null;
+}

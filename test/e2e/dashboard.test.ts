@@ -58,6 +58,8 @@ describe('dashboard in a real browser', () => {
       await expect
         .poll(async () => Number(await page.textContent('tr[data-backend="sim-2"] td.routed')), { timeout: 10_000 })
         .toBeGreaterThan(0);
+      await expect.poll(async () => page.locator('#decisions tr').count(), { timeout: 5000 }).toBeGreaterThan(0);
+      expect(await page.textContent('#decisions')).toMatch(/cached there|no cached prefix|tie broken/);
       const points = async () => ((await page.getAttribute('tr[data-backend="sim-0"] polyline', 'points')) ?? '').split(' ').length;
       await expect.poll(points, { timeout: 10_000 }).toBeGreaterThan(4);
       await page.screenshot({ path: process.env.DASHBOARD_SCREENSHOT ?? join(REPO, '.tmp/dashboard.png') });

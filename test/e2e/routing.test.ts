@@ -250,6 +250,11 @@ describe('live view of the fleet', () => {
     expect(stats.backends[0]!.routedPerSecond + stats.backends[1]!.routedPerSecond).toBeGreaterThan(0);
     expect(stats.backends[0]!.prefixHitShare).not.toBeUndefined();
 
+    const decisions = (stats as unknown as { recentDecisions: Array<{ model: string; backend: string; promptTokens: number; candidates: number }> }).recentDecisions;
+    expect(decisions.length).toBeGreaterThan(0);
+    expect(decisions[0]).toMatchObject({ model: 'llama-8b', candidates: 2 });
+    expect(['sim-0', 'sim-1']).toContain(decisions[0]!.backend);
+
     const page = await fetch(`${admin}/dashboard`);
     expect(page.headers.get('content-type')).toMatch(/text\/html/);
     const html = await page.text();

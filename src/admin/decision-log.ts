@@ -1,0 +1,23 @@
+import type { DecisionReason } from '../scheduling/types.js';
+
+export interface LoggedDecision extends DecisionReason {
+  time: string;
+  model: string;
+  backend: string;
+  fallbacks: string[];
+}
+
+/** The last few routing decisions and why, for the operator's view. Fixed size. */
+export function createDecisionLog(size = 20) {
+  const entries: LoggedDecision[] = [];
+  return {
+    add(entry: LoggedDecision): void {
+      entries.push(entry);
+      if (entries.length > size) entries.shift();
+    },
+    /** Newest first. */
+    recent: (): LoggedDecision[] => [...entries].reverse(),
+  };
+}
+
+export type DecisionLog = ReturnType<typeof createDecisionLog>;
