@@ -1,8 +1,6 @@
 import OpenAI from 'openai';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { REPO } from '../../src/launcher/envoy.js';
-import { startStack, type Stack } from '../helpers/stack.js';
+import { pickerOnlyEnvoy, startStack, type Stack } from '../helpers/stack.js';
 
 // The router as the endpoint picker of someone else's Envoy: envoy/mesh/envoy-picker.yaml,
 // request bodies FULL_DUPLEX_STREAMED, a static override_host pool, no xDS from the router.
@@ -10,20 +8,7 @@ let stack: Stack;
 let client: OpenAI;
 
 beforeAll(async () => {
-  let pool: Array<{ address: string; port: number }> = [];
-  stack = await startStack({
-    backends: [{ models: ['llama-8b'] }, { models: ['llama-8b'] }, { models: ['qwen-7b'] }],
-    envoy: {
-      bootstrap: join(REPO, 'envoy/mesh/envoy-picker.yaml'),
-      edit: (bootstrap) => {
-        const cluster = bootstrap.static_resources.clusters.find((c: { name: string }) => c.name === 'inference_pool');
-        cluster.load_assignment.endpoints[0].lb_endpoints = pool.map((a) => ({ endpoint: { address: { socket_address: { address: a.address, port_value: a.port } } } }));
-      },
-    },
-    beforeEnvoy: (sims) => {
-      pool = sims.map((s) => ({ address: '127.0.0.1', port: s.port }));
-    },
-  });
+  stack = await startStack({ backends: [{ models: ['llama-8b'] }, { models: ['llama-8b'] }, { models: ['qwen-7b'] }], ...pickerOnlyEnvoy() });
   client = new OpenAI({ baseURL: `${stack.envoy.url}/v1`, apiKey: 'unused', maxRetries: 0, timeout: 20_000 });
 });
 afterAll(async () => {

@@ -9,7 +9,7 @@ import { createLogger, silentLogger } from '../../src/log.js';
 import { startRouter, type Router } from '../../src/router.js';
 import type { EngineOptions } from '../../src/simulator/engine-options.js';
 import { startSimulator, type SimulatorHandle } from '../../src/simulator/server.js';
-import { startEnvoy, type EnvoyHandle, type StartEnvoyOptions } from '../../src/launcher/envoy.js';
+import { REPO, startEnvoy, type EnvoyHandle, type StartEnvoyOptions } from '../../src/launcher/envoy.js';
 
 export interface BackendSpec {
   models: string[];
@@ -150,4 +150,26 @@ export async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs
     await new Promise((r) => setTimeout(r, 25));
   }
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+}
+
+/**
+ * Options that put the picker-only Envoy (envoy/mesh/envoy-picker.yaml: streamed bodies, a
+ * static pool, no xDS) in front instead of our bootstrap, with the simulators as its pool.
+ */
+export function pickerOnlyEnvoy(): Pick<StackOptions, 'envoy' | 'beforeEnvoy'> {
+  let ports: number[] = [];
+  return {
+    beforeEnvoy: (sims) => {
+      ports = sims.map((s) => s.port);
+    },
+    envoy: {
+      bootstrap: join(REPO, 'envoy/mesh/envoy-picker.yaml'),
+      edit: (bootstrap) => {
+        const cluster = bootstrap.static_resources.clusters.find((c: { name: string }) => c.name === 'inference_pool');
+        cluster.load_assignment.endpoints[0].lb_endpoints = ports.map((port) => ({
+          endpoint: { address: { socket_address: { address: '127.0.0.1', port_value: port } } },
+        }));
+      },
+    },
+  };
 }
