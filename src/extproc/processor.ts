@@ -8,6 +8,7 @@ import type { HeaderMap, Metadata } from '../gen/envoy/config/core/v3/base.js';
 import { ProcessingMode_BodySendMode } from '../gen/envoy/extensions/filters/http/ext_proc/v3/processing_mode.js';
 import type { ProcessingRequest, ProcessingResponse } from '../gen/envoy/service/ext_proc/v3/external_processor.js';
 import type { Logger } from '../log.js';
+import { whenStreamEnds } from '../grpc/when-stream-ends.js';
 import type { Scheduler } from '../scheduling/scheduler.js';
 import {
   CLUSTER_HEADER,
@@ -164,7 +165,6 @@ export function createProcessor(deps: ProcessorDeps) {
     let finished = false;
 
     const finish = () => {
-      if (finished) return;
       finished = true;
       if (routedTo) fleet.release(routedTo);
     };
@@ -246,13 +246,7 @@ export function createProcessor(deps: ProcessorDeps) {
         reply(immediateResponse(500, errorBody(httpError(500, 'router_error', 'The router failed to process this request.'))));
       }
     });
-    call.on('end', () => {
-      finish();
-      call.end();
-    });
-    call.on('error', finish);
-    call.on('cancelled', finish);
-    call.on('close', finish);
+    whenStreamEnds(call, finish);
   };
 }
 

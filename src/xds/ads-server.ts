@@ -1,6 +1,7 @@
 import type { ServerDuplexStream } from '@grpc/grpc-js';
 import type { DiscoveryRequest, DiscoveryResponse } from '../gen/envoy/service/discovery/v3/discovery.js';
 import { DiscoveryResponse as DiscoveryResponseCodec } from '../gen/envoy/service/discovery/v3/discovery.js';
+import { whenStreamEnds } from '../grpc/when-stream-ends.js';
 import type { Logger } from '../log.js';
 import type { Snapshot, SnapshotCache } from './snapshot-cache.js';
 
@@ -75,17 +76,9 @@ export function createAdsHandler(cache: SnapshotCache, logger: Logger) {
       send(typeUrl, sub, cache.current());
     });
 
-    const close = () => {
-      if (closed) return;
+    whenStreamEnds(call, () => {
       closed = true;
       unsubscribe();
-    };
-    call.on('end', () => {
-      close();
-      call.end();
     });
-    call.on('error', close);
-    call.on('cancelled', close);
-    call.on('close', close);
   };
 }

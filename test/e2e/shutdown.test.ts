@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { startBenchStack } from '../../bench/stack.js';
+import { openStream } from '../helpers/sse.js';
 import { waitFor } from '../helpers/stack.js';
 
 describe('graceful shutdown of the router process', () => {
@@ -14,17 +15,11 @@ describe('graceful shutdown of the router process', () => {
         body: JSON.stringify({ model: 'llama-8b', prompt: 'a long story', max_tokens: 3000, ignore_eos: true, stream: true }),
       });
       expect(res.status).toBe(200);
-      const reader = res.body!.getReader();
-      const decoder = new TextDecoder();
-      let text = decoder.decode((await reader.read()).value, { stream: true });
+      const stream = await openStream(res);
       process.kill(stack.routerPid, 'SIGTERM');
-      for (;;) {
-        const { done, value } = await reader.read();
-        if (done) break;
-        text += decoder.decode(value, { stream: true });
-      }
-      expect(text.trimEnd().endsWith('data: [DONE]')).toBe(true);
-      expect(text.split('\n\n').filter((e) => e.startsWith('data: {')).length).toBe(3000);
+      const { completed, events } = await stream.rest();
+      expect(completed).toBe(true);
+      expect(events).toBe(3000);
       await waitFor(() => !existsSync(`/proc/${stack.routerPid}`), 10_000, 'the router to exit');
     } finally {
       await stack.stop();

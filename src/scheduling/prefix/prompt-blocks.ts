@@ -51,6 +51,8 @@ export function hashText(text: string, settings: BlockSettings): PromptBlocks {
   return { hashes, units: Math.max(1, text.length), unitsPerBlock: size, exactTokens: false };
 }
 
+// The same chained loop as hashText, over ids instead of char codes: written twice on purpose,
+// since a shared loop taking an accessor would cost a call per character on the hot path.
 export function hashTokens(tokens: readonly number[], settings: BlockSettings): PromptBlocks {
   const size = settings.blockTokens;
   const count = Math.floor(tokens.length / size);

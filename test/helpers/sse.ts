@@ -1,0 +1,17 @@
+/** A streamed response read in two steps: its first bytes (so a test can act mid-stream), then the rest. */
+export async function openStream(res: Response) {
+  const reader = res.body!.getReader();
+  const decoder = new TextDecoder();
+  let text = decoder.decode((await reader.read()).value, { stream: true });
+  return {
+    /** Reads to the end: the whole text, how many data events it held, and whether it ended with [DONE]. */
+    async rest(): Promise<{ text: string; events: number; completed: boolean }> {
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        text += decoder.decode(value, { stream: true });
+      }
+      return { text, events: text.split('\n\n').filter((e) => e.startsWith('data: {')).length, completed: text.trimEnd().endsWith('data: [DONE]') };
+    },
+  };
+}
