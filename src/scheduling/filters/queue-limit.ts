@@ -1,4 +1,4 @@
-import { estimateQueue } from '../scorers/first-token-cost.js';
+import { estimateQueue } from '../load.js';
 import type { Filter } from '../types.js';
 
 /**

@@ -1,3 +1,4 @@
+import { activeUnseen } from '../load.js';
 import type { Scorer } from '../types.js';
 import { lowerIsBetter } from './normalize.js';
 
@@ -8,7 +9,7 @@ import { lowerIsBetter } from './normalize.js';
  */
 export const queueScorer: Scorer = {
   name: 'queue',
-  score: ({ backends }) => lowerIsBetter(backends.map((b) => (b.metrics ? b.metrics.waiting + Math.min(b.unseenDispatches, b.inflight) : b.inflight))),
+  score: ({ backends }) => lowerIsBetter(backends.map((b) => (b.metrics ? b.metrics.waiting + activeUnseen(b) : b.inflight))),
 };
 
 export const runningScorer: Scorer = {
