@@ -19,6 +19,7 @@ import { parseConfig } from '../src/config/load.js';
 import type { BackendView } from '../src/fleet/backend.js';
 import { parseRequestBody } from '../src/extproc/parse-request.js';
 import { REPO, startEnvoy, type EnvoyHandle } from '../src/launcher/envoy.js';
+import { stopChildren, waitForHttp } from '../src/launcher/processes.js';
 import { createSchedulerMemory, schedulerFromConfig } from '../src/scheduling/registry.js';
 import { freePort } from './stack.js';
 import { prng, text } from './workloads.js';
@@ -107,16 +108,7 @@ function decisionsPerSecond(payload: string, budgetMs: number): number {
 }
 
 function child(args: string[]): ChildProcess {
-  const c = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'inherit'] });
-  return c;
-}
-
-async function waitHttp(url: string): Promise<void> {
-  for (let i = 0; i < 200; i++) {
-    if (await fetch(url).then((r) => r.ok, () => false)) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`no answer from ${url}`);
+  return spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'inherit'] });
 }
 
 async function main(): Promise<void> {
@@ -131,7 +123,7 @@ async function main(): Promise<void> {
   try {
     const ports = [await freePort(), await freePort()];
     for (const port of ports) children.push(child(['--import', 'tsx', join(REPO, 'bench/instant-backend.ts'), String(port)]));
-    await Promise.all(ports.map((p) => waitHttp(`http://127.0.0.1:${p}/health`)));
+    await Promise.all(ports.map((p) => waitForHttp(`http://127.0.0.1:${p}/health`, 'instant backend')));
     const grpcPort = await freePort();
     const adminPort = await freePort();
     const configPath = join(dir, 'router.yaml');
@@ -146,7 +138,7 @@ async function main(): Promise<void> {
     // ROUTER_NODE_OPTIONS, e.g. '--cpu-prof --cpu-prof-dir=.tmp/prof', profiles the router under this load.
     const router = child([...(process.env.ROUTER_NODE_OPTIONS?.split(' ').filter(Boolean) ?? []), join(REPO, 'dist/main.js'), '--config', configPath, '--log-level', 'warn']);
     children.push(router);
-    await waitHttp(`http://127.0.0.1:${adminPort}/health`);
+    await waitForHttp(`http://127.0.0.1:${adminPort}/health`, 'router');
     const controlPlane = { host: '127.0.0.1', port: grpcPort };
     const withRouter = await startEnvoy({ controlPlane, concurrency: 1 });
     const alone = await startEnvoy({
@@ -245,7 +237,7 @@ async function main(): Promise<void> {
     console.log(`wrote ${out} in ${report.elapsedS} s`);
   } finally {
     for (const e of envoys) await e.stop();
-    for (const c of children) c.kill('SIGTERM');
+    await stopChildren(children);
     agent.destroy();
     await rm(dir, { recursive: true, force: true });
   }

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { REPO, startEnvoy, type EnvoyHandle } from '../src/launcher/envoy.js';
+import { isStopping, markStopping, stopChildren, waitForHttp } from '../src/launcher/processes.js';
 
 /** A routing strategy under test: Envoy alone, or Envoy with the router and a scheduler config. */
 export interface Strategy {
@@ -41,15 +42,6 @@ export async function freePort(): Promise<number> {
   });
 }
 
-async function waitHttp(url: string, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await fetch(url).then((r) => r.ok, () => false)) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`no answer from ${url}`);
-}
-
 export interface SimServer {
   url: string;
   model: string;
@@ -72,22 +64,9 @@ function node(script: string, args: string[]): ChildProcess {
   let err = '';
   child.stderr!.on('data', (c: Buffer) => (err = (err + c.toString()).slice(-4000)));
   child.on('exit', (code) => {
-    if (code && code !== 0 && !(child as { stopping?: boolean }).stopping) process.stderr.write(`${script} exited ${code}: ${err}\n`);
+    if (code && code !== 0 && !isStopping(child)) process.stderr.write(`${script} exited ${code}: ${err}\n`);
   });
   return child;
-}
-
-async function stopAll(children: ChildProcess[]): Promise<void> {
-  await Promise.all(
-    children.map((c) => {
-      if (c.exitCode !== null || c.signalCode !== null) return undefined;
-      (c as { stopping?: boolean }).stopping = true;
-      const done = new Promise((r) => c.once('exit', r));
-      c.kill('SIGTERM');
-      const t = setTimeout(() => c.kill('SIGKILL'), 3000);
-      return done.then(() => clearTimeout(t));
-    }),
-  );
 }
 
 /** Fresh simulated servers (empty caches), a fresh router and Envoy, all on loopback. */
@@ -118,7 +97,7 @@ export async function startBenchStack(
         sims.push({ url: `http://127.0.0.1:${port}`, model });
       }
     }
-    await Promise.all(sims.map((s) => waitHttp(`${s.url}/health`)));
+    await Promise.all(sims.map((s) => waitForHttp(`${s.url}/health`, 'simulator')));
 
     const grpcPort = await freePort();
     const adminPort = await freePort();
@@ -135,7 +114,7 @@ export async function startBenchStack(
     const router = node('main.js', ['--config', configPath, '--log-level', 'warn']);
     children.push(router);
     const routerAdmin = `http://127.0.0.1:${adminPort}`;
-    await waitHttp(`${routerAdmin}/health`);
+    await waitForHttp(`${routerAdmin}/health`, 'router');
 
     envoy = await startEnvoy({
       controlPlane: { host: '127.0.0.1', port: grpcPort },
@@ -154,7 +133,7 @@ export async function startBenchStack(
       routerPid: router.pid!,
       async restartSim(i, downMs) {
         const old = simProcesses[i]!;
-        (old as { stopping?: boolean }).stopping = true;
+        markStopping(old);
         const exited = new Promise((r) => old.once('exit', r));
         old.kill('SIGKILL');
         await exited;
@@ -163,17 +142,17 @@ export async function startBenchStack(
         const fresh = startSim(Number(new URL(sim.url).port), sim.model);
         simProcesses[i] = fresh;
         children.push(fresh);
-        await waitHttp(`${sim.url}/health`);
+        await waitForHttp(`${sim.url}/health`, 'restarted simulator');
       },
       async stop() {
         await handle.stop();
-        await stopAll(children);
+        await stopChildren(children);
         await rm(dir, { recursive: true, force: true });
       },
     };
   } catch (err) {
     await envoy?.stop();
-    await stopAll(children);
+    await stopChildren(children);
     await rm(dir, { recursive: true, force: true });
     throw err;
   }

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfigFile } from './config/load.js';
 import { REPO, startEnvoy, type EnvoyHandle } from './launcher/envoy.js';
+import { stopChildren, waitForHttp } from './launcher/processes.js';
 
 const DEMO_CONFIG = join(REPO, 'examples/router.demo.yaml');
 const DEMO_SIMULATORS = [
@@ -31,22 +32,12 @@ function run(script: string, args: string[], name: string): ChildProcess {
   return child;
 }
 
-async function waitForHttp(url: string, what: string, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await fetch(url).then((r) => r.ok, () => false)) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`${what} did not answer at ${url} within ${timeoutMs} ms`);
-}
-
 let stopping = false;
 async function stop(code: number): Promise<void> {
   if (stopping) return;
   stopping = true;
   await envoy?.stop();
-  for (const child of children) child.kill('SIGTERM');
-  await Promise.all(children.map((c) => (c.exitCode !== null || c.signalCode !== null ? undefined : new Promise((r) => c.once("exit", r)))));
+  await stopChildren(children);
   process.exit(code);
 }
 
