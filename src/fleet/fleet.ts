@@ -39,6 +39,11 @@ export interface Fleet {
   stop(): void;
 }
 
+/** An IP as it stands in a URL or an `ip:port` endpoint (IPv6 in brackets). */
+function hostLiteral(ip: string): string {
+  return isIP(ip) === 6 ? `[${ip}]` : ip;
+}
+
 export function isRoutable(backend: Backend): boolean {
   return backend.health !== 'unhealthy' && backend.endpoint !== '' && backend.models.length > 0;
 }
@@ -136,7 +141,7 @@ export function createFleet(options: FleetOptions): Fleet {
     const port = url.port || (url.protocol === 'https:' ? '443' : '80');
     const host = url.hostname.replace(/^\[|\]$/g, '');
     const ip = isIP(host) ? host : await resolveHost(host);
-    const endpoint = isIP(ip) === 6 ? `[${ip}]:${port}` : `${ip}:${port}`;
+    const endpoint = `${hostLiteral(ip)}:${port}`;
     if (endpoint !== backend.endpoint) {
       backend.endpoint = endpoint;
       changed();
@@ -247,14 +252,14 @@ export function createFleet(options: FleetOptions): Fleet {
     const out: BackendConfig[] = [...next.backends];
     for (const g of next.discovery.kubernetes) {
       for (const pod of podMembers.get(kubernetesKey(g)) ?? []) {
-        const host = isIP(pod.ip) === 6 ? `[${pod.ip}]` : pod.ip;
+        const host = hostLiteral(pod.ip);
         const models = pod.model ? [pod.model] : g.models;
         out.push({ name: `${g.namespace}/${pod.pod}`, url: `${g.scheme}://${host}:${g.port}`, ...(models ? { models } : {}), capacity: g.capacity });
       }
     }
     for (const g of next.discovery.dns) {
       for (const ip of dnsMembers.get(dnsKey(g)) ?? []) {
-        const host = isIP(ip) === 6 ? `[${ip}]` : ip;
+        const host = hostLiteral(ip);
         out.push({
           name: `${g.name}/${host}:${g.port}`,
           url: `${g.scheme}://${host}:${g.port}`,
