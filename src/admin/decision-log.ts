@@ -1,7 +1,8 @@
 import type { DecisionReason } from '../scheduling/types.js';
 
 export interface LoggedDecision extends DecisionReason {
-  time: string;
+  /** Date.now() when decided; formatted only when read, off the request path. */
+  at: number;
   model: string;
   backend: string;
   fallbacks: string[];
@@ -15,8 +16,8 @@ export function createDecisionLog(size = 20) {
       entries.push(entry);
       if (entries.length > size) entries.shift();
     },
-    /** Newest first. */
-    recent: (): LoggedDecision[] => [...entries].reverse(),
+    /** Newest first, with an ISO `time`. */
+    recent: () => entries.map(({ at, ...rest }) => ({ time: new Date(at).toISOString(), ...rest })).reverse(),
   };
 }
 

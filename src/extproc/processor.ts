@@ -144,7 +144,7 @@ export function createProcessor(deps: ProcessorDeps) {
     });
     metrics.decisions.inc({ model: request.model, backend: primary.id });
     deps.decisionLog?.add({
-      time: new Date().toISOString(),
+      at: Date.now(),
       model: request.model,
       backend: primary.id,
       fallbacks: decision.fallbacks.map((b) => b.id),
