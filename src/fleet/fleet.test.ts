@@ -2,6 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { parseConfig } from '../config/load.js';
 import { silentLogger } from '../log.js';
 import { startSimulator, type SimulatorHandle } from '../simulator/server.js';
+import { waitFor } from '../../test/helpers/stack.js';
 import { createFleet, isRoutable, type Fleet } from './fleet.js';
 
 let sim: SimulatorHandle | undefined;
@@ -11,13 +12,6 @@ afterEach(async () => {
   await sim?.close();
 });
 
-async function until(check: () => boolean, what: string, timeoutMs = 3000) {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 function start(url: string, models?: string[]) {
   fleet = createFleet({
@@ -35,7 +29,7 @@ describe('fleet scraping and health', () => {
   it('reads models from /v1/models and load from /metrics', async () => {
     sim = await startSimulator({ models: ['m1', 'm2'] });
     const b = start(sim.url);
-    await until(() => b.health === 'healthy' && b.metrics !== undefined, 'a scrape');
+    await waitFor(() => b.health === 'healthy' && b.metrics !== undefined, 3000, 'a scrape');
     expect(b.models).toEqual(['m1', 'm2']);
     expect(b.endpoint).toBe(`127.0.0.1:${sim.port}`);
     expect(isRoutable(b)).toBe(true);
@@ -44,9 +38,9 @@ describe('fleet scraping and health', () => {
   it('keeps a backend whose /metrics is garbage in rotation, scored without metrics', async () => {
     sim = await startSimulator({ models: ['m'] });
     const b = start(sim.url, ['m']);
-    await until(() => b.metrics !== undefined, 'metrics');
+    await waitFor(() => b.metrics !== undefined, 3000, 'metrics');
     sim.setFault({ kind: 'garbage-metrics' });
-    await until(() => b.metrics === undefined, 'stale metrics');
+    await waitFor(() => b.metrics === undefined, 3000, 'stale metrics');
     expect(b.health).toBe('healthy');
     expect(b.metricsError).toMatch(/vllm:num_requests_running/);
     sim.setFault({ kind: 'slow-metrics', delayMs: 1000 });
@@ -54,30 +48,30 @@ describe('fleet scraping and health', () => {
     expect(b.health).toBe('healthy');
     expect(b.metricsError).toMatch(/timed out/);
     sim.setFault({ kind: 'none' });
-    await until(() => b.metrics !== undefined && b.metricsError === undefined, 'metrics again');
+    await waitFor(() => b.metrics !== undefined && b.metricsError === undefined, 3000, 'metrics again');
   });
 
   it('takes a backend out of rotation when /health fails, and back when it recovers', async () => {
     sim = await startSimulator({ models: ['m'] });
     const b = start(sim.url, ['m']);
-    await until(() => b.health === 'healthy', 'healthy');
+    await waitFor(() => b.health === 'healthy', 3000, 'healthy');
     sim.setFault({ kind: 'error', status: 503 });
-    await until(() => b.health === 'unhealthy', 'unhealthy');
+    await waitFor(() => b.health === 'unhealthy', 3000, 'unhealthy');
     expect(b.lastError).toMatch(/503/);
     sim.setFault({ kind: 'none' });
-    await until(() => b.health === 'healthy', 'healthy again');
+    await waitFor(() => b.health === 'healthy', 3000, 'healthy again');
   });
 
   it('marks a backend that refuses connections unhealthy, and readmits it on the same port', async () => {
     sim = await startSimulator({ models: ['m'] });
     const port = sim.port;
     const b = start(sim.url, ['m']);
-    await until(() => b.health === 'healthy', 'healthy');
+    await waitFor(() => b.health === 'healthy', 3000, 'healthy');
     await sim.close();
-    await until(() => b.health === 'unhealthy', 'unhealthy');
+    await waitFor(() => b.health === 'unhealthy', 3000, 'unhealthy');
     expect(b.lastError).toMatch(/ECONNREFUSED|fetch failed/);
     sim = await startSimulator({ models: ['m'], port });
-    await until(() => b.health === 'healthy', 'healthy again');
+    await waitFor(() => b.health === 'healthy', 3000, 'healthy again');
   });
 });
 
@@ -95,7 +89,7 @@ describe('dns discovery', () => {
     });
     fleet.start();
     const ids = () => fleet!.backends().map((b) => b.id).sort();
-    await until(() => fleet!.backends().length === 1 && fleet!.backends()[0]!.health === 'healthy', 'the discovered backend');
+    await waitFor(() => fleet!.backends().length === 1 && fleet!.backends()[0]!.health === 'healthy', 3000, 'the discovered backend');
     expect(ids()).toEqual([`vllm.example.internal/127.0.0.1:${sim.port}`]);
     expect(fleet.backends()[0]!.models).toEqual(['m']); // read from its /v1/models
 
@@ -105,9 +99,9 @@ describe('dns discovery', () => {
     expect(fleet.backends()[0]!.health).toBe('healthy');
 
     answer = async () => ['127.0.0.2', '127.0.0.1'];
-    await until(() => fleet!.backends().length === 2, 'a second address');
+    await waitFor(() => fleet!.backends().length === 2, 3000, 'a second address');
     answer = async () => ['127.0.0.2'];
-    await until(() => ids().join() === `vllm.example.internal/127.0.0.2:${sim!.port}`, 'the vanished address to leave');
+    await waitFor(() => ids().join() === `vllm.example.internal/127.0.0.2:${sim!.port}`, 3000, 'the vanished address to leave');
   });
 });
 
@@ -128,7 +122,7 @@ describe('kubernetes discovery (against a local fake API server speaking list an
       });
       fleet.start();
       const ids = () => fleet!.backends().map((b) => b.id).sort();
-      await until(() => fleet!.backends()[0]?.health === 'healthy', 'the pod to be discovered and healthy', 5000);
+      await waitFor(() => fleet!.backends()[0]?.health === 'healthy', 5000, 'the pod to be discovered and healthy');
       expect(ids()).toEqual(['inference/vllm-0']);
       expect(fleet.backends()[0]!).toMatchObject({ url: `http://127.0.0.1:${sim.port}`, models: ['llama-8b'] });
 
@@ -137,7 +131,7 @@ describe('kubernetes discovery (against a local fake API server speaking list an
       await new Promise((r) => setTimeout(r, 200));
       expect(ids()).toEqual(['inference/vllm-0']);
       api.setReady('vllm-1', true);
-      await until(() => fleet!.backends().length === 2, 'the pod to become ready');
+      await waitFor(() => fleet!.backends().length === 2, 3000, 'the pod to become ready');
 
       // Garbage on the watch and a dropped watch change nothing...
       api.sendGarbage();
@@ -147,11 +141,11 @@ describe('kubernetes discovery (against a local fake API server speaking list an
       expect(fleet.backends().find((b) => b.id === 'inference/vllm-0')!.health).toBe('healthy');
       // ...and the watch resumes: a deleted pod leaves rotation.
       api.deletePod('vllm-1');
-      await until(() => ids().join() === 'inference/vllm-0', 'the deleted pod to leave', 5000);
+      await waitFor(() => ids().join() === 'inference/vllm-0', 5000, 'the deleted pod to leave');
 
       // A pod without the model label is still a backend; its models come from /v1/models.
       api.addPod('vllm-2', '127.0.0.1', { app: 'vllm' });
-      await until(() => fleet!.backends().some((b) => b.id === 'inference/vllm-2' && b.models.join() === 'llama-8b'), 'the unlabelled pod', 5000);
+      await waitFor(() => fleet!.backends().some((b) => b.id === 'inference/vllm-2' && b.models.join() === 'llama-8b'), 5000, 'the unlabelled pod');
     } finally {
       fleet?.stop();
       await api.close();

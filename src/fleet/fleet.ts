@@ -2,7 +2,7 @@ import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import type { BackendConfig, DnsGroupConfig, KubernetesGroupConfig, RouterConfig } from '../config/schema.js';
 import type { Logger } from '../log.js';
-import type { Backend } from './backend.js';
+import type { Backend, BackendView } from './backend.js';
 import { watchPods, type PodEndpoint } from './kubernetes-discovery.js';
 import { parseVllmMetrics } from './vllm-metrics.js';
 
@@ -44,7 +44,8 @@ function hostLiteral(ip: string): string {
   return isIP(ip) === 6 ? `[${ip}]` : ip;
 }
 
-export function isRoutable(backend: Backend): boolean {
+/** In rotation: not known to be down, with an endpoint Envoy knows and at least one model. */
+export function isRoutable(backend: BackendView): boolean {
   return backend.health !== 'unhealthy' && backend.endpoint !== '' && backend.models.length > 0;
 }
 

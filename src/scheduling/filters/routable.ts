@@ -1,8 +1,8 @@
+import { isRoutable } from '../../fleet/fleet.js';
 import type { Filter } from '../types.js';
 
-/** Keeps backends that serve the model, are not unhealthy and have a known endpoint. */
+/** Keeps backends in rotation (see isRoutable) that serve the request's model. */
 export const routableFilter: Filter = {
   name: 'routable',
-  filter: (request, backends) =>
-    backends.filter((b) => b.health !== 'unhealthy' && b.endpoint !== '' && b.models.includes(request.model)),
+  filter: (request, backends) => backends.filter((b) => isRoutable(b) && b.models.includes(request.model)),
 };
