@@ -10,9 +10,6 @@ export const setHeader = (key: string, value: string) => ({
   appendAction: HeaderValueOption_HeaderAppendAction.OVERWRITE_IF_EXISTS_OR_ADD,
 });
 
-export const continueRequestHeaders = (): ProcessingResponse =>
-  ProcessingResponse.fromPartial({ response: { $case: 'requestHeaders', value: { response: {} } } });
-
 export const continueRequestBody = (): ProcessingResponse =>
   ProcessingResponse.fromPartial({ response: { $case: 'requestBody', value: { response: {} } } });
 

@@ -121,10 +121,3 @@ export async function startEnvoy(options: StartEnvoyOptions): Promise<EnvoyHandl
     throw err;
   }
 }
-
-/** Reads one counter or gauge from Envoy's admin /stats. */
-export async function envoyStat(adminUrl: string, name: string): Promise<number> {
-  const text = await fetch(`${adminUrl}/stats?filter=${encodeURIComponent(`^${name.replace(/\./g, '\\.')}$`)}`).then((r) => r.text());
-  const match = /: (\d+)/.exec(text);
-  return match ? Number(match[1]) : 0;
-}
