@@ -112,14 +112,16 @@ const scheduler = z
     /** How prompts are cut into blocks for cache-affinity estimates. */
     prefix: z
       .object({
-        blockChars: z.number().int().min(8).max(4096).default(64),
-        charsPerToken: z.number().min(1).max(16).default(4),
+        /** Bytes of prompt text (as the client's JSON spells it) per hashed block; 64 is about vLLM's 16-token block. */
+        blockBytes: z.number().int().min(16).max(4096).multipleOf(4).default(64),
+        /** Bytes per token assumed until a backend's vllm:prompt_tokens_total teaches the real ratio. */
+        bytesPerToken: z.number().min(1).max(16).default(4),
         blockTokens: z.number().int().min(1).max(1024).default(16),
         /** Cache size assumed for a backend until its vllm:cache_config_info is scraped. */
         defaultCapacityTokens: z.number().int().min(1024).default(262_144),
       })
       .strict()
-      .default({ blockChars: 64, charsPerToken: 4, blockTokens: 16, defaultCapacityTokens: 262_144 }),
+      .default({ blockBytes: 64, bytesPerToken: 4, blockTokens: 16, defaultCapacityTokens: 262_144 }),
     /** first-token-cost: the trade between cache affinity and load, in prefill tokens. */
     cost: z
       .object({
@@ -152,7 +154,7 @@ const scheduler = z
     maxWaitingPerBackend: 0,
     scorers: [{ name: 'first-token-cost', weight: 1 }],
     picker: 'max-score',
-    prefix: { blockChars: 64, charsPerToken: 4, blockTokens: 16, defaultCapacityTokens: 262_144 },
+    prefix: { blockBytes: 64, bytesPerToken: 4, blockTokens: 16, defaultCapacityTokens: 262_144 },
     cost: { queuedRequestTokens: 512, runningRequestTokens: 4, evictionWeight: 2 },
     load: { waitingWeight: 1, kvCacheWeight: 0.5 },
     session: { useUserField: true },

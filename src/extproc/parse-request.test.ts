@@ -11,10 +11,26 @@ describe('request parsing', () => {
     expect(r).toEqual({
       ok: true,
       rewriteContentType: false,
-      request: { model: 'm', stream: true, user: 'u1', prompt: { kind: 'messages', messages: [{ role: 'user', content: 'hi' }] } },
+      request: { model: 'm', stream: true, user: 'u1', prompt: { kind: 'text', bytes: Buffer.from('[{"role":"user","content":"hi"}]') } },
     });
     const c = parseRequestBody(enc('{"model":"m","prompt":[1,2,3]}'));
     expect(c.ok && c.request.prompt).toEqual({ kind: 'tokens', tokens: [1, 2, 3] });
+  });
+
+  it.each([
+    ['a prompt string, as spelled (escapes kept)', '{"model":"m","prompt":"a\\nb"}', 'a\\nb'],
+    ['the first of a batch of prompts', '{"model":"m","prompt":[ "one", "two"]}', 'one'],
+    ['embeddings input', '{"model":"m","input":"vec"}', 'vec'],
+    ['messages over a prompt', '{"prompt":"p","model":"m","messages":[]}', '[]'],
+    ['a null prompt falls back to input', '{"model":"m","prompt":null,"input":"i"}', 'i'],
+  ])('finds the prompt text: %s', (_name, body, text) => {
+    const r = parseRequestBody(enc(body));
+    expect(r.ok && r.request.prompt).toEqual({ kind: 'text', bytes: Buffer.from(text) });
+  });
+
+  it('reads escaped strings and keys like JSON.parse, and takes the last of duplicate keys', () => {
+    const r = parseRequestBody(enc('{"model":"first","mod\\u0065l":"caf\\u00e9 \\"x\\"","stream" : false ,"prompt":[[5,6],[7]]}'));
+    expect(r.ok && r.request).toMatchObject({ model: 'café "x"', stream: false, prompt: { kind: 'tokens', tokens: [5, 6] } });
   });
 
   it('accepts curl -d bodies (form content type) that are JSON, and asks to fix the header', () => {
@@ -24,6 +40,10 @@ describe('request parsing', () => {
 
   it.each([
     ['malformed JSON', '{"model":', {}, 400, 'invalid_json'],
+    ['trailing garbage', '{"model":"m"} x', {}, 400, 'invalid_json'],
+    ['a bad escape in a field the router reads', '{"model":"a\\qb"}', {}, 400, 'invalid_json'],
+    ['null model', '{"model":null}', {}, 400, 'missing_model'],
+    ['object model', '{"model":{"a":1}}', {}, 400, 'invalid_model'],
     ['empty body', '', {}, 400, 'invalid_request_body'],
     ['array body', '[1]', {}, 400, 'invalid_request_body'],
     ['missing model', '{"prompt":"x"}', {}, 400, 'missing_model'],

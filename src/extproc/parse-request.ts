@@ -1,9 +1,10 @@
+import { isUtf8 } from 'node:buffer';
 import type { PromptSource, SchedulingRequest } from '../scheduling/types.js';
+import { JsonSyntaxError, scanJson, skipString, skipWhitespace, type ScannedJson, type Span } from './json-scan.js';
 import { httpError, type HttpError } from './openai-error.js';
 
 export type ParseResult = { ok: true; request: SchedulingRequest; rewriteContentType: boolean } | { ok: false; error: HttpError };
 
-const utf8 = new TextDecoder('utf-8', { fatal: true });
 
 /**
  * Content types we read as JSON. `application/x-www-form-urlencoded` is what `curl -d` sends
@@ -47,54 +48,83 @@ export function parseRequestBody(body: Uint8Array, context: BodyContext = {}): P
     return fail(httpError(400, 'invalid_request_body', 'The request body is empty; expected a JSON object.'));
   }
   if (kind === 'multipart') return parseMultipart(body, defaultModel);
-  let text: string;
-  try {
-    text = utf8.decode(body);
-  } catch {
-    return fail(httpError(400, 'invalid_request_body', 'The request body is not valid UTF-8.'));
-  }
-  if (kind === 'form' && !text.trimStart().startsWith('{')) {
+  // A view, not a copy: the body is read in place from here on.
+  const buf = Buffer.from(body.buffer, body.byteOffset, body.byteLength);
+  if (!isUtf8(buf)) return fail(httpError(400, 'invalid_request_body', 'The request body is not valid UTF-8.'));
+  if (kind === 'form' && buf[skipWhitespace(buf, 0)] !== 0x7b /* { */) {
     return fail(httpError(415, 'unsupported_media_type', `Expected a JSON body with Content-Type: application/json, got '${contentType}'.`));
   }
-  let json: unknown;
+  let json: ScannedJson;
   try {
-    json = JSON.parse(text);
+    json = scanJson(buf);
   } catch (err) {
-    return fail(httpError(400, 'invalid_json', `The request body is not valid JSON: ${(err as Error).message}`));
+    if (!(err instanceof JsonSyntaxError)) throw err;
+    return fail(httpError(400, 'invalid_json', `The request body is not valid JSON: ${err.message}`));
   }
-  if (typeof json !== 'object' || json === null || Array.isArray(json)) {
+  if (json.root !== 'object') {
     return fail(httpError(400, 'invalid_request_body', 'The request body must be a JSON object.'));
   }
-  const fields = json as Record<string, unknown>;
-  const model = fields.model ?? defaultModel;
-  if (model === undefined || model === null) {
-    return fail(httpError(400, 'missing_model', "The 'model' field is required.", 'model'));
-  }
-  if (typeof model !== 'string' || model === '') {
-    return fail(httpError(400, 'invalid_model', "The 'model' field must be a non-empty string.", 'model'));
-  }
-  const stream = fields.stream;
-  if (stream !== undefined && stream !== null && typeof stream !== 'boolean') {
-    return fail(httpError(400, 'invalid_stream', "The 'stream' field must be a boolean.", 'stream'));
-  }
-  const user = typeof fields.user === 'string' ? fields.user : undefined;
-  return {
-    ok: true,
-    request: { model, stream: stream === true, prompt: promptOf(fields), ...(user !== undefined ? { user } : {}) },
-    rewriteContentType: kind === 'form',
+  const field = (name: string) => {
+    const span = json.members.get(name);
+    // `null` reads as absent, as `?? default` did for parsed JSON.
+    return span && !(buf[span.start] === 0x6e /* n */) ? span : undefined;
   };
+  try {
+    const modelSpan = field('model');
+    const model = modelSpan ? stringAt(buf, modelSpan) : defaultModel;
+    if (model === undefined && modelSpan === undefined) {
+      return fail(httpError(400, 'missing_model', "The 'model' field is required.", 'model'));
+    }
+    if (typeof model !== 'string' || model === '') {
+      return fail(httpError(400, 'invalid_model', "The 'model' field must be a non-empty string.", 'model'));
+    }
+    const streamSpan = field('stream');
+    const stream = streamSpan ? buf.toString('latin1', streamSpan.start, streamSpan.end) : 'false';
+    if (stream !== 'true' && stream !== 'false') {
+      return fail(httpError(400, 'invalid_stream', "The 'stream' field must be a boolean.", 'stream'));
+    }
+    const userSpan = field('user');
+    const user = userSpan ? stringAt(buf, userSpan) : undefined;
+    return {
+      ok: true,
+      request: { model, stream: stream === 'true', prompt: promptOf(buf, field), ...(user !== undefined ? { user } : {}) },
+      rewriteContentType: kind === 'form',
+    };
+  } catch (err) {
+    // Only a field the router decodes can fail here: a string with a malformed escape.
+    if (!(err instanceof SyntaxError)) throw err;
+    return fail(httpError(400, 'invalid_json', `The request body is not valid JSON: ${err.message}`));
+  }
 }
 
-function promptOf(fields: Record<string, unknown>): PromptSource {
-  const { messages, prompt, input } = fields;
-  if (Array.isArray(messages)) return { kind: 'messages', messages };
-  const p = prompt ?? input;
-  if (typeof p === 'string') return { kind: 'text', text: p };
-  if (Array.isArray(p) && p.length > 0) {
-    if (typeof p[0] === 'string') return { kind: 'text', text: p[0] };
-    if (typeof p[0] === 'number') return { kind: 'tokens', tokens: p as number[] };
-    if (Array.isArray(p[0])) return { kind: 'tokens', tokens: p[0] as number[] };
-  }
+/** The JSON string at `span`, or undefined when the value is not a string. */
+function stringAt(buf: Buffer, span: Span): string | undefined {
+  if (buf[span.start] !== QUOTE) return undefined;
+  const raw = buf.toString('utf8', span.start, span.end);
+  return raw.includes('\\') ? (JSON.parse(raw) as string) : raw.slice(1, -1);
+}
+
+const QUOTE = 0x22;
+const OPEN_ARRAY = 0x5b;
+
+/**
+ * Where the prompt is: `messages` (chat), else `prompt` or `input` (completions, embeddings).
+ * Text stays bytes; only token-id arrays are decoded, as numbers.
+ */
+function promptOf(buf: Buffer, field: (name: string) => Span | undefined): PromptSource {
+  const messages = field('messages');
+  if (messages && buf[messages.start] === OPEN_ARRAY) return { kind: 'text', bytes: buf.subarray(messages.start, messages.end) };
+  const p = field('prompt') ?? field('input');
+  if (!p) return { kind: 'none' };
+  if (buf[p.start] === QUOTE) return { kind: 'text', bytes: buf.subarray(p.start + 1, p.end - 1) };
+  if (buf[p.start] !== OPEN_ARRAY) return { kind: 'none' };
+  // A list: of strings (a batch; the first one is routed on), of token ids, or of id lists.
+  const first = skipWhitespace(buf, p.start + 1);
+  if (buf[first] === QUOTE) return { kind: 'text', bytes: buf.subarray(first + 1, skipString(buf, first) - 1) };
+  if (buf[first] === 0x5d /* ] */) return { kind: 'none' };
+  const list = JSON.parse(buf.toString('utf8', p.start, p.end)) as unknown[];
+  if (typeof list[0] === 'number') return { kind: 'tokens', tokens: list as number[] };
+  if (Array.isArray(list[0])) return { kind: 'tokens', tokens: list[0] as number[] };
   return { kind: 'none' };
 }
 

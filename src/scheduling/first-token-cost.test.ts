@@ -35,7 +35,7 @@ const SYSTEM = 'You are a meticulous assistant. '.repeat(250); // ~2000 tokens
 const chat = (system: string, question: string): SchedulingRequest => ({
   model: 'm',
   stream: true,
-  prompt: { kind: 'messages', messages: [{ role: 'system', content: system }, { role: 'user', content: question }] },
+  prompt: { kind: 'text', bytes: Buffer.from(JSON.stringify([{ role: 'system', content: system }, { role: 'user', content: question }])) },
 });
 
 let seed = 7;
@@ -100,14 +100,14 @@ describe('first-token-cost scheduler (the default)', () => {
     const a = backend('a', { metrics: metrics(6, 0) });
     const b = backend('b', { metrics: metrics(1, 0) });
     const c = backend('c', { metrics: metrics(3, 0) });
-    expect(route(s, { model: 'm', stream: false, prompt: { kind: 'text', text: `unique ${Math.random()}` } }, [a, b, c]).id).toBe('b');
+    expect(route(s, { model: 'm', stream: false, prompt: { kind: 'text', bytes: Buffer.from(`unique ${Math.random()}`) } }, [a, b, c]).id).toBe('b');
   });
 
   it('counts requests routed since the last scrape, so a burst spreads', () => {
     const s = ours();
     const fleet = [backend('a'), backend('b')];
     for (let i = 0; i < 16; i++) {
-      const b = route(s, { model: 'm', stream: false, prompt: { kind: 'text', text: `distinct prompt number ${i} `.repeat(20) } }, fleet);
+      const b = route(s, { model: 'm', stream: false, prompt: { kind: 'text', bytes: Buffer.from(`distinct prompt number ${i} `.repeat(20)) } }, fleet);
       b.unseenDispatches++;
       b.inflight++;
     }
@@ -118,12 +118,12 @@ describe('first-token-cost scheduler (the default)', () => {
     const s = ours();
     const quick = backend('a', { unseenDispatches: 10, inflight: 0 }); // answered them all already
     const busy = backend('b', { metrics: metrics(3, 0) });
-    expect(route(s, { model: 'm', stream: false, prompt: { kind: 'text', text: 'x' } }, [quick, busy]).id).toBe('a');
+    expect(route(s, { model: 'm', stream: false, prompt: { kind: 'text', bytes: Buffer.from('x') } }, [quick, busy]).id).toBe('a');
   });
 
   it('treats one scrape of a waiting request as arrival, two as saturation', () => {
     const s = ours();
-    const text = (t: string): SchedulingRequest => ({ model: 'm', stream: false, prompt: { kind: 'text', text: t } });
+    const text = (t: string): SchedulingRequest => ({ model: 'm', stream: false, prompt: { kind: 'text', bytes: Buffer.from(t) } });
     const arriving = backend('a', { metrics: metrics(0, 1) });
     const busy = backend('b', { metrics: metrics(3, 0) });
     expect(route(s, text('one'), [arriving, busy]).id).toBe('a');
@@ -133,7 +133,7 @@ describe('first-token-cost scheduler (the default)', () => {
 
   it('sheds load with a 429 when every backend has reached the waiting limit', () => {
     const s = ours({ maxWaitingPerBackend: 2 });
-    const text: SchedulingRequest = { model: 'm', stream: false, prompt: { kind: 'text', text: 'x' } };
+    const text: SchedulingRequest = { model: 'm', stream: false, prompt: { kind: 'text', bytes: Buffer.from('x') } };
     const full = backend('a', { metrics: metrics(8, 3), queueing: true });
     const fuller = backend('b', { metrics: metrics(8, 5), queueing: true });
     expect(s.schedule(text, [full, fuller])).toMatchObject({ kind: 'reject', status: 429, code: 'server_overloaded' });
@@ -145,7 +145,7 @@ describe('first-token-cost scheduler (the default)', () => {
   it('keeps a session on its backend when session affinity is weighted in', () => {
     const s = ours({ scorers: [{ name: 'first-token-cost', weight: 1 }, { name: 'session-affinity', weight: 2 }] });
     const fleet = [backend('a'), backend('b'), backend('c')];
-    const request = (text: string): SchedulingRequest => ({ model: 'm', stream: false, prompt: { kind: 'text', text }, sessionKey: 'user-42' });
+    const request = (text: string): SchedulingRequest => ({ model: 'm', stream: false, prompt: { kind: 'text', bytes: Buffer.from(text) }, sessionKey: 'user-42' });
     const first = route(s, request('completely unrelated prompt one'), fleet);
     first.metrics = metrics(3, 0); // somewhat busier, still the session's home
     for (const text of ['another topic', 'a third, different prompt']) expect(route(s, request(text), fleet).id).toBe(first.id);

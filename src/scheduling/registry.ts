@@ -49,7 +49,7 @@ export function schedulerFromConfig(config: RouterConfig, memory: SchedulerMemor
 export function createSchedulerMemory(config: RouterConfig): SchedulerMemory {
   const p = config.scheduler.prefix;
   return {
-    prefixIndex: createPrefixIndex(Math.ceil((p.defaultCapacityTokens * p.charsPerToken) / p.blockChars)),
-    tokenRatio: createTokenRatio(p.charsPerToken),
+    prefixIndex: createPrefixIndex(Math.ceil((p.defaultCapacityTokens * p.bytesPerToken) / p.blockBytes)),
+    tokenRatio: createTokenRatio(p.bytesPerToken),
   };
 }

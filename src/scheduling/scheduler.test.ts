@@ -33,7 +33,7 @@ function backend(id: string, over: Partial<BackendView> = {}): BackendView {
   };
 }
 
-const request: SchedulingRequest = { model: 'llama', stream: false, prompt: { kind: 'text', text: 'hi' } };
+const request: SchedulingRequest = { model: 'llama', stream: false, prompt: { kind: 'text', bytes: Buffer.from('hi') } };
 const leastLoad = (extra: Record<string, unknown> = {}, random: () => number = () => 0.5) => {
   const config = parseConfig({ scheduler: { scorers: [{ name: 'least-load' }], ...extra } });
   return schedulerFromConfig(config, createSchedulerMemory(config), random);

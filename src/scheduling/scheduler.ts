@@ -17,7 +17,7 @@ export interface SchedulerOptions {
   fallbacks: number;
   /** Which prompt blocks each backend holds; kept across config reloads by the caller. */
   prefixIndex: PrefixIndex;
-  /** Characters per token per backend; kept across reloads with the index. */
+  /** Bytes of prompt text per token per backend; kept across reloads with the index. */
   tokenRatio: TokenRatio;
   blocks: BlockSettings;
 }
@@ -37,7 +37,7 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
   const { filters, scorers, picker, fallbacks, prefixIndex, tokenRatio, blocks } = options;
   const capacities = new Map<string, number>();
 
-  const unitsPerToken = (p: PromptBlocks, b: BackendView) => (p.exactTokens ? 1 : tokenRatio.charsPerToken(b));
+  const unitsPerToken = (p: PromptBlocks, b: BackendView) => (p.exactTokens ? 1 : tokenRatio.bytesPerToken(b));
 
   function scoringInput(request: SchedulingRequest, backends: readonly BackendView[]) {
     let prompt: PromptBlocks | undefined;

@@ -1,9 +1,12 @@
 import type { BackendView } from '../fleet/backend.js';
 
-/** What the prompt is made of, kept as parsed so that affinity can hash it without re-parsing. */
+/**
+ * What the prompt is made of. `text` is the prompt exactly as the client's JSON spelled it
+ * (the `messages` array, or the contents of a `prompt` string) as UTF-8 bytes, a view into the
+ * request body: affinity hashes it without decoding or copying it.
+ */
 export type PromptSource =
-  | { kind: 'messages'; messages: readonly unknown[] }
-  | { kind: 'text'; text: string }
+  | { kind: 'text'; bytes: Uint8Array }
   | { kind: 'tokens'; tokens: readonly number[] }
   | { kind: 'none' };
 

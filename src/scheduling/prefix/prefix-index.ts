@@ -1,3 +1,5 @@
+import { BlockLru } from './block-lru.js';
+
 /**
  * Which prompt blocks each backend most likely still holds in its KV cache: one LRU of block
  * hashes per backend, bounded by that backend's cache size. A prompt's blocks are touched
@@ -20,30 +22,25 @@ export interface PrefixIndex {
 }
 
 export function createPrefixIndex(defaultCapacityBlocks: number): PrefixIndex {
-  const lrus = new Map<string, { blocks: Map<number, true>; capacity: number }>();
+  const lrus = new Map<string, BlockLru>();
 
   const lruOf = (backend: string) => {
     let lru = lrus.get(backend);
-    if (!lru) lrus.set(backend, (lru = { blocks: new Map(), capacity: defaultCapacityBlocks }));
+    if (!lru) lrus.set(backend, (lru = new BlockLru(defaultCapacityBlocks)));
     return lru;
-  };
-
-  const evict = (lru: { blocks: Map<number, true>; capacity: number }) => {
-    const iterator = lru.blocks.keys();
-    while (lru.blocks.size > lru.capacity) lru.blocks.delete(iterator.next().value!);
   };
 
   return {
     match(backend, hashes) {
       const lru = lrus.get(backend);
-      if (!lru || hashes.length === 0 || !lru.blocks.has(hashes[0]!)) return 0;
+      if (!lru || hashes.length === 0 || !lru.has(hashes[0]!)) return 0;
       let lo = 1; // hashes[0..lo) held
       let hi = hashes.length; // hashes[hi..] not known to be held
-      if (lru.blocks.has(hashes[hi - 1]!)) return hi;
+      if (lru.has(hashes[hi - 1]!)) return hi;
       hi--;
       while (lo < hi) {
         const mid = (lo + hi) >>> 1;
-        if (lru.blocks.has(hashes[mid]!)) lo = mid + 1;
+        if (lru.has(hashes[mid]!)) lo = mid + 1;
         else hi = mid;
       }
       return lo;
@@ -51,26 +48,18 @@ export function createPrefixIndex(defaultCapacityBlocks: number): PrefixIndex {
     record(backend, hashes) {
       if (hashes.length === 0) return;
       const lru = lruOf(backend);
-      const blocks = lru.blocks;
-      for (let i = hashes.length - 1; i >= 0; i--) {
-        const h = hashes[i]!;
-        blocks.delete(h);
-        blocks.set(h, true);
-      }
-      evict(lru);
+      for (let i = hashes.length - 1; i >= 0; i--) lru.touch(hashes[i]!);
     },
     setCapacity(backend, capacity) {
-      const lru = lruOf(backend);
-      lru.capacity = Math.max(1, Math.floor(capacity));
-      evict(lru);
+      lruOf(backend).resize(capacity);
     },
     retain(keep) {
       for (const id of lrus.keys()) if (!keep.has(id)) lrus.delete(id);
     },
-    size: (backend) => lrus.get(backend)?.blocks.size ?? 0,
+    size: (backend) => lrus.get(backend)?.size ?? 0,
     fullness(backend) {
       const lru = lrus.get(backend);
-      return lru ? Math.min(1, lru.blocks.size / lru.capacity) : 0;
+      return lru ? Math.min(1, lru.size / lru.capacity) : 0;
     },
   };
 }

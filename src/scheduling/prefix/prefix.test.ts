@@ -1,10 +1,13 @@
 import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
 import type { BackendView } from '../../fleet/backend.js';
+import { BlockLru } from './block-lru.js';
 import { createPrefixIndex } from './prefix-index.js';
 import { createTokenRatio } from './token-ratio.js';
-import { hashText, hashTokens, promptBlocks, renderMessages } from './prompt-blocks.js';
+import { hashBytes, hashTokens, promptBlocks } from './prompt-blocks.js';
 
-const settings = { blockChars: 8, charsPerToken: 4, blockTokens: 4 };
+const settings = { blockBytes: 8, bytesPerToken: 4, blockTokens: 4 };
+const hashText = (text: string, s = settings) => hashBytes(Buffer.from(text), s);
 
 describe('prompt blocks', () => {
   it('chains block hashes: equal prefixes share leading hashes, a change breaks all later ones', () => {
@@ -19,22 +22,46 @@ describe('prompt blocks', () => {
     expect(c[1]).not.toBe(a[1]);
   });
 
-  it('counts only full blocks, in characters of text', () => {
+  it('counts only full blocks, in bytes of UTF-8 text', () => {
     const p = hashText('x'.repeat(20), settings);
     expect(p.hashes.length).toBe(2);
     expect(p).toMatchObject({ units: 20, unitsPerBlock: 8, exactTokens: false });
+    expect(hashText('é'.repeat(10)).units).toBe(20);
   });
 
-  it('renders a conversation as a prefix of its continuation', () => {
+  it('sees a change in any byte of a block, in any position of a word', () => {
+    const base = Buffer.from('The quick brown fox jumps over the lazy dog, again and again.');
+    const hashes = hashBytes(base, settings).hashes;
+    for (let i = 0; i < 56; i++) {
+      const changed = Buffer.from(base);
+      changed[i] = changed[i]! ^ 1;
+      const other = hashBytes(changed, settings).hashes;
+      const block = Math.floor(i / 8);
+      expect(Array.from(other.slice(0, block))).toEqual(Array.from(hashes.slice(0, block)));
+      expect(other[block]).not.toBe(hashes[block]);
+    }
+  });
+
+  it('reads a body that does not start on a word boundary (a view into a larger buffer)', () => {
+    const text = 'abcdefgh12345678ABCDEFGH';
+    const shifted = Buffer.from(`xyz${text}`).subarray(3);
+    expect(Array.from(hashBytes(shifted, settings).hashes)).toEqual(Array.from(hashText(text).hashes));
+  });
+
+  it('hashes a conversation so that its continuation shares every full block of it', () => {
     const turn1 = [
       { role: 'system', content: 'You are helpful.' },
       { role: 'user', content: [{ type: 'text', text: 'Hi' }] },
     ];
     const turn2 = [...turn1, { role: 'assistant', content: 'Hello!' }, { role: 'user', content: 'More' }];
-    expect(renderMessages(turn2).startsWith(renderMessages(turn1))).toBe(true);
-    const b1 = promptBlocks({ kind: 'messages', messages: turn1 }, settings).hashes;
-    const b2 = promptBlocks({ kind: 'messages', messages: turn2 }, settings).hashes;
-    expect(Array.from(b2.slice(0, b1.length))).toEqual(Array.from(b1));
+    // As the request parser hands it over: the `messages` array's own bytes.
+    const json = (messages: unknown[]) => Buffer.from(JSON.stringify(messages));
+    const b1 = promptBlocks({ kind: 'text', bytes: json(turn1) }, settings).hashes;
+    const b2 = promptBlocks({ kind: 'text', bytes: json(turn2) }, settings).hashes;
+    expect(b1.length).toBeGreaterThan(5);
+    // Every full block but the one holding the closing bracket of the shorter list.
+    const shared = Math.floor((json(turn1).length - 1) / 8);
+    expect(Array.from(b2.slice(0, shared))).toEqual(Array.from(b1.slice(0, shared)));
   });
 
   it('hashes token-id prompts by blocks of ids', () => {
@@ -89,9 +116,49 @@ describe('token ratio', () => {
   it('learns characters per token from what a backend reports, after enough tokens', () => {
     const ratio = createTokenRatio(4);
     ratio.sent(view(1000), 40_000);
-    expect(ratio.charsPerToken(view(11_000))).toBe(4); // 10k tokens: not enough yet
+    expect(ratio.bytesPerToken(view(11_000))).toBe(4); // 10k tokens: not enough yet
     ratio.sent(view(11_000), 50_000);
-    expect(ratio.charsPerToken(view(31_000))).toBe(3); // 90k chars / 30k tokens
-    expect(ratio.charsPerToken(view(500))).toBe(4); // counter went back: server restarted
+    expect(ratio.bytesPerToken(view(31_000))).toBe(3); // 90k bytes / 30k tokens
+    expect(ratio.bytesPerToken(view(500))).toBe(4); // counter went back: server restarted
+  });
+});
+
+describe('block LRU', () => {
+  // Keys whose low 32 bits (the bucket) collide at both ends of the table, so probe runs,
+  // deletion shifts and wrap-around all get exercised.
+  const key = (k: number) => (k % 2 ? k % 5 : 2 ** 32 - 1 - (k % 5)) + Math.floor(k / 5) * 2 ** 33;
+
+  it('behaves like a Map-based LRU under random touches, growth and shrinking (property test)', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.oneof(fc.integer({ min: 0, max: 300 }).map((k) => ({ touch: key(k) })), fc.integer({ min: 1, max: 200 }).map((n) => ({ resize: n }))), { maxLength: 600 }),
+        fc.integer({ min: 1, max: 150 }),
+        (ops, capacity) => {
+          const lru = new BlockLru(capacity, 2);
+          const model = new Map<number, true>();
+          let max = capacity;
+          const evict = () => {
+            for (const k of model.keys()) {
+              if (model.size <= max) break;
+              model.delete(k);
+            }
+          };
+          for (const op of ops) {
+            if ('touch' in op) {
+              model.delete(op.touch);
+              model.set(op.touch, true);
+              lru.touch(op.touch);
+            } else {
+              max = op.resize;
+              lru.resize(op.resize);
+            }
+            evict();
+            expect(lru.size).toBe(model.size);
+          }
+          for (let k = 0; k <= 300; k++) expect(lru.has(key(k))).toBe(model.has(key(k)));
+        },
+      ),
+      { numRuns: 300 },
+    );
   });
 });
