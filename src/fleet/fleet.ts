@@ -3,7 +3,7 @@ import { isIP } from 'node:net';
 import type { BackendConfig, DnsGroupConfig, KubernetesGroupConfig, RouterConfig } from '../config/schema.js';
 import type { Logger } from '../log.js';
 import type { Backend, BackendView } from './backend.js';
-import { watchPods, type PodEndpoint } from './kubernetes-discovery.js';
+import type { PodEndpoint, watchPods } from './kubernetes-discovery.js';
 import { parseVllmMetrics } from './vllm-metrics.js';
 
 export interface FleetOptions {
@@ -326,7 +326,7 @@ export function createFleet(options: FleetOptions): Fleet {
       if (podWatches.has(key)) continue;
       podWatches.set(
         key,
-        watchPods(g, logger, (pods) => {
+        watchPodsWhenLoaded(g, logger, (pods) => {
           logger.info('kubernetes discovery', { namespace: g.namespace, selector: g.labelSelector, pods: pods.map((p) => p.pod) });
           podMembers.set(key, pods);
           if (running) reconcile(config);
@@ -417,3 +417,24 @@ function describe(err: unknown): string {
   if (e.cause?.code) return `${e.message}: ${e.cause.code}`;
   return e.message ?? String(err);
 }
+
+/**
+ * The Kubernetes client is loaded only when a config asks for pod discovery: it holds tens of
+ * MiB of heap, which every full garbage collection of the router would otherwise walk.
+ */
+const watchPodsWhenLoaded: typeof watchPods = (group, logger, onChange) => {
+  let watch: { stop(): void } | undefined;
+  let stopped = false;
+  import('./kubernetes-discovery.js').then(
+    (k8s) => {
+      if (!stopped) watch = k8s.watchPods(group, logger, onChange);
+    },
+    (err: Error) => logger.error('cannot load the Kubernetes client', { error: err }),
+  );
+  return {
+    stop() {
+      stopped = true;
+      watch?.stop();
+    },
+  };
+};
