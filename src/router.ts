@@ -1,4 +1,3 @@
-import * as grpc from '@grpc/grpc-js';
 import { createRequire } from 'node:module';
 import type { Server } from 'node:http';
 import { createDecisionLog } from './admin/decision-log.js';
@@ -8,7 +7,9 @@ import type { RouterConfig } from './config/schema.js';
 import { createProcessor } from './extproc/processor.js';
 import { createFleet, type Fleet } from './fleet/fleet.js';
 import { AggregatedDiscoveryServiceService } from './gen/envoy/service/discovery/v3/ads.js';
-import { ExternalProcessorService } from './gen/envoy/service/ext_proc/v3/external_processor.js';
+import { DiscoveryRequest, DiscoveryResponse } from './gen/envoy/service/discovery/v3/discovery.js';
+import { ExternalProcessorService, ProcessingRequest, ProcessingResponse } from './gen/envoy/service/ext_proc/v3/external_processor.js';
+import { GrpcStatus, startGrpcServer, type GrpcServer } from './grpc/server.js';
 import type { Logger } from './log.js';
 import { createSchedulerMemory, schedulerFromConfig } from './scheduling/registry.js';
 import { createAdsHandler } from './xds/ads-server.js';
@@ -44,23 +45,37 @@ export async function startRouter(initial: RouterConfig, logger: Logger): Promis
   fleet.onChange(publish);
   fleet.onChange(() => memory.prefixIndex.retain(new Set(fleet.backends().map((b) => b.id))));
 
-  const grpcServer = new grpc.Server({
-    'grpc.max_receive_message_length': 64 * 1024 * 1024,
-    'grpc.keepalive_permit_without_calls': 1,
-  });
-  grpcServer.addService(ExternalProcessorService, {
-    process: createProcessor({ fleet, scheduler: () => scheduler, config: () => config, metrics, logger, version: VERSION, decisionLog }),
-  });
-  grpcServer.addService(AggregatedDiscoveryServiceService, {
-    streamAggregatedResources: createAdsHandler(cache, logger),
-    deltaAggregatedResources: (call: grpc.ServerDuplexStream<unknown, unknown>) =>
-      call.destroy(Object.assign(new Error('delta xDS is not supported; use state-of-the-world ADS'), { code: grpc.status.UNIMPLEMENTED })),
-  });
-  const grpcPort = await new Promise<number>((resolve, reject) =>
-    grpcServer.bindAsync(`${hostPort(config.grpc.host, config.grpc.port)}`, grpc.ServerCredentials.createInsecure(), (err, port) =>
-      err ? reject(new Error(`cannot listen for gRPC on ${config.grpc.host}:${config.grpc.port}: ${err.message}`)) : resolve(port),
-    ),
-  );
+  let grpcServer: GrpcServer;
+  try {
+    grpcServer = await startGrpcServer({
+      host: config.grpc.host,
+      port: config.grpc.port,
+      maxMessageBytes: 64 * 1024 * 1024,
+      methods: [
+        {
+          path: ExternalProcessorService.process.path,
+          requests: ProcessingRequest,
+          responses: ProcessingResponse,
+          handler: createProcessor({ fleet, scheduler: () => scheduler, config: () => config, metrics, logger, version: VERSION, decisionLog }),
+        },
+        {
+          path: AggregatedDiscoveryServiceService.streamAggregatedResources.path,
+          requests: DiscoveryRequest,
+          responses: DiscoveryResponse,
+          handler: createAdsHandler(cache, logger),
+        },
+        {
+          path: AggregatedDiscoveryServiceService.deltaAggregatedResources.path,
+          requests: DiscoveryRequest,
+          responses: DiscoveryResponse,
+          handler: (call) => call.destroy(Object.assign(new Error('delta xDS is not supported; use state-of-the-world ADS'), { code: GrpcStatus.UNIMPLEMENTED })),
+        },
+      ],
+    });
+  } catch (err) {
+    throw new Error(`cannot listen for gRPC on ${config.grpc.host}:${config.grpc.port}: ${(err as Error).message}`);
+  }
+  const grpcPort = grpcServer.port;
 
   let admin: { server: Server; port: number };
   try {
@@ -73,7 +88,7 @@ export async function startRouter(initial: RouterConfig, logger: Logger): Promis
       decisionLog,
     });
   } catch (err) {
-    grpcServer.forceShutdown();
+    await grpcServer.close(0);
     throw new Error(`cannot listen for admin HTTP on ${config.admin.host}:${config.admin.port}: ${(err as Error).message}`);
   }
 
@@ -101,20 +116,7 @@ export async function startRouter(initial: RouterConfig, logger: Logger): Promis
       fleet.stop();
       admin.server.closeAllConnections();
       await new Promise<void>((resolve) => admin.server.close(() => resolve()));
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(() => {
-          grpcServer.forceShutdown();
-          resolve();
-        }, graceMs);
-        grpcServer.tryShutdown(() => {
-          clearTimeout(timer);
-          resolve();
-        });
-      });
+      await grpcServer.close(graceMs);
     },
   };
-}
-
-function hostPort(host: string, port: number): string {
-  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
 }

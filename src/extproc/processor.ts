@@ -1,4 +1,4 @@
-import type { ServerDuplexStream } from '@grpc/grpc-js';
+import type { BidiCall } from '../grpc/server.js';
 import type { Backend } from '../fleet/backend.js';
 import type { Fleet } from '../fleet/fleet.js';
 import type { DecisionLog } from '../admin/decision-log.js';
@@ -154,7 +154,7 @@ export function createProcessor(deps: ProcessorDeps) {
     return { response, backend: primary };
   }
 
-  return function process(call: ServerDuplexStream<ProcessingRequest, ProcessingResponse>): void {
+  return function process(call: BidiCall<ProcessingRequest, ProcessingResponse>): void {
     let headers: RequestHeaders | undefined;
     // Which body mode Envoy uses is read from the stream, not assumed.
     let streamed = false;

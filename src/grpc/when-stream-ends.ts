@@ -1,10 +1,10 @@
-import type { ServerDuplexStream } from '@grpc/grpc-js';
+import type { EventEmitter } from 'node:events';
 
 /**
  * Runs `onEnd` once, however a bidirectional stream ends (half-close, error, cancel, reset),
  * and ends our side when the peer half-closes.
  */
-export function whenStreamEnds(call: ServerDuplexStream<never, never> | ServerDuplexStream<any, any>, onEnd: () => void): void {
+export function whenStreamEnds(call: EventEmitter & { end(): void }, onEnd: () => void): void {
   let ended = false;
   const once = () => {
     if (ended) return;
@@ -16,6 +16,5 @@ export function whenStreamEnds(call: ServerDuplexStream<never, never> | ServerDu
     call.end();
   });
   call.on('error', once);
-  call.on('cancelled', once);
   call.on('close', once);
 }

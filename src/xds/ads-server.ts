@@ -1,4 +1,4 @@
-import type { ServerDuplexStream } from '@grpc/grpc-js';
+import type { BidiCall } from '../grpc/server.js';
 import type { DiscoveryRequest, DiscoveryResponse } from '../gen/envoy/service/discovery/v3/discovery.js';
 import { DiscoveryResponse as DiscoveryResponseCodec } from '../gen/envoy/service/discovery/v3/discovery.js';
 import { whenStreamEnds } from '../grpc/when-stream-ends.js';
@@ -23,7 +23,7 @@ interface Subscription {
  */
 export function createAdsHandler(cache: SnapshotCache, logger: Logger) {
   let nonceCounter = 0;
-  return function streamAggregatedResources(call: ServerDuplexStream<DiscoveryRequest, DiscoveryResponse>): void {
+  return function streamAggregatedResources(call: BidiCall<DiscoveryRequest, DiscoveryResponse>): void {
     const subscriptions = new Map<string, Subscription>();
     let node = 'unknown';
     let closed = false;

@@ -1,0 +1,127 @@
+// The router's gRPC layer against the reference client (@grpc/grpc-js).
+import * as grpc from '@grpc/grpc-js';
+import { afterEach, describe, expect, it } from 'vitest';
+import {
+  ExternalProcessorClient,
+  ExternalProcessorService,
+  ProcessingRequest,
+  ProcessingResponse,
+} from '../gen/envoy/service/ext_proc/v3/external_processor.js';
+import { GrpcStatus, startGrpcServer, type BidiCall, type GrpcServer } from './server.js';
+
+type Call = BidiCall<ProcessingRequest, ProcessingResponse>;
+
+let server: GrpcServer | undefined;
+let client: ExternalProcessorClient | undefined;
+afterEach(async () => {
+  client?.close();
+  await server?.close(0);
+  server = undefined;
+  client = undefined;
+});
+
+async function start(handler: (call: Call) => void, maxMessageBytes = 64 * 1024 * 1024) {
+  server = await startGrpcServer({
+    host: '127.0.0.1',
+    port: 0,
+    maxMessageBytes,
+    methods: [{ path: ExternalProcessorService.process.path, requests: ProcessingRequest, responses: ProcessingResponse, handler }],
+  });
+  client = new ExternalProcessorClient(`127.0.0.1:${server.port}`, grpc.credentials.createInsecure(), {
+    'grpc.max_send_message_length': -1,
+    'grpc.max_receive_message_length': -1,
+  });
+  return client;
+}
+
+const body = (bytes: Buffer, endOfStream = true) => ProcessingRequest.fromPartial({ request: { $case: 'requestBody', value: { body: bytes, endOfStream } } });
+const echo = (bytes: Buffer) => ProcessingResponse.fromPartial({ response: { $case: 'immediateResponse', value: { status: { code: 200 }, body: bytes } } });
+
+/** Sends `requests`, half-closes, and collects the replies and the final status. */
+function exchange(c: ExternalProcessorClient, requests: ProcessingRequest[]) {
+  return new Promise<{ replies: ProcessingResponse[]; status: grpc.StatusObject | grpc.ServiceError }>((resolve) => {
+    const replies: ProcessingResponse[] = [];
+    const stream = c.process();
+    stream.on('data', (r: ProcessingResponse) => replies.push(r));
+    stream.on('error', (err: grpc.ServiceError) => resolve({ replies, status: err }));
+    stream.on('status', (status: grpc.StatusObject) => {
+      if (status.code === GrpcStatus.OK) resolve({ replies, status });
+    });
+    for (const r of requests) stream.write(r);
+    stream.end();
+  });
+}
+
+const bodyOf = (r: ProcessingResponse) => (r.response?.$case === 'immediateResponse' ? r.response.value.body : Buffer.alloc(0));
+
+describe('gRPC server', () => {
+  it('carries messages both ways, large ones too, and ends with OK', async () => {
+    const c = await start((call) => {
+      call.on('data', (r: ProcessingRequest) => call.write(echo(r.request?.$case === 'requestBody' ? r.request.value.body : Buffer.alloc(0))));
+      call.on('end', () => call.end());
+    });
+    const big = Buffer.alloc(3 * 1024 * 1024 + 7, 'x');
+    const { replies, status } = await exchange(c, [body(Buffer.from('a')), body(big), body(Buffer.from('b'))]);
+    expect(status.code).toBe(GrpcStatus.OK);
+    expect(replies.map((r) => bodyOf(r).length)).toEqual([1, big.length, 1]);
+    expect(bodyOf(replies[1]!).equals(big)).toBe(true);
+  });
+
+  it('ends a call with the status and message the handler gives', async () => {
+    const c = await start((call) => call.on('data', () => call.destroy(Object.assign(new Error('no: not % allowed, é'), { code: GrpcStatus.INVALID_ARGUMENT }))));
+    const { status } = await exchange(c, [body(Buffer.from('a'))]);
+    expect(status.code).toBe(GrpcStatus.INVALID_ARGUMENT);
+    expect(status.details).toBe('no: not % allowed, é');
+  });
+
+  it('answers an unknown method with UNIMPLEMENTED', async () => {
+    await start(() => {});
+    const other = new grpc.Client(`127.0.0.1:${server!.port}`, grpc.credentials.createInsecure());
+    const status = await new Promise<grpc.ServiceError>((resolve) => {
+      other.makeUnaryRequest('/no.Such/Method', (x: Buffer) => x, (x: Buffer) => x, Buffer.alloc(0), (err) => resolve(err!));
+    });
+    other.close();
+    expect(status.code).toBe(GrpcStatus.UNIMPLEMENTED);
+  });
+
+  it('refuses a message over the size limit with RESOURCE_EXHAUSTED and keeps serving', async () => {
+    const c = await start((call) => {
+      call.on('data', () => call.write(echo(Buffer.from('ok'))));
+      call.on('end', () => call.end());
+    }, 1024);
+    const { status } = await exchange(c, [body(Buffer.alloc(4096))]);
+    expect(status.code).toBe(GrpcStatus.RESOURCE_EXHAUSTED);
+    const next = await exchange(c, [body(Buffer.from('small'))]);
+    expect(next.status.code).toBe(GrpcStatus.OK);
+    expect(next.replies).toHaveLength(1);
+  });
+
+  it('tells the handler when the client goes away', async () => {
+    let closed!: () => void;
+    const gone = new Promise<void>((resolve) => (closed = resolve));
+    const c = await start((call) => call.on('close', () => closed()));
+    const stream = c.process();
+    stream.on('error', () => {}); // the cancellation, seen by the client
+    stream.write(body(Buffer.from('a'), false));
+    await new Promise((r) => setTimeout(r, 50));
+    stream.cancel();
+    await gone;
+  });
+
+  it('lets open calls finish on close, within the grace period', async () => {
+    let held: Call | undefined;
+    const c = await start((call) => {
+      held = call;
+      call.on('data', () => call.write(echo(Buffer.from('late'))));
+    });
+    const pending = exchange(c, [body(Buffer.from('a'))]);
+    while (!held) await new Promise((r) => setTimeout(r, 5));
+    const closing = server!.close(5_000);
+    setTimeout(() => held!.end(), 100);
+    await closing;
+    const { replies, status } = await pending;
+    expect(status.code).toBe(GrpcStatus.OK);
+    expect(replies).toHaveLength(1);
+    server = undefined;
+  });
+});

@@ -1,0 +1,249 @@
+/**
+ * A gRPC server for bidirectional-streaming methods, straight on node:http2: the two services
+ * the router serves (ext_proc and ADS) are both bidirectional streams of protobuf messages.
+ *
+ * Envoy opens one ext_proc stream per HTTP request, so the per-stream cost of the gRPC layer is
+ * paid on every request. @grpc/grpc-js wraps each stream in interceptor chains, Node object
+ * streams, metadata and deadline handling and channelz bookkeeping; measured under the overhead
+ * benchmark that was most of the router's CPU per short request. This layer does only what the
+ * two services need: length-prefixed framing, status trailers, message size limits, and a
+ * graceful shutdown. @grpc/grpc-js stays the client in tests, which checks this server against
+ * the reference implementation.
+ */
+import { EventEmitter } from 'node:events';
+import http2 from 'node:http2';
+import type { AddressInfo } from 'node:net';
+
+export const GrpcStatus = {
+  OK: 0,
+  CANCELLED: 1,
+  INVALID_ARGUMENT: 3,
+  RESOURCE_EXHAUSTED: 8,
+  UNIMPLEMENTED: 12,
+  INTERNAL: 13,
+} as const;
+
+/** What ts-proto generates for each message type. */
+export interface MessageCodec<T> {
+  encode(message: T): { finish(): Uint8Array };
+  decode(input: Uint8Array): T;
+}
+
+export interface StreamingMethod<In, Out> {
+  /** `/package.Service/Method` */
+  path: string;
+  requests: MessageCodec<In>;
+  responses: MessageCodec<Out>;
+  handler: (call: BidiCall<In, Out>) => void;
+}
+
+/**
+ * One bidirectional call. Events: `data` (a decoded request), `end` (the peer half-closed),
+ * `error`, `close` (the stream is gone, however it ended).
+ */
+export class BidiCall<In, Out> extends EventEmitter {
+  private headersSent = false;
+  private finished = false;
+
+  constructor(
+    private readonly stream: http2.ServerHttp2Stream,
+    private readonly responses: MessageCodec<Out>,
+  ) {
+    super();
+  }
+
+  write(message: Out): boolean {
+    if (this.finished || this.stream.destroyed) return false;
+    this.sendHeaders();
+    const payload = this.responses.encode(message).finish();
+    const frame = Buffer.allocUnsafe(5 + payload.length);
+    frame[0] = 0; // not compressed
+    frame.writeUInt32BE(payload.length, 1);
+    frame.set(payload, 5);
+    return this.stream.write(frame);
+  }
+
+  /** Ends the call with OK. */
+  end(): void {
+    this.finish(GrpcStatus.OK, '');
+  }
+
+  /** Ends the call with an error status (UNKNOWN unless the error carries a `code`). */
+  destroy(error?: Error & { code?: number }): void {
+    this.finish(typeof error?.code === 'number' ? error.code : 2, error?.message ?? 'cancelled');
+  }
+
+  private sendHeaders(): void {
+    if (this.headersSent) return;
+    this.headersSent = true;
+    this.stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
+    this.stream.once('wantTrailers', () => this.stream.sendTrailers(this.trailers));
+  }
+
+  private trailers: http2.OutgoingHttpHeaders = { 'grpc-status': '0' };
+
+  private finish(code: number, message: string): void {
+    if (this.finished || this.stream.destroyed) return;
+    this.finished = true;
+    const status: http2.OutgoingHttpHeaders = { 'grpc-status': String(code) };
+    if (code !== GrpcStatus.OK) status['grpc-message'] = statusMessage(message);
+    if (!this.headersSent) {
+      // Trailers-only response: status in the one HEADERS frame.
+      this.headersSent = true;
+      this.stream.respond({ ':status': 200, 'content-type': 'application/grpc', ...status }, { endStream: true });
+      return;
+    }
+    this.trailers = status;
+    this.stream.end();
+  }
+}
+
+/** grpc-message: UTF-8, with bytes outside printable ASCII, and '%', percent-encoded (gRPC spec). */
+function statusMessage(text: string): string {
+  let out = '';
+  for (const byte of Buffer.from(text)) {
+    out += byte >= 0x20 && byte <= 0x7e && byte !== 0x25 ? String.fromCharCode(byte) : `%${byte.toString(16).toUpperCase().padStart(2, '0')}`;
+  }
+  return out;
+}
+
+/** Splits the request byte stream into gRPC messages (5-byte prefix: flag, big-endian length). */
+class MessageReader {
+  private chunks: Buffer[] = [];
+  private buffered = 0;
+
+  constructor(private readonly maxBytes: number) {}
+
+  /** Feeds a chunk; returns the complete message payloads it finished. */
+  push(chunk: Buffer): Buffer[] {
+    this.chunks.push(chunk);
+    this.buffered += chunk.length;
+    const messages: Buffer[] = [];
+    while (this.buffered >= 5) {
+      const head = this.peek(5);
+      if (head[0] !== 0) throw Object.assign(new Error('compressed messages are not supported'), { code: GrpcStatus.UNIMPLEMENTED });
+      const length = head.readUInt32BE(1);
+      if (length > this.maxBytes) {
+        throw Object.assign(new Error(`message of ${length} bytes is over the limit of ${this.maxBytes}`), { code: GrpcStatus.RESOURCE_EXHAUSTED });
+      }
+      if (this.buffered < 5 + length) break;
+      messages.push(this.take(5 + length).subarray(5));
+    }
+    return messages;
+  }
+
+  private peek(n: number): Buffer {
+    const first = this.chunks[0]!;
+    return first.length >= n ? first : Buffer.concat(this.chunks, n);
+  }
+
+  /** Removes and returns the next n bytes; a view, not a copy, when one chunk holds them. */
+  private take(n: number): Buffer {
+    this.buffered -= n;
+    const first = this.chunks[0]!;
+    if (first.length > n) {
+      this.chunks[0] = first.subarray(n);
+      return first.subarray(0, n);
+    }
+    if (first.length === n) return this.chunks.shift()!;
+    const out = Buffer.allocUnsafe(n);
+    let filled = 0;
+    while (filled < n) {
+      const chunk = this.chunks[0]!;
+      const used = Math.min(chunk.length, n - filled);
+      chunk.copy(out, filled, 0, used);
+      filled += used;
+      if (used === chunk.length) this.chunks.shift();
+      else this.chunks[0] = chunk.subarray(used);
+    }
+    return out;
+  }
+}
+
+export interface GrpcServer {
+  port: number;
+  /** Stops accepting streams, lets open ones finish for up to `graceMs`, then cuts the rest. */
+  close(graceMs: number): Promise<void>;
+}
+
+export interface GrpcServerOptions {
+  host: string;
+  port: number;
+  methods: ReadonlyArray<StreamingMethod<any, any>>;
+  maxMessageBytes: number;
+}
+
+/** Flow-control window per stream and connection: a large prompt arrives without waiting on window updates. */
+const WINDOW_BYTES = 16 * 1024 * 1024;
+
+export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcServer> {
+  const methods = new Map(options.methods.map((m) => [m.path, m]));
+  const sessions = new Set<http2.ServerHttp2Session>();
+  const server = http2.createServer({ settings: { initialWindowSize: WINDOW_BYTES } });
+
+  server.on('session', (session) => {
+    sessions.add(session);
+    session.once('close', () => sessions.delete(session));
+    session.on('error', () => {}); // a peer vanishing mid-write; 'close' follows
+    session.setLocalWindowSize(WINDOW_BYTES);
+  });
+
+  server.on('stream', (stream, headers) => {
+    const method = methods.get(headers[':path'] as string);
+    const contentType = String(headers['content-type'] ?? '');
+    if (!method || !contentType.startsWith('application/grpc')) {
+      const status = method ? GrpcStatus.INVALID_ARGUMENT : GrpcStatus.UNIMPLEMENTED;
+      const message = method ? `content-type ${contentType} is not gRPC` : `unknown method ${headers[':path']}`;
+      stream.respond({ ':status': 200, 'content-type': 'application/grpc', 'grpc-status': String(status), 'grpc-message': statusMessage(message) }, { endStream: true });
+      return;
+    }
+    const call = new BidiCall(stream, method.responses);
+    const reader = new MessageReader(options.maxMessageBytes);
+    stream.on('data', (chunk: Buffer) => {
+      let messages: Buffer[];
+      try {
+        messages = reader.push(chunk);
+      } catch (err) {
+        call.destroy(err as Error);
+        return;
+      }
+      for (const bytes of messages) {
+        let message: unknown;
+        try {
+          message = method.requests.decode(bytes);
+        } catch (err) {
+          call.destroy(Object.assign(new Error(`cannot decode the request: ${(err as Error).message}`), { code: GrpcStatus.INTERNAL }));
+          return;
+        }
+        call.emit('data', message);
+      }
+    });
+    stream.once('end', () => call.emit('end'));
+    stream.on('error', (err) => {
+      if (call.listenerCount('error') > 0) call.emit('error', err);
+    });
+    stream.once('close', () => call.emit('close'));
+    method.handler(call);
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port, options.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+
+  return {
+    port: (server.address() as AddressInfo).port,
+    async close(graceMs) {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      for (const session of sessions) session.close();
+      const timer = setTimeout(() => {
+        for (const session of sessions) session.destroy();
+      }, graceMs);
+      await closed;
+      clearTimeout(timer);
+    },
+  };
+}
