@@ -39,7 +39,7 @@ export async function startRouter(initial: RouterConfig, logger: Logger): Promis
   const cache = createSnapshotCache();
   const decisionLog = createDecisionLog();
   const publish = () => {
-    const changed = cache.set(buildResources(fleet.backends(), config));
+    const changed = cache.set(buildResources(fleet.backends(), config, VERSION));
     if (changed.length > 0) logger.debug('xds snapshot', { changed: changed.map((t) => t.split('.').pop()) });
   };
   fleet.onChange(publish);

@@ -84,3 +84,48 @@ describe('ext_proc in FULL_DUPLEX_STREAMED mode', async () => {
     if (rejected!.response?.$case === 'immediateResponse') expect(rejected!.response.value.status?.code).toBe(503);
   });
 });
+
+describe('ext_proc with request headers skipped (the repo bootstrap)', () => {
+  const attributes = (values: Record<string, string>) => ({ 'envoy.filters.http.ext_proc': values });
+
+  /** One BUFFERED request whose only message is the body, carrying the attributes. */
+  function bodyOnly(body: string, values: Record<string, string>) {
+    const call = new EventEmitter() as EventEmitter & { write(m: ProcessingResponse): boolean; end(): void };
+    const written: ProcessingResponse[] = [];
+    call.write = (m) => (written.push(ProcessingResponse.decode(ProcessingResponse.encode(m).finish())), true);
+    call.end = () => {};
+    processor(call as never);
+    call.emit('data', ProcessingRequest.fromPartial({ attributes: attributes(values), request: { $case: 'requestBody', value: { body: Buffer.from(body), endOfStream: true } } }));
+    call.emit('end');
+    return written;
+  }
+
+  it('reads the content type from the attributes and answers in the body reply', () => {
+    const [reply] = bodyOnly('{"model":"m","prompt":"x"}', { 'request.method': 'POST', 'request.url_path': '/v1/completions', "request.headers['content-type']": 'application/json' });
+    expect(reply!.response?.$case).toBe('requestBody');
+    expect(reply!.dynamicMetadata?.['vllm.router']).toMatchObject({ model: 'm' });
+    expect(reply!.dynamicMetadata?.['vllm.router']).not.toHaveProperty('content-type');
+    const [xml] = bodyOnly('{"model":"m"}', { "request.headers['content-type']": 'application/xml' });
+    expect(xml!.response?.$case === 'immediateResponse' && xml!.response.value.status?.code).toBe(415);
+  });
+
+  it('asks for a JSON content type through metadata when a JSON body came as a form', () => {
+    const [reply] = bodyOnly('{"model":"m","prompt":"x"}', { "request.headers['content-type']": 'application/x-www-form-urlencoded' });
+    expect(reply!.dynamicMetadata?.['vllm.router']).toMatchObject({ model: 'm', 'content-type': 'application/json' });
+  });
+
+  it('takes the session key from the configured header attribute', () => {
+    const sticky = parseConfig({ ...config, backends: config.backends, scheduler: { scorers: [{ name: 'session-affinity' }], session: { header: 'x-session-id' } } });
+    const memory = createSchedulerMemory(sticky);
+    const seen: Array<string | undefined> = [];
+    const scheduler = schedulerFromConfig(sticky, memory);
+    const spy = { schedule: (request: Parameters<typeof scheduler.schedule>[0], candidates: Parameters<typeof scheduler.schedule>[1]) => (seen.push(request.sessionKey), scheduler.schedule(request, candidates)) };
+    const p = createProcessor({ fleet, scheduler: () => spy, config: () => sticky, metrics: createRouterMetrics(fleet), logger: silentLogger, version: 't' });
+    const call = new EventEmitter() as EventEmitter & { write(m: ProcessingResponse): boolean; end(): void };
+    call.write = () => true;
+    call.end = () => {};
+    p(call as never);
+    call.emit('data', ProcessingRequest.fromPartial({ attributes: attributes({ "request.headers['x-session-id']": 'conv-7' }), request: { $case: 'requestBody', value: { body: Buffer.from('{"model":"m"}'), endOfStream: true } } }));
+    expect(seen).toEqual(['conv-7']);
+  });
+});

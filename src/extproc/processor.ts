@@ -18,7 +18,7 @@ import {
   SUBSET_HINT_NAMESPACE,
   clusterNameForModel,
 } from '../xds/names.js';
-import { answerLocally } from './local-endpoints.js';
+import { NEEDS_BODY, answerLocally } from './local-endpoints.js';
 import { errorBody, httpError } from './openai-error.js';
 import { parseRequestBody } from './parse-request.js';
 import {
@@ -84,6 +84,31 @@ function readHeaders(map: HeaderMap | undefined, sessionHeader?: string): Reques
 }
 
 /**
+ * What Envoy's request_attributes carry when it skips the request headers message (as the
+ * repo's Envoy config does, saving a round trip per request): the attribute expressions below.
+ */
+export const REQUEST_ATTRIBUTES = {
+  method: 'request.method',
+  path: 'request.url_path',
+  contentType: "request.headers['content-type']",
+  contentEncoding: "request.headers['content-encoding']",
+} as const;
+export const headerAttribute = (name: string) => `request.headers['${name}']`;
+
+function headersFromAttributes(attributes: ProcessingRequest['attributes'], sessionHeader?: string): RequestHeaders {
+  // Keyed by the ext_proc filter's name in Envoy's chain; whatever it is called, read them all.
+  const values: Record<string, unknown> = Object.assign({}, ...Object.values(attributes));
+  const text = (key: string) => (typeof values[key] === 'string' ? (values[key] as string) : undefined);
+  return {
+    method: text(REQUEST_ATTRIBUTES.method) ?? 'POST',
+    path: text(REQUEST_ATTRIBUTES.path) ?? '/',
+    contentType: text(REQUEST_ATTRIBUTES.contentType),
+    contentEncoding: text(REQUEST_ATTRIBUTES.contentEncoding),
+    session: sessionHeader ? text(headerAttribute(sessionHeader)) : undefined,
+  };
+}
+
+/**
  * Handles one ext_proc stream, i.e. one HTTP request through Envoy: headers, then the
  * buffered body, which is parsed once and scheduled; the reply names the model's cluster
  * and the chosen endpoint with its fallbacks.
@@ -139,7 +164,7 @@ export function createProcessor(deps: ProcessorDeps) {
       removeHeaders: [],
       dynamicMetadata: {
         [LB_METADATA_NAMESPACE]: { [DESTINATION_HEADER]: destination },
-        [ROUTER_METADATA_NAMESPACE]: { model: request.model, backend: primary.id },
+        [ROUTER_METADATA_NAMESPACE]: { model: request.model, backend: primary.id, ...(parsed.rewriteContentType ? { 'content-type': 'application/json' } : {}) },
       },
     });
     metrics.decisions.inc({ model: request.model, backend: primary.id });
@@ -175,7 +200,7 @@ export function createProcessor(deps: ProcessorDeps) {
     /** The whole body is in: decide, and answer in the shape the body mode wants. */
     const route = (body: Buffer, bodyEnds: boolean) => {
       decided = true;
-      const { response, backend } = decide(headers ?? readHeaders(undefined), body, streamed ? 'requestHeaders' : 'requestBody', subset);
+      const { response, backend } = decide(headers!, body, streamed ? 'requestHeaders' : 'requestBody', subset);
       routedTo = backend;
       reply(response);
       if (streamed && backend) reply(bodyEnds ? streamedBodyResponse(body) : streamedBodyChunk(body));
@@ -184,19 +209,16 @@ export function createProcessor(deps: ProcessorDeps) {
     call.on('data', (message: ProcessingRequest) => {
       try {
         if (message.protocolConfig?.requestBodyMode === ProcessingMode_BodySendMode.FULL_DUPLEX_STREAMED) streamed = true;
+        // No headers message (Envoy skips it): the first message's attributes stand in.
+        headers ??= message.request?.$case === 'requestHeaders' ? undefined : headersFromAttributes(message.attributes, deps.config().scheduler.session.header);
         if (message.metadataContext) subset = readSubset(message.metadataContext) ?? subset;
         const r = message.request;
         switch (r?.$case) {
           case 'requestHeaders': {
             headers = readHeaders(r.value.headers, deps.config().scheduler.session.header);
             if (r.value.endOfStream) {
-              const local = answerLocally(headers.method, headers.path, fleet, deps.version);
-              if (local) {
-                reply('code' in local ? errorResponse(local) : immediateResponse(local.status, local.body, local.contentType));
-              } else {
-                const error = httpError(400, 'invalid_request_body', `${headers.method} ${headers.path} needs a JSON body.`);
-                reply(errorResponse(error));
-              }
+              const local = answerLocally(headers.method, headers.path, fleet, deps.version) ?? NEEDS_BODY;
+              reply(immediateResponse(local.status, local.body));
               return;
             }
             // Streamed: the headers reply waits for the body, which decides the route.

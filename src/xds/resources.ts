@@ -15,6 +15,7 @@ import { RoundRobin } from '../gen/envoy/extensions/load_balancing_policies/roun
 import { OverrideHost } from '../gen/envoy/extensions/load_balancing_policies/override_host/v3/override_host.js';
 import { HttpProtocolOptions } from '../gen/envoy/extensions/upstreams/http/v3/http_protocol_options.js';
 import type { Any } from '../gen/google/protobuf/any.js';
+import { NEEDS_BODY, NO_ENDPOINT, UNKNOWN_MODEL, localEndpoints, type LocalEndpoint } from '../extproc/local-endpoints.js';
 import { errorBody, httpError } from '../extproc/openai-error.js';
 import {
   CLUSTER_HEADER,
@@ -193,7 +194,34 @@ function retryPolicy(config: RouterConfig): RetryPolicyInit {
   };
 }
 
-function routesFor(models: readonly string[], routableModels: readonly string[], config: RouterConfig): RouteConfiguration {
+const methodIs = (methods: readonly string[]) => ({
+  name: ':method',
+  headerMatchSpecifier: { $case: 'safeRegexMatch' as const, value: { regex: `^(${methods.join('|')})$` } },
+});
+const exactHeader = (name: string, value: string) => ({
+  name,
+  headerMatchSpecifier: { $case: 'stringMatch' as const, value: { matchPattern: { $case: 'exact' as const, value } } },
+});
+const absentHeader = (name: string) => ({ name, headerMatchSpecifier: { $case: 'presentMatch' as const, value: false } });
+
+/**
+ * The router asks for `content-type: application/json` (a JSON body sent as a form by curl -d)
+ * through metadata: with request headers skipped, Envoy drops header changes in a body reply.
+ * An empty value (no such metadata) leaves the client's header alone.
+ */
+const contentTypeFromRouter = {
+  header: { key: 'content-type', value: `%DYNAMIC_METADATA(${ROUTER_METADATA_NAMESPACE}:content-type)%` },
+  appendAction: 2, // OVERWRITE_IF_EXISTS_OR_ADD
+  keepEmptyValue: false,
+};
+
+/** A route action that answers with a fixed JSON body. */
+const answer = (a: { status: number; body: string }) => ({
+  action: { $case: 'directResponse' as const, value: { status: a.status, body: { specifier: { $case: 'inlineString' as const, value: a.body } } } },
+  responseHeadersToAdd: [{ header: { key: 'content-type', value: 'application/json' }, appendAction: 2 }],
+});
+
+function routesFor(models: readonly string[], local: readonly LocalEndpoint[], config: RouterConfig): RouteConfiguration {
   const forward = (cluster: { $case: 'cluster' | 'clusterHeader'; value: string }) => ({
     $case: 'route' as const,
     value: { clusterSpecifier: cluster, timeout: ms(0), retryPolicy: retryPolicy(config) },
@@ -220,41 +248,30 @@ function routesFor(models: readonly string[], routableModels: readonly string[],
           ],
         },
         action: forward({ $case: 'cluster', value: clusterNameForModel(model) }),
+        requestHeadersToAdd: [contentTypeFromRouter],
       }),
     ),
+    // Answers without a backend, given by Envoy itself: bodiless requests never reach the router.
+    ...local.flatMap((endpoint, i) =>
+      endpoint.paths.map((path, j): RouteInit => ({
+        name: `local-${i}-${j}`,
+        match: { pathSpecifier: { $case: 'path', value: path }, headers: [methodIs(endpoint.methods)] },
+        ...answer(endpoint),
+      })),
+    ),
+    { name: 'unknown-model', match: { pathSpecifier: { $case: 'prefix', value: '/v1/models/' }, headers: [methodIs(['GET', 'HEAD'])] }, ...answer(UNKNOWN_MODEL) },
+    { name: 'no-endpoint', match: { pathSpecifier: { $case: 'prefix', value: '/' }, headers: [methodIs(['GET', 'HEAD'])] }, ...answer(NO_ENDPOINT) },
+    // Neither routed by the router nor by the model in a body: a request without a body.
+    { name: 'needs-body', match: { pathSpecifier: { $case: 'prefix', value: '/' }, headers: [exactHeader('content-length', '0')] }, ...answer(NEEDS_BODY) },
     {
-      name: 'models-when-router-down',
-      match: { pathSpecifier: { $case: 'path', value: '/v1/models' } },
-      action: {
-        $case: 'directResponse',
-        value: {
-          status: 200,
-          body: {
-            specifier: {
-              $case: 'inlineString',
-              value: JSON.stringify({ object: 'list', data: routableModels.map((id) => ({ id, object: 'model', owned_by: 'vllm' })) }),
-            },
-          },
-        },
-      },
-      responseHeadersToAdd: [{ header: { key: 'content-type', value: 'application/json' }, appendAction: 2 }],
+      name: 'needs-body-unsized',
+      match: { pathSpecifier: { $case: 'prefix', value: '/' }, headers: [absentHeader('content-length'), absentHeader('transfer-encoding')] },
+      ...answer(NEEDS_BODY),
     },
     {
       name: 'no-route',
       match: { pathSpecifier: { $case: 'prefix', value: '/' } },
-      action: {
-        $case: 'directResponse',
-        value: {
-          status: 503,
-          body: {
-            specifier: {
-              $case: 'inlineString',
-              value: errorBody(httpError(503, 'router_unavailable', 'The router could not choose a backend for this request; try again shortly.')),
-            },
-          },
-        },
-      },
-      responseHeadersToAdd: [{ header: { key: 'content-type', value: 'application/json' }, appendAction: 2 }],
+      ...answer({ status: 503, body: errorBody(httpError(503, 'router_unavailable', 'The router could not choose a backend for this request; try again shortly.')) }),
     },
   ];
   return RouteConfiguration.fromPartial({
@@ -264,7 +281,7 @@ function routesFor(models: readonly string[], routableModels: readonly string[],
 }
 
 /** Everything Envoy needs for the current fleet, as encoded xDS resources. */
-export function buildResources(backends: readonly Backend[], config: RouterConfig): Resources {
+export function buildResources(backends: readonly Backend[], config: RouterConfig, version: string): Resources {
   const byModel = new Map<string, Backend[]>();
   for (const backend of backends) {
     for (const model of backend.models) {
@@ -281,6 +298,11 @@ export function buildResources(backends: readonly Backend[], config: RouterConfi
       name: clusterNameForModel(m),
       any: pack('envoy.config.endpoint.v3.ClusterLoadAssignment', ClusterLoadAssignment, endpointsFor(m, byModel.get(m)!)),
     })),
-    routes: [{ name: ROUTE_CONFIG_NAME, any: pack('envoy.config.route.v3.RouteConfiguration', RouteConfiguration, routesFor(models, routable, config)) }],
+    routes: [
+      {
+        name: ROUTE_CONFIG_NAME,
+        any: pack('envoy.config.route.v3.RouteConfiguration', RouteConfiguration, routesFor(models, localEndpoints(routable, backends.filter(isRoutable).length, version), config)),
+      },
+    ],
   };
 }

@@ -159,11 +159,25 @@ describe.each([
       expect(LLAMA.map((i) => after[i]! - before[i]!).reduce((a, b) => a + b)).toBe(6);
     });
 
-    it('answers /health and /version itself', async () => {
+    it('answers /health, /version and requests without a body itself, in OpenAI JSON', async () => {
+      const before = totals();
       const health = await fetch(`${stack.envoy.url}/health`);
       expect(health.status).toBe(200);
+      expect(await health.json()).toEqual({ status: 'ok', backends: 3 });
       const version = (await fetch(`${stack.envoy.url}/version`).then((r) => r.json())) as { version: string };
       expect(version.version).toMatch(/^\d+\.\d+\.\d+/);
+      const cases: Array<[string, string, number, string]> = [
+        ['POST', '/v1/chat/completions', 400, 'invalid_request_body'],
+        ['GET', '/v1/models/no-such-model', 404, 'model_not_found'],
+        ['GET', '/no/such/path', 404, 'not_found'],
+        ['GET', '/metrics', 404, 'not_found'],
+      ];
+      for (const [method, path, status, code] of cases) {
+        const res = await fetch(`${stack.envoy.url}${path}`, { method });
+        expect([method, path, res.status, res.headers.get('content-type')]).toEqual([method, path, status, 'application/json']);
+        expect(((await res.json()) as { error: { code: string } }).error.code).toBe(code);
+      }
+      expect(diff(before, totals())).toEqual([0, 0, 0]);
     });
   });
 

@@ -5,6 +5,7 @@ import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { parse, parseAllDocuments } from 'yaml';
 import { parseConfigText } from '../../src/config/load.js';
+import { REQUEST_ATTRIBUTES } from '../../src/extproc/processor.js';
 import { envoyBinary, REPO } from '../../src/launcher/envoy.js';
 
 const read = (path: string) => readFileSync(join(REPO, path), 'utf8');
@@ -93,6 +94,7 @@ describe('Envoy configuration', () => {
     expect(names).toEqual([
       'envoy.filters.http.header_mutation',
       'envoy.filters.http.ext_proc',
+      'envoy.filters.http.buffer',
       'envoy.filters.http.json_to_metadata',
       'envoy.filters.http.router',
     ]);
@@ -100,6 +102,13 @@ describe('Envoy configuration', () => {
     expect(removed).toEqual(expect.arrayContaining(['x-vllm-router-cluster', 'x-gateway-destination-endpoint']));
     expect(hcm.http_filters[1].typed_config.failure_mode_allow).toBe(true);
     expect(bootstrap.admin.address.socket_address.address).toBe('127.0.0.1');
+  });
+
+  it('sends the router only the body, with the header values it reads as attributes', () => {
+    const hcm = bootstrap.static_resources.listeners[0].filter_chains[0].filters[0].typed_config;
+    const extProc = hcm.http_filters.find((f: any) => f.name === 'envoy.filters.http.ext_proc').typed_config;
+    expect(extProc.processing_mode).toMatchObject({ request_header_mode: 'SKIP', request_body_mode: 'BUFFERED', response_header_mode: 'SKIP' });
+    expect(extProc.request_attributes).toEqual(expect.arrayContaining(Object.values(REQUEST_ATTRIBUTES)));
   });
 });
 
