@@ -2,8 +2,11 @@
  * Overhead benchmark: what the router adds to every request, against Envoy alone, in one run.
  * Instant backends on loopback; the same bounded open-loop client for every configuration:
  *   1. direct to one backend (no proxy)
- *   2. Envoy alone, least request, no ext_proc (the limit)
- *   3. Envoy + router, with short chats, 8k-token and 100k-token prompts
+ *   2. Envoy alone: a plain proxy, one static cluster, least request, no body filters (the limit)
+ *   3. Envoy + router (the repo's bootstrap), with short chats, 8k-token and 100k-token prompts
+ * Configurations take turns in short rounds, so drift in a shared machine's speed falls on all
+ * of them alike. Also: router CPU and memory per request, decisions/s in process, and the
+ * router's heap across 1M requests driven through its ext_proc handler in process.
  *
  *   npm run bench:overhead [-- --quick]
  */
@@ -14,10 +17,19 @@ import { Agent, request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { EventEmitter } from 'node:events';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { stringify } from 'yaml';
+import { createDecisionLog } from '../src/admin/decision-log.js';
+import { createRouterMetrics } from '../src/admin/metrics.js';
 import { parseConfig } from '../src/config/load.js';
 import type { BackendView } from '../src/fleet/backend.js';
+import { createFleet } from '../src/fleet/fleet.js';
 import { parseRequestBody } from '../src/extproc/parse-request.js';
+import { createProcessor } from '../src/extproc/processor.js';
+import { ProcessingRequest } from '../src/gen/envoy/service/ext_proc/v3/external_processor.js';
+import { silentLogger } from '../src/log.js';
 import { REPO, startEnvoy, type EnvoyHandle } from '../src/launcher/envoy.js';
 import { stopChildren, waitForHttp } from '../src/launcher/processes.js';
 import { createSchedulerMemory, schedulerFromConfig } from '../src/scheduling/registry.js';
@@ -25,6 +37,20 @@ import { freePort } from './stack.js';
 import { prng, text } from './workloads.js';
 
 const agent = new Agent({ keepAlive: true, maxSockets: 512 });
+
+interface Row {
+  config: string;
+  body: string;
+  stream: boolean;
+  rate: number;
+  sent: number;
+  ok: number;
+  achievedRate: number;
+  p50: number;
+  p99: number;
+  routerCpuMsPer1000: number;
+  routerRssMiB: number;
+}
 const round = (x: number, d = 3) => Math.round(x * 10 ** d) / 10 ** d;
 const pct = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
 
@@ -67,7 +93,7 @@ async function fixedRate(url: string, payload: string, rate: number, seconds: nu
   const done = await Promise.all(results);
   const elapsed = (performance.now() - start) / 1000;
   const ms = done.filter((d) => d.ok).map((d) => d.ms).sort((a, b) => a - b);
-  return { sent: total, ok: ms.length, achievedRate: round(ms.length / elapsed, 1), p50: round(pct(ms, 50)), p99: round(pct(ms, 99)) };
+  return { sent: total, ok: ms.length, seconds: elapsed, ms, achievedRate: round(ms.length / elapsed, 1), p50: round(pct(ms, 50)), p99: round(pct(ms, 99)) };
 }
 
 function cpuMs(pid: number): number {
@@ -107,6 +133,41 @@ function decisionsPerSecond(payload: string, budgetMs: number): number {
   return Math.round(n / ((performance.now() - start) / 1000));
 }
 
+/**
+ * The router's heap across `total` requests through its real ext_proc handler, in process, each
+ * with a distinct prompt (so the prefix index fills and evicts), read after a full GC.
+ */
+async function heapAcrossRequests(total: number): Promise<Array<{ requests: number; heapMiB: number }>> {
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+  const config = parseConfig({ backends: Array.from({ length: 4 }, (_, i) => ({ name: `b${i}`, url: `http://10.0.0.${i + 1}:8000`, models: ['m'] })) });
+  const fleet = createFleet({ config, logger: silentLogger });
+  fleet.apply(config);
+  await new Promise((r) => setTimeout(r, 0)); // IP-literal endpoints resolve at once
+  const memory = createSchedulerMemory(config);
+  const scheduler = schedulerFromConfig(config, memory);
+  const handle = createProcessor({ fleet, scheduler: () => scheduler, config: () => config, metrics: createRouterMetrics(fleet), logger: silentLogger, version: 'bench', decisionLog: createDecisionLog() });
+  const template = Buffer.from(JSON.stringify({ model: 'm', messages: [{ role: 'user', content: `#000000000000 ${text(prng(3), 500)}` }] }));
+  const counterAt = template.indexOf('#') + 1;
+  const attributes = { 'envoy.filters.http.ext_proc': { 'request.method': 'POST', 'request.url_path': '/v1/chat/completions', "request.headers['content-type']": 'application/json' } };
+  const readings: Array<{ requests: number; heapMiB: number }> = [];
+  const read = (requests: number) => {
+    gc();
+    readings.push({ requests, heapMiB: round(process.memoryUsage().heapUsed / 2 ** 20, 1) });
+  };
+  read(0);
+  for (let i = 1; i <= total; i++) {
+    const call = Object.assign(new EventEmitter(), { write: () => true, end: () => {} });
+    handle(call as never);
+    const payload = Buffer.from(template);
+    payload.write(String(i).padStart(12, '0'), counterAt, 'latin1');
+    call.emit('data', ProcessingRequest.fromPartial({ attributes, request: { $case: 'requestBody', value: { body: payload, endOfStream: true } } }));
+    call.emit('end');
+    if (i % (total / 10) === 0) read(i);
+  }
+  return readings;
+}
+
 function child(args: string[]): ChildProcess {
   return spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'inherit'] });
 }
@@ -114,7 +175,8 @@ function child(args: string[]): ChildProcess {
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: { quick: { type: 'boolean', default: false }, out: { type: 'string' } } });
   const quick = values.quick!;
-  const seconds = quick ? 2 : 6;
+  const seconds = quick ? 1.2 : 6;
+  const rounds = quick ? 2 : 6;
   const out = values.out ?? `bench/results/overhead${quick ? '-quick' : ''}.json`;
   const children: ChildProcess[] = [];
   const envoys: EnvoyHandle[] = [];
@@ -141,46 +203,119 @@ async function main(): Promise<void> {
     await waitForHttp(`http://127.0.0.1:${adminPort}/health`, 'router');
     const controlPlane = { host: '127.0.0.1', port: grpcPort };
     const withRouter = await startEnvoy({ controlPlane, concurrency: 1 });
+    // The limit: Envoy as a plain proxy, least request over the same backends, no body filters.
     const alone = await startEnvoy({
       controlPlane,
       concurrency: 1,
       edit: (b) => {
         const hcm = b.static_resources.listeners[0].filter_chains[0].filters[0].typed_config;
-        hcm.http_filters = hcm.http_filters.filter((f: { name: string }) => f.name !== 'envoy.filters.http.ext_proc');
+        hcm.http_filters = hcm.http_filters.filter((f: { name: string }) => f.name === 'envoy.filters.http.router');
+        delete hcm.rds;
+        hcm.route_config = { virtual_hosts: [{ name: 'all', domains: ['*'], routes: [{ match: { prefix: '/' }, route: { cluster: 'instant', timeout: '0s' } }] }] };
+        b.static_resources.clusters.push({
+          name: 'instant',
+          type: 'STATIC',
+          connect_timeout: '1s',
+          lb_policy: 'LEAST_REQUEST',
+          load_assignment: {
+            cluster_name: 'instant',
+            endpoints: [{ lb_endpoints: ports.map((port) => ({ endpoint: { address: { socket_address: { address: '127.0.0.1', port_value: port } } } })) }],
+          },
+        });
       },
     });
-    envoys.push(withRouter, alone);
+    // The floor of the mechanism: the same bootstrap, with ext_proc answered by a no-op processor.
+    const noopPort = await freePort();
+    const noop = spawn(process.execPath, ['--import', 'tsx', join(REPO, 'bench/noop-processor.ts'), String(noopPort), 'm', `127.0.0.1:${ports[0]}`], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    children.push(noop);
+    await new Promise<void>((resolve, reject) => {
+      noop.stdout!.on('data', (chunk: Buffer) => chunk.toString().includes('no-op processor on') && resolve());
+      noop.once('exit', (code) => reject(new Error(`no-op processor exited (${code})`)));
+    });
+    const floor = await startEnvoy({
+      controlPlane,
+      concurrency: 1,
+      edit: (b) => {
+        const hcm = b.static_resources.listeners[0].filter_chains[0].filters[0].typed_config;
+        hcm.http_filters.find((f: { name: string }) => f.name === 'envoy.filters.http.ext_proc').typed_config.grpc_service.envoy_grpc.cluster_name = 'noop_processor';
+        const control = b.static_resources.clusters.find((c: { name: string }) => c.name === 'router_control_plane');
+        const copy = JSON.parse(JSON.stringify(control));
+        copy.name = 'noop_processor';
+        copy.load_assignment.cluster_name = 'noop_processor';
+        copy.load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address.port_value = noopPort;
+        b.static_resources.clusters.push(copy);
+      },
+    });
+    // The bootstrap without json_to_metadata, whose only job is routing by model while the
+    // router is down: what that safety net costs Envoy per request.
+    const lean = await startEnvoy({
+      controlPlane,
+      concurrency: 1,
+      edit: (b) => {
+        const hcm = b.static_resources.listeners[0].filter_chains[0].filters[0].typed_config;
+        hcm.http_filters = hcm.http_filters.filter((f: { name: string }) => f.name !== 'envoy.filters.http.json_to_metadata');
+      },
+    });
+    envoys.push(withRouter, alone, floor, lean);
     const direct = `http://127.0.0.1:${ports[0]}`;
 
+    const rows: Row[] = [];
+    const results: Record<string, Row> = {};
+    const targets = [
+      { name: 'direct', key: 'direct', url: direct },
+      { name: 'envoy alone', key: 'envoy', url: alone.url },
+      { name: 'envoy + no-op ext_proc', key: 'floor', url: floor.url },
+      { name: 'envoy + router', key: 'router', url: withRouter.url },
+      { name: 'envoy + router, no fail-open parse', key: 'lean', url: lean.url },
+    ];
     // Warm every path (connections, JIT) before measuring.
-    for (const url of [direct, alone.url, withRouter.url]) await fixedRate(url, body('short', false), 200, 1);
+    for (const t of targets) await fixedRate(t.url, body('short', false), 200, 1);
 
-    const rows: Array<Record<string, unknown>> = [];
-    const measure = async (name: string, url: string, kind: 'short' | '8k' | '100k', stream: boolean, rate: number) => {
+    /** The configurations in turn, `rounds` times, at one rate and body. */
+    const measure = async (label: string, kind: 'short' | '8k' | '100k', stream: boolean, rate: number) => {
       const payload = body(kind, stream);
-      const cpu0 = cpuMs(router.pid!);
-      const r = await fixedRate(url, payload, rate, seconds);
-      const routerCpuPer1000 = round(((cpuMs(router.pid!) - cpu0) / r.sent) * 1000, 1);
-      const row = { config: name, body: kind, stream, rate, ...r, routerCpuMsPer1000: routerCpuPer1000, routerRssMiB: rssMiB(router.pid!) };
-      rows.push(row);
-      process.stderr.write(`${JSON.stringify(row)}\n`);
-      return row;
+      const samples = new Map(targets.map((t) => [t.key, { ms: [] as number[], sent: 0, seconds: 0, cpu: 0 }]));
+      for (let round = 0; round < rounds; round++) {
+        for (const t of targets) {
+          const acc = samples.get(t.key)!;
+          const cpu0 = cpuMs(router.pid!);
+          const r = await fixedRate(t.url, payload, rate, seconds / rounds);
+          acc.cpu += cpuMs(router.pid!) - cpu0;
+          acc.ms.push(...r.ms);
+          acc.sent += r.sent;
+          acc.seconds += r.seconds;
+        }
+      }
+      for (const t of targets) {
+        const acc = samples.get(t.key)!;
+        const ms = acc.ms.sort((a, b) => a - b);
+        const row: Row = {
+          config: t.name,
+          body: kind,
+          stream,
+          rate,
+          sent: acc.sent,
+          ok: ms.length,
+          achievedRate: round(ms.length / acc.seconds, 1),
+          p50: round(pct(ms, 50)),
+          p99: round(pct(ms, 99)),
+          routerCpuMsPer1000: round((acc.cpu / acc.sent) * 1000, 1),
+          routerRssMiB: rssMiB(router.pid!),
+        };
+        rows.push(row);
+        results[`${t.key}-${label}`] = row;
+        process.stderr.write(`${JSON.stringify(row)}\n`);
+      }
     };
 
     const RATE = 500;
-    const results: Record<string, Awaited<ReturnType<typeof measure>>> = {};
-    for (const stream of [false, true]) {
-      const s = stream ? 'stream' : 'plain';
-      results[`direct-${s}`] = await measure('direct', direct, 'short', stream, RATE);
-      results[`envoy-${s}`] = await measure('envoy alone', alone.url, 'short', stream, RATE);
-      results[`router-${s}`] = await measure('envoy + router', withRouter.url, 'short', stream, RATE);
-    }
+    await measure('plain', 'short', false, RATE);
+    await measure('stream', 'short', true, RATE);
     // Large prompts cost bandwidth on every hop: measured at rates this machine sustains for all three.
-    for (const [kind, rate] of [['8k', 200], ['100k', 25]] as const) {
-      results[`direct-${kind}`] = await measure('direct', direct, kind, false, rate);
-      results[`envoy-${kind}`] = await measure('envoy alone', alone.url, kind, false, rate);
-      results[`router-${kind}`] = await measure('envoy + router', withRouter.url, kind, false, rate);
-    }
+    await measure('8k', '8k', false, 200);
+    await measure('100k', '100k', false, 25);
 
     // Max sustained rate before p99 doubles (against its own p99 at the lowest rate).
     const ramp = async (url: string) => {
@@ -188,7 +323,7 @@ async function main(): Promise<void> {
       let base = NaN;
       let sustained = 0;
       for (const rate of steps) {
-        const r = await fixedRate(url, body('short', false), rate, quick ? 1.5 : 3);
+        const r = await fixedRate(url, body('short', false), rate, quick ? 1 : 3);
         if (Number.isNaN(base)) base = r.p99;
         if (r.ok < r.sent || r.achievedRate < rate * 0.9 || r.p99 > 2 * base) break;
         sustained = rate;
@@ -203,6 +338,8 @@ async function main(): Promise<void> {
       routerP50: round((results[`router-${key}`]!.p50 as number) - (results[`direct-${key}`]!.p50 as number)),
       routerP99: round((results[`router-${key}`]!.p99 as number) - (results[`direct-${key}`]!.p99 as number)),
       routerOverEnvoyP50: round((results[`router-${key}`]!.p50 as number) - (results[`envoy-${key}`]!.p50 as number)),
+      noopExtProcOverEnvoyP50: round((results[`floor-${key}`]!.p50 as number) - (results[`envoy-${key}`]!.p50 as number)),
+      routerNoFailOpenParseOverEnvoyP50: round((results[`lean-${key}`]!.p50 as number) - (results[`envoy-${key}`]!.p50 as number)),
       p99RatioRouterToEnvoy: round((results[`router-${key}`]!.p99 as number) / (results[`envoy-${key}`]!.p99 as number), 2),
     });
     const summary = { short: added('plain'), shortStream: added('stream'), '8k': added('8k'), '100k': added('100k') };
@@ -211,29 +348,32 @@ async function main(): Promise<void> {
       '8k': decisionsPerSecond(body('8k', false), quick ? 300 : 1000),
       '100k': decisionsPerSecond(body('100k', false), quick ? 300 : 1000),
     };
+    const heap = await heapAcrossRequests(quick ? 100_000 : 1_000_000);
     const report = {
       command: `npm run bench:overhead${quick ? ' -- --quick' : ''}`,
       date: new Date().toISOString(),
       quick,
       secondsPerRun: seconds,
-      note: 'latencies in ms; added = configuration minus direct; Envoy runs one worker thread; 2 cores shared by everything',
+      note: 'latencies in ms; added = configuration minus direct; envoy alone = plain proxy, least request, no body filters; no-op ext_proc = the repo bootstrap with a processor that reads nothing (the floor of body routing through ext_proc); Envoy runs one worker thread; 2 cores shared by everything',
       runs: rows,
       addedLatencyMs: summary,
       maxSustainedRatePerS: maxRate,
       schedulerDecisionsPerSecondInProcess: decisions,
+      routerHeapAcrossRequestsInProcess: heap,
       elapsedS: round((Date.now() - started) / 1000, 1),
     };
     await mkdir(join(REPO, 'bench/results'), { recursive: true });
     await writeFile(join(REPO, out), JSON.stringify(report, null, 2) + '\n');
-    console.log('added latency over direct (ms)      envoy p50  envoy p99  router p50  router p99  router-envoy p50  p99 router/envoy');
+    console.log('added latency over direct (ms)   envoy p50  envoy p99  router p50  router p99  router-envoy p50  p99 router/envoy  no-op ext_proc-envoy p50  router w/o fail-open parse-envoy p50');
     for (const [k, v] of Object.entries(summary)) {
-      console.log(
-        `${k.padEnd(34)} ${String(v.envoyP50).padStart(9)} ${String(v.envoyP99).padStart(10)} ${String(v.routerP50).padStart(11)} ${String(v.routerP99).padStart(11)} ${String(v.routerOverEnvoyP50).padStart(17)} ${String(v.p99RatioRouterToEnvoy).padStart(16)}`,
-      );
+      const cells = [v.envoyP50, v.envoyP99, v.routerP50, v.routerP99, v.routerOverEnvoyP50, v.p99RatioRouterToEnvoy, v.noopExtProcOverEnvoyP50, v.routerNoFailOpenParseOverEnvoyP50];
+      const widths = [9, 10, 11, 11, 17, 16, 25, 36];
+      console.log(`${k.padEnd(31)} ${cells.map((c, i) => String(c).padStart(widths[i]!)).join(' ')}`);
     }
     console.log(`max sustained req/s before p99 doubles: envoy alone ${maxRate.envoyAlone}, envoy + router ${maxRate.envoyRouter}`);
     console.log(`router CPU ms per 1000 requests (short, 500/s): ${results['router-plain']!.routerCpuMsPer1000}; RSS ${results['router-plain']!.routerRssMiB} MiB`);
     console.log(`scheduler decisions/s in-process (parse + schedule): ${JSON.stringify(decisions)}`);
+    console.log(`router heap after GC across ${heap.at(-1)!.requests} requests in process (MiB): ${heap.map((h) => h.heapMiB).join(' ')}`);
     console.log(`wrote ${out} in ${report.elapsedS} s`);
   } finally {
     for (const e of envoys) await e.stop();
