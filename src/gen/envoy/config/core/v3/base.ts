@@ -1972,7 +1972,7 @@ export const KeyValue: MessageFns<KeyValue> = {
               break;
             }
 
-            message.value = Buffer.from(reader.bytes());
+            message.value = bytesView(reader.bytes());
             continue;
           }
         }
@@ -2430,7 +2430,7 @@ export const HeaderValue: MessageFns<HeaderValue> = {
               break;
             }
 
-            message.rawValue = Buffer.from(reader.bytes());
+            message.rawValue = bytesView(reader.bytes());
             continue;
           }
         }
@@ -2798,7 +2798,7 @@ export const DataSource: MessageFns<DataSource> = {
               break;
             }
 
-            message.specifier = { $case: "inlineBytes", value: Buffer.from(reader.bytes()) };
+            message.specifier = { $case: "inlineBytes", value: bytesView(reader.bytes()) };
             continue;
           }
           case 3: {
@@ -3819,4 +3819,9 @@ interface MessageFns<T> {
   toJSON(message: T): unknown;
   create(base?: DeepPartial<T>): T;
   fromPartial(object: DeepPartial<T>): T;
+}
+
+/** A Buffer over the same memory: no copy of the received bytes. */
+function bytesView(bytes: Uint8Array): Buffer {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }

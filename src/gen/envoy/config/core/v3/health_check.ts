@@ -914,7 +914,7 @@ export const HealthCheck_Payload: MessageFns<HealthCheck_Payload> = {
               break;
             }
 
-            message.payload = { $case: "binary", value: Buffer.from(reader.bytes()) };
+            message.payload = { $case: "binary", value: bytesView(reader.bytes()) };
             continue;
           }
         }
@@ -1754,4 +1754,9 @@ interface MessageFns<T> {
   toJSON(message: T): unknown;
   create(base?: DeepPartial<T>): T;
   fromPartial(object: DeepPartial<T>): T;
+}
+
+/** A Buffer over the same memory: no copy of the received bytes. */
+function bytesView(bytes: Uint8Array): Buffer {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }

@@ -246,7 +246,7 @@ export const TlvEntry: MessageFns<TlvEntry> = {
               break;
             }
 
-            message.value = Buffer.from(reader.bytes());
+            message.value = bytesView(reader.bytes());
             continue;
           }
           case 3: {
@@ -521,4 +521,9 @@ interface MessageFns<T> {
   toJSON(message: T): unknown;
   create(base?: DeepPartial<T>): T;
   fromPartial(object: DeepPartial<T>): T;
+}
+
+/** A Buffer over the same memory: no copy of the received bytes. */
+function bytesView(bytes: Uint8Array): Buffer {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }

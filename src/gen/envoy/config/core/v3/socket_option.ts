@@ -152,7 +152,7 @@ export const SocketOption: MessageFns<SocketOption> = {
               break;
             }
 
-            message.value = { $case: "bufValue", value: Buffer.from(reader.bytes()) };
+            message.value = { $case: "bufValue", value: bytesView(reader.bytes()) };
             continue;
           }
           case 6: {
@@ -562,4 +562,9 @@ interface MessageFns<T> {
   toJSON(message: T): unknown;
   create(base?: DeepPartial<T>): T;
   fromPartial(object: DeepPartial<T>): T;
+}
+
+/** A Buffer over the same memory: no copy of the received bytes. */
+function bytesView(bytes: Uint8Array): Buffer {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }

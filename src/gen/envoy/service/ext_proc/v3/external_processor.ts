@@ -1287,7 +1287,7 @@ export const HttpBody: MessageFns<HttpBody> = {
               break;
             }
 
-            message.body = Buffer.from(reader.bytes());
+            message.body = bytesView(reader.bytes());
             continue;
           }
           case 2: {
@@ -1868,7 +1868,7 @@ export const ImmediateResponse: MessageFns<ImmediateResponse> = {
               break;
             }
 
-            message.body = Buffer.from(reader.bytes());
+            message.body = bytesView(reader.bytes());
             continue;
           }
           case 4: {
@@ -2152,7 +2152,7 @@ export const StreamedBodyResponse: MessageFns<StreamedBodyResponse> = {
               break;
             }
 
-            message.body = Buffer.from(reader.bytes());
+            message.body = bytesView(reader.bytes());
             continue;
           }
           case 2: {
@@ -2280,7 +2280,7 @@ export const BodyMutation: MessageFns<BodyMutation> = {
               break;
             }
 
-            message.mutation = { $case: "body", value: Buffer.from(reader.bytes()) };
+            message.mutation = { $case: "body", value: bytesView(reader.bytes()) };
             continue;
           }
           case 2: {
@@ -2441,4 +2441,9 @@ interface MessageFns<T> {
   toJSON(message: T): unknown;
   create(base?: DeepPartial<T>): T;
   fromPartial(object: DeepPartial<T>): T;
+}
+
+/** A Buffer over the same memory: no copy of the received bytes. */
+function bytesView(bytes: Uint8Array): Buffer {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }

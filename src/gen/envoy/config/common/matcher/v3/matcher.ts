@@ -1852,7 +1852,7 @@ export const HttpGenericBodyMatch_GenericTextMatch: MessageFns<HttpGenericBodyMa
               break;
             }
 
-            message.rule = { $case: "binaryMatch", value: Buffer.from(reader.bytes()) };
+            message.rule = { $case: "binaryMatch", value: bytesView(reader.bytes()) };
             continue;
           }
         }
@@ -1946,4 +1946,9 @@ interface MessageFns<T> {
   toJSON(message: T): unknown;
   create(base?: DeepPartial<T>): T;
   fromPartial(object: DeepPartial<T>): T;
+}
+
+/** A Buffer over the same memory: no copy of the received bytes. */
+function bytesView(bytes: Uint8Array): Buffer {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
