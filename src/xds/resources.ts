@@ -6,7 +6,7 @@ import { ApiVersion } from '../gen/envoy/config/core/v3/config_source.js';
 import { HealthStatus } from '../gen/envoy/config/core/v3/health_check.js';
 import { ClusterLoadAssignment } from '../gen/envoy/config/endpoint/v3/endpoint.js';
 import { RouteConfiguration } from '../gen/envoy/config/route/v3/route.js';
-import { RetryPolicy, Route } from '../gen/envoy/config/route/v3/route_components.js';
+import { FilterConfig, RetryPolicy, Route } from '../gen/envoy/config/route/v3/route_components.js';
 
 type RouteInit = Parameters<typeof Route.fromPartial>[0];
 type RetryPolicyInit = Parameters<typeof RetryPolicy.fromPartial>[0];
@@ -202,6 +202,24 @@ const exactHeader = (name: string, value: string) => ({
   name,
   headerMatchSpecifier: { $case: 'stringMatch' as const, value: { matchPattern: { $case: 'exact' as const, value } } },
 });
+/** A header holding a decimal integer greater than `limit` (no leading zeros, as in content-length). */
+const headerOver = (name: string, limit: number) => ({
+  name,
+  headerMatchSpecifier: { $case: 'safeRegexMatch' as const, value: { regex: greaterThanRegex(limit) } },
+});
+
+/** A regex for decimal integers greater than `n`: more digits, or as many and larger at the first difference. */
+export function greaterThanRegex(n: number): string {
+  const digits = String(n);
+  const alternatives = [`[1-9][0-9]{${digits.length},}`];
+  for (let i = 0; i < digits.length; i++) {
+    const d = Number(digits[i]);
+    if (d === 9) continue;
+    const rest = digits.length - i - 1;
+    alternatives.push(`${digits.slice(0, i)}[${d + 1}-9]${rest > 0 ? `[0-9]{${rest}}` : ''}`);
+  }
+  return `^(${alternatives.join('|')})$`;
+}
 const absentHeader = (name: string) => ({ name, headerMatchSpecifier: { $case: 'presentMatch' as const, value: false } });
 
 /**
@@ -267,6 +285,14 @@ function routesFor(models: readonly string[], local: readonly LocalEndpoint[], c
       name: 'needs-body-unsized',
       match: { pathSpecifier: { $case: 'prefix', value: '/' }, headers: [absentHeader('content-length'), absentHeader('transfer-encoding')] },
       ...answer(NEEDS_BODY),
+    },
+    // Chosen when the request starts, so json_to_metadata is switched off for large bodies
+    // before it parses them; once the router has answered, the route is chosen again.
+    {
+      name: 'large-body',
+      match: { pathSpecifier: { $case: 'prefix', value: '/' }, headers: [headerOver('content-length', config.upstream.failOpenMaxBodyBytes)] },
+      typedPerFilterConfig: { 'envoy.filters.http.json_to_metadata': pack('envoy.config.route.v3.FilterConfig', FilterConfig, FilterConfig.fromPartial({ disabled: true })) },
+      ...answer({ status: 503, body: errorBody(httpError(503, 'router_unavailable', 'The router could not choose a backend for this request; try again shortly.')) }),
     },
     {
       name: 'no-route',

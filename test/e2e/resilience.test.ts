@@ -133,6 +133,12 @@ describe('control plane failures', () => {
     expect(served[2]).toBe(4);
     const models = (await fetch(`${s.envoy.url}/v1/models`).then((r) => r.json())) as { data: Array<{ id: string }> };
     expect(models.data.map((m) => m.id)).toEqual(['llama-8b', 'qwen-7b']);
+    // Bodies over upstream.failOpenMaxBodyBytes are not parsed by Envoy: without the router they get a clear 503.
+    const large = { prompt: 'x'.repeat(70_000) };
+    const refused = await complete(s.envoy.url, 'llama-8b', large);
+    expect(refused.status).toBe(503);
+    expect(refused.contentType).toBe('application/json');
+    expect(JSON.parse(refused.body).error.code).toBe('router_unavailable');
 
     const router = await s.restartRouter();
     await waitFor(() => router.fleet.backends().every((b) => b.health === 'healthy'), 5000, 'the new router to see the fleet');
@@ -144,6 +150,10 @@ describe('control plane failures', () => {
       10_000,
       'Envoy to route through the router again',
     );
+    // With the router back, a large body is routed by it again.
+    const routed = await complete(s.envoy.url, 'llama-8b', large);
+    expect(routed.status, routed.body).toBe(200);
+    expect(JSON.parse(routed.body).model).toBe('llama-8b');
   });
 
   it('fails open after the message timeout when the router hangs', async () => {

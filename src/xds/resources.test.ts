@@ -1,0 +1,33 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { parseConfig } from '../config/load.js';
+import type { Backend } from '../fleet/backend.js';
+import { FilterConfig } from '../gen/envoy/config/route/v3/route_components.js';
+import { RouteConfiguration } from '../gen/envoy/config/route/v3/route.js';
+import { buildResources, greaterThanRegex } from './resources.js';
+
+describe('route resources', () => {
+  it('matches exactly the integers over a limit (property test)', () => {
+    fc.assert(
+      fc.property(fc.nat(40_000_000), fc.nat(40_000_000), (limit, value) => {
+        expect(new RegExp(greaterThanRegex(limit)).test(String(value))).toBe(value > limit);
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  it('switches off the fail-open body parse for bodies over upstream.failOpenMaxBodyBytes', () => {
+    const config = parseConfig({ backends: [], upstream: { failOpenMaxBodyBytes: 1000 } });
+    const backend = { id: 'a', endpoint: '10.0.0.1:8000', models: ['m'], health: 'healthy' } as Backend;
+    const routes = RouteConfiguration.decode(buildResources([backend], config, 't').routes[0]!.any.value).virtualHosts[0]!.routes;
+    const large = routes.find((r) => r.name === 'large-body')!;
+    const matcher = large.match!.headers[0]!;
+    expect(matcher.name).toBe('content-length');
+    expect(matcher.headerMatchSpecifier?.$case === 'safeRegexMatch' && matcher.headerMatchSpecifier.value.regex).toBe(greaterThanRegex(1000));
+    expect(FilterConfig.decode(large.typedPerFilterConfig['envoy.filters.http.json_to_metadata']!.value).disabled).toBe(true);
+    // After the per-model routes (which the router's answer selects) and before the catch-all.
+    const names = routes.map((r) => r.name);
+    expect(names.indexOf('model-m')).toBeLessThan(names.indexOf('large-body'));
+    expect(names.indexOf('large-body')).toBe(names.indexOf('no-route') - 1);
+  });
+});
