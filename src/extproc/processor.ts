@@ -109,9 +109,9 @@ function headersFromAttributes(attributes: ProcessingRequest['attributes'], sess
 }
 
 /**
- * Handles one ext_proc stream, i.e. one HTTP request through Envoy: headers, then the
- * buffered body, which is parsed once and scheduled; the reply names the model's cluster
- * and the chosen endpoint with its fallbacks.
+ * Handles one ext_proc stream, i.e. one HTTP request through Envoy: the buffered body (after
+ * the headers, when Envoy sends them), which is scanned once and scheduled; the reply names
+ * the model and the chosen endpoint with its fallbacks.
  */
 export function createProcessor(deps: ProcessorDeps) {
   const { fleet, metrics, logger } = deps;
@@ -210,7 +210,7 @@ export function createProcessor(deps: ProcessorDeps) {
       try {
         if (message.protocolConfig?.requestBodyMode === ProcessingMode_BodySendMode.FULL_DUPLEX_STREAMED) streamed = true;
         // No headers message (Envoy skips it): the first message's attributes stand in.
-        headers ??= message.request?.$case === 'requestHeaders' ? undefined : headersFromAttributes(message.attributes, deps.config().scheduler.session.header);
+        if (!headers && message.request?.$case !== 'requestHeaders') headers = headersFromAttributes(message.attributes, deps.config().scheduler.session.header);
         if (message.metadataContext) subset = readSubset(message.metadataContext) ?? subset;
         const r = message.request;
         switch (r?.$case) {

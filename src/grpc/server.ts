@@ -17,6 +17,7 @@ import type { AddressInfo } from 'node:net';
 export const GrpcStatus = {
   OK: 0,
   CANCELLED: 1,
+  UNKNOWN: 2,
   INVALID_ARGUMENT: 3,
   RESOURCE_EXHAUSTED: 8,
   UNIMPLEMENTED: 12,
@@ -44,6 +45,8 @@ export interface StreamingMethod<In, Out> {
 export class BidiCall<In, Out> extends EventEmitter {
   private headersSent = false;
   private finished = false;
+  /** Sent when the stream ends; OK unless finish() says otherwise. */
+  private trailers: http2.OutgoingHttpHeaders = { 'grpc-status': '0' };
 
   constructor(
     private readonly stream: http2.ServerHttp2Stream,
@@ -70,7 +73,7 @@ export class BidiCall<In, Out> extends EventEmitter {
 
   /** Ends the call with an error status (UNKNOWN unless the error carries a `code`). */
   destroy(error?: Error & { code?: number }): void {
-    this.finish(typeof error?.code === 'number' ? error.code : 2, error?.message ?? 'cancelled');
+    this.finish(typeof error?.code === 'number' ? error.code : GrpcStatus.UNKNOWN, error?.message ?? 'cancelled');
   }
 
   private sendHeaders(): void {
@@ -79,8 +82,6 @@ export class BidiCall<In, Out> extends EventEmitter {
     this.stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
     this.stream.once('wantTrailers', () => this.stream.sendTrailers(this.trailers));
   }
-
-  private trailers: http2.OutgoingHttpHeaders = { 'grpc-status': '0' };
 
   private finish(code: number, message: string): void {
     if (this.finished || this.stream.destroyed) return;
