@@ -125,3 +125,21 @@ describe('gRPC server', () => {
     server = undefined;
   });
 });
+
+describe('gRPC server under many large concurrent messages on one connection', () => {
+  it('carries 24 MiB in flight on one connection, as Envoy multiplexes every request on it', async () => {
+    const held: Call[] = [];
+    const c = await start((call) => {
+      held.push(call);
+      call.on('data', () => {
+        // Answer only once every stream has sent its whole message: all of it is in flight.
+        if (held.length === 24) for (const h of held) h.write(echo(Buffer.from('ok')));
+      });
+      call.on('end', () => call.end());
+    });
+    const big = Buffer.alloc(1024 * 1024, 'y');
+    const results = await Promise.all(Array.from({ length: 24 }, () => exchange(c, [body(big)])));
+    expect(results.map((r) => r.status.code)).toEqual(Array(24).fill(GrpcStatus.OK));
+    expect(results.every((r) => bodyOf(r.replies[0]!).toString() === 'ok')).toBe(true);
+  });
+});

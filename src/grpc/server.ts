@@ -180,7 +180,13 @@ const WINDOW_BYTES = 16 * 1024 * 1024;
 export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcServer> {
   const methods = new Map(options.methods.map((m) => [m.path, m]));
   const sessions = new Set<http2.ServerHttp2Session>();
-  const server = http2.createServer({ settings: { initialWindowSize: WINDOW_BYTES } });
+  const server = http2.createServer({
+    settings: { initialWindowSize: WINDOW_BYTES },
+    // Every request's stream shares Envoy's one connection; Node's default 10 MB per session
+    // would refuse streams (ENHANCE_YOUR_CALM) once replies carrying bodies (streamed mode)
+    // queue up behind a slow reader. Message size is bounded per stream instead.
+    maxSessionMemory: Number.MAX_SAFE_INTEGER,
+  });
 
   server.on('session', (session) => {
     sessions.add(session);
