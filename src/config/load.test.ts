@@ -35,6 +35,7 @@ describe('config', () => {
     expect(problemsOf('scraping:\n  intervalMs: 5\n')[0]).toMatch(/^scraping\.intervalMs: /);
     expect(problemsOf('backends:\n  - url: http://a:1\n    modles: [x]\n')[0]).toBe("backends[0]: unknown field 'modles'");
     expect(problemsOf('grpc: {port: "x"}')[0]).toMatch(/^grpc\.port: /);
+    expect(problemsOf('scheduler:\n  prefix: { blockBytes: 60 }\n')[0]).toMatch(/^scheduler\.prefix\.blockBytes: .*multiple of 8/);
   });
 
   it('validates DNS discovery groups', () => {

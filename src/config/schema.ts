@@ -113,7 +113,7 @@ const scheduler = z
     prefix: z
       .object({
         /** Bytes of prompt text (as the client's JSON spells it) per hashed block; 64 is about vLLM's 16-token block. */
-        blockBytes: z.number().int().min(16).max(4096).multipleOf(4).default(64),
+        blockBytes: z.number().int().min(16).max(4096).multipleOf(8).default(64),
         /** Bytes per token assumed until a backend's vllm:prompt_tokens_total teaches the real ratio. */
         bytesPerToken: z.number().min(1).max(16).default(4),
         blockTokens: z.number().int().min(1).max(1024).default(16),

@@ -18,7 +18,7 @@ export interface PromptBlocks {
 }
 
 export interface BlockSettings {
-  /** Bytes of prompt text per block; a multiple of 4, since text is hashed a 32-bit word at a time. */
+  /** Bytes of prompt text per block; a multiple of 8, since text is hashed two 32-bit words at a time. */
   blockBytes: number;
   bytesPerToken: number;
   /** Token-id prompts are cut every this many ids. */
@@ -41,7 +41,7 @@ function fold(a: number, b: number): number {
   return mix(a) * 2097152 + (mix(b ^ a) >>> 11);
 }
 
-/** Hashes text a little-endian 32-bit word at a time: a quarter of the steps of a byte loop. */
+/** Hashes text in little-endian 32-bit words: an eighth of the steps of a two-lane byte loop. */
 export function hashBytes(bytes: Uint8Array, settings: BlockSettings): PromptBlocks {
   const size = settings.blockBytes;
   const count = Math.floor(bytes.length / size);
@@ -52,11 +52,12 @@ export function hashBytes(bytes: Uint8Array, settings: BlockSettings): PromptBlo
   let i = 0;
   for (let block = 0; block < count; block++) {
     const end = i + size;
-    for (; i < end; i += 4) {
-      const w = words.getInt32(i, true);
-      a = Math.imul(a ^ w, 0x01000193);
+    // Each lane takes every other word: half the multiplications of feeding both every word,
+    // and the fold below mixes the two, so a change in any word still changes the hash.
+    for (; i < end; i += 8) {
+      a = Math.imul(a ^ words.getInt32(i, true), 0x01000193);
       a ^= a >>> 15;
-      b = Math.imul(b ^ w, 0x5bd1e995);
+      b = Math.imul(b ^ words.getInt32(i + 4, true), 0x5bd1e995);
       b ^= b >>> 13;
     }
     // The lanes carry over into the next block: the chain includes every earlier byte.
