@@ -1,4 +1,5 @@
 import { Agent, request } from 'node:http';
+import { sseFrames } from '../test/helpers/sse.js';
 import type { BenchRequest } from './workloads.js';
 
 export interface RequestResult {
@@ -30,7 +31,6 @@ export function streamChat(baseUrl: string, req: BenchRequest, timeoutMs = 60_00
     let ttft = -1;
     let text = '';
     let tokens = 0;
-    let buffer = '';
     let status = 0;
     const finish = (ok: boolean, error?: string) =>
       resolve({ ok, status, ttftMs: ttft, e2eMs: performance.now() - start, completionTokens: tokens, text, ...(error ? { error } : {}) });
@@ -46,13 +46,10 @@ export function streamChat(baseUrl: string, req: BenchRequest, timeoutMs = 60_00
           res.on('end', () => finish(false, `${status}: ${err.slice(0, 200)}`));
           return;
         }
-        res.on('data', (chunk: string) => {
-          buffer += chunk;
-          let end: number;
-          while ((end = buffer.indexOf('\n\n')) >= 0) {
-            const frame = buffer.slice(0, end);
-            buffer = buffer.slice(end + 2);
-            if (!frame.startsWith('data: ') || frame === 'data: [DONE]') continue;
+        res.on(
+          'data',
+          sseFrames((frame) => {
+            if (!frame.startsWith('data: ') || frame === 'data: [DONE]') return;
             const event = JSON.parse(frame.slice(6)) as {
               choices: Array<{ delta?: { content?: string } }>;
               usage?: { completion_tokens: number } | null;
@@ -63,8 +60,8 @@ export function streamChat(baseUrl: string, req: BenchRequest, timeoutMs = 60_00
               text += delta;
             }
             if (event.usage) tokens = event.usage.completion_tokens;
-          }
-        });
+          }),
+        );
         res.on('end', () => finish(ttft >= 0));
         res.on('error', (e) => finish(false, e.message));
       },

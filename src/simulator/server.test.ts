@@ -1,5 +1,6 @@
 import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
+import { sseFrames } from '../../test/helpers/sse.js';
 import { startSimulator, type SimulatorHandle, type SimulatorOptions } from './server.js';
 
 interface Reply {
@@ -50,7 +51,6 @@ function stream(base: string, path: string, body: unknown): Stream {
   const events: string[] = [];
   const times: number[] = [];
   const start = performance.now();
-  let buffer = '';
   let abort = () => {};
   const done = new Promise<void>((resolve, reject) => {
     const req = httpRequest(
@@ -60,17 +60,14 @@ function stream(base: string, path: string, body: unknown): Stream {
         expect(res.statusCode).toBe(200);
         expect(res.headers['content-type']).toMatch(/^text\/event-stream/);
         res.setEncoding('utf8');
-        res.on('data', (chunk: string) => {
-          buffer += chunk;
-          let end: number;
-          while ((end = buffer.indexOf('\n\n')) >= 0) {
-            const frame = buffer.slice(0, end);
-            buffer = buffer.slice(end + 2);
+        res.on(
+          'data',
+          sseFrames((frame) => {
             expect(frame.startsWith('data: ')).toBe(true);
             events.push(frame.slice(6));
             times.push(performance.now() - start);
-          }
-        });
+          }),
+        );
         res.on('end', () => resolve());
         res.on('close', () => resolve());
       },

@@ -15,3 +15,17 @@ export async function openStream(res: Response) {
     },
   };
 }
+
+/** Takes an SSE body's text chunks as they arrive and calls `onFrame` with each complete event. */
+export function sseFrames(onFrame: (frame: string) => void): (chunk: string) => void {
+  let buffer = '';
+  return (chunk) => {
+    buffer += chunk;
+    let end: number;
+    while ((end = buffer.indexOf('\n\n')) >= 0) {
+      const frame = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      onFrame(frame);
+    }
+  };
+}
