@@ -18,7 +18,8 @@ export interface LocalEndpoint {
 }
 
 const STARTED = Math.floor(Date.now() / 1000);
-const READ = ['GET', 'HEAD'];
+/** Methods that only read: answered locally, or 404 when no endpoint has the path. */
+export const READ_METHODS: readonly string[] = ['GET', 'HEAD'];
 
 const modelCard = (id: string) => ({ id, object: 'model', created: STARTED, owned_by: 'vllm', root: id, parent: null });
 const error = (e: HttpError) => ({ status: e.status, body: errorBody(e) });
@@ -34,14 +35,14 @@ export function localEndpoints(models: readonly string[], routableBackends: numb
   const health =
     routableBackends > 0 ? { status: 200, body: JSON.stringify({ status: 'ok', backends: routableBackends }) } : error(httpError(503, 'no_healthy_backend', 'No backend is healthy.'));
   return [
-    { paths: ['/v1/models'], methods: READ, status: 200, body: JSON.stringify({ object: 'list', data: models.map(modelCard) }) },
-    ...models.map((id) => ({ paths: [...new Set([`/v1/models/${id}`, `/v1/models/${encodeURIComponent(id)}`])], methods: READ, status: 200, body: JSON.stringify(modelCard(id)) })),
+    { paths: ['/v1/models'], methods: READ_METHODS, status: 200, body: JSON.stringify({ object: 'list', data: models.map(modelCard) }) },
+    ...models.map((id) => ({ paths: [...new Set([`/v1/models/${id}`, `/v1/models/${encodeURIComponent(id)}`])], methods: READ_METHODS, status: 200, body: JSON.stringify(modelCard(id)) })),
     // vLLM answers POST /ping too (SageMaker's health check).
-    { paths: ['/health', '/ping'], methods: [...READ, 'POST'], ...health },
-    { paths: ['/version'], methods: READ, status: 200, body: JSON.stringify({ version }) },
+    { paths: ['/health', '/ping'], methods: [...READ_METHODS, 'POST'], ...health },
+    { paths: ['/version'], methods: READ_METHODS, status: 200, body: JSON.stringify({ version }) },
     {
       paths: ['/metrics'],
-      methods: READ,
+      methods: READ_METHODS,
       ...error(httpError(404, 'not_found', "The router's metrics are served on its admin port (/metrics there); backends' metrics are scraped by the router.")),
     },
   ];
@@ -52,6 +53,6 @@ export function answerLocally(method: string, path: string, fleet: Fleet, versio
   const endpoints = localEndpoints(fleet.routableModels(), fleet.backends().filter(isRoutable).length, version);
   const hit = endpoints.find((e) => e.methods.includes(method) && e.paths.includes(path));
   if (hit) return hit;
-  if (!READ.includes(method)) return undefined;
+  if (!READ_METHODS.includes(method)) return undefined;
   return path.startsWith('/v1/models/') ? UNKNOWN_MODEL : NO_ENDPOINT;
 }

@@ -15,7 +15,7 @@ import { RoundRobin } from '../gen/envoy/extensions/load_balancing_policies/roun
 import { OverrideHost } from '../gen/envoy/extensions/load_balancing_policies/override_host/v3/override_host.js';
 import { HttpProtocolOptions } from '../gen/envoy/extensions/upstreams/http/v3/http_protocol_options.js';
 import type { Any } from '../gen/google/protobuf/any.js';
-import { NEEDS_BODY, NO_ENDPOINT, UNKNOWN_MODEL, localEndpoints, type LocalEndpoint } from '../extproc/local-endpoints.js';
+import { NEEDS_BODY, NO_ENDPOINT, READ_METHODS, UNKNOWN_MODEL, localEndpoints, type LocalEndpoint } from '../extproc/local-endpoints.js';
 import { errorBody, httpError } from '../extproc/openai-error.js';
 import {
   CLUSTER_HEADER,
@@ -233,6 +233,12 @@ const contentTypeFromRouter = {
   keepEmptyValue: false,
 };
 
+/** What Envoy answers when neither the router nor the body's model chose a route. */
+const ROUTER_UNAVAILABLE = {
+  status: 503,
+  body: errorBody(httpError(503, 'router_unavailable', 'The router could not choose a backend for this request; try again shortly.')),
+};
+
 /** A route action that answers with a fixed JSON body. */
 const answer = (a: { status: number; body: string }) => ({
   action: { $case: 'directResponse' as const, value: { status: a.status, body: { specifier: { $case: 'inlineString' as const, value: a.body } } } },
@@ -277,8 +283,8 @@ function routesFor(models: readonly string[], local: readonly LocalEndpoint[], c
         ...answer(endpoint),
       })),
     ),
-    { name: 'unknown-model', match: { pathSpecifier: { $case: 'prefix', value: '/v1/models/' }, headers: [methodIs(['GET', 'HEAD'])] }, ...answer(UNKNOWN_MODEL) },
-    { name: 'no-endpoint', match: { pathSpecifier: { $case: 'prefix', value: '/' }, headers: [methodIs(['GET', 'HEAD'])] }, ...answer(NO_ENDPOINT) },
+    { name: 'unknown-model', match: { pathSpecifier: { $case: 'prefix', value: '/v1/models/' }, headers: [methodIs(READ_METHODS)] }, ...answer(UNKNOWN_MODEL) },
+    { name: 'no-endpoint', match: { pathSpecifier: { $case: 'prefix', value: '/' }, headers: [methodIs(READ_METHODS)] }, ...answer(NO_ENDPOINT) },
     // Neither routed by the router nor by the model in a body: a request without a body.
     { name: 'needs-body', match: { pathSpecifier: { $case: 'prefix', value: '/' }, headers: [exactHeader('content-length', '0')] }, ...answer(NEEDS_BODY) },
     {
@@ -292,12 +298,12 @@ function routesFor(models: readonly string[], local: readonly LocalEndpoint[], c
       name: 'large-body',
       match: { pathSpecifier: { $case: 'prefix', value: '/' }, headers: [headerOver('content-length', config.upstream.failOpenMaxBodyBytes)] },
       typedPerFilterConfig: { 'envoy.filters.http.json_to_metadata': pack('envoy.config.route.v3.FilterConfig', FilterConfig, FilterConfig.fromPartial({ disabled: true })) },
-      ...answer({ status: 503, body: errorBody(httpError(503, 'router_unavailable', 'The router could not choose a backend for this request; try again shortly.')) }),
+      ...answer(ROUTER_UNAVAILABLE),
     },
     {
       name: 'no-route',
       match: { pathSpecifier: { $case: 'prefix', value: '/' } },
-      ...answer({ status: 503, body: errorBody(httpError(503, 'router_unavailable', 'The router could not choose a backend for this request; try again shortly.')) }),
+      ...answer(ROUTER_UNAVAILABLE),
     },
   ];
   return RouteConfiguration.fromPartial({
