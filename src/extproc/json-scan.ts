@@ -15,7 +15,7 @@ export interface Span {
   end: number;
 }
 
-export class JsonSyntaxError extends Error {
+export class JsonSyntaxError extends SyntaxError {
   constructor(
     message: string,
     readonly at: number,
@@ -120,7 +120,7 @@ export function scanJson(buf: Buffer): ScannedJson {
       i = skipWhitespace(buf, keyEnd);
       if (buf[i] !== COLON) throw expected(buf, i, "expected ':'");
       if (stack.length === 1) {
-        key = keyText(buf, keyStart, keyEnd);
+        key = stringText(buf, keyStart, keyEnd);
         valueStart = skipWhitespace(buf, i + 1);
       }
       i++;
@@ -166,12 +166,15 @@ export function scanJson(buf: Buffer): ScannedJson {
   }
 }
 
-/** A key's text; escaped keys (rare) go through JSON.parse so `"mod\u0065l"` is `model`. */
-function keyText(buf: Buffer, start: number, end: number): string {
+/**
+ * The text of the JSON string spanning `[start, end)` (quotes included). Escaped strings (rare
+ * in the fields read) go through JSON.parse, so `"mod\u0065l"` is `model`.
+ */
+export function stringText(buf: Buffer, start: number, end: number): string {
   if (!buf.subarray(start, end).includes(BACKSLASH)) return buf.toString('utf8', start + 1, end - 1);
   try {
     return JSON.parse(buf.toString('utf8', start, end)) as string;
   } catch {
-    throw new JsonSyntaxError('invalid escape in a property name', start);
+    throw new JsonSyntaxError('invalid escape in a string', start);
   }
 }

@@ -1,6 +1,6 @@
 import { isUtf8 } from 'node:buffer';
 import type { PromptSource, SchedulingRequest } from '../scheduling/types.js';
-import { JsonSyntaxError, scanJson, skipString, skipWhitespace, type ScannedJson, type Span } from './json-scan.js';
+import { JsonSyntaxError, scanJson, skipString, skipWhitespace, stringText, type ScannedJson, type Span } from './json-scan.js';
 import { httpError, type HttpError } from './openai-error.js';
 
 export type ParseResult = { ok: true; request: SchedulingRequest; rewriteContentType: boolean } | { ok: false; error: HttpError };
@@ -67,7 +67,7 @@ export function parseRequestBody(body: Uint8Array, context: BodyContext = {}): P
   const field = (name: string) => {
     const span = json.members.get(name);
     // `null` reads as absent, as `?? default` did for parsed JSON.
-    return span && !(buf[span.start] === 0x6e /* n */) ? span : undefined;
+    return span && buf[span.start] !== 0x6e /* n */ ? span : undefined;
   };
   try {
     const modelSpan = field('model');
@@ -91,18 +91,15 @@ export function parseRequestBody(body: Uint8Array, context: BodyContext = {}): P
       rewriteContentType: kind === 'form',
     };
   } catch (err) {
-    // Only a field the router decodes can fail here: a string with a malformed escape.
+    // Only a value the router decodes can fail here: a string with a malformed escape
+    // (JsonSyntaxError is a SyntaxError, as is JSON.parse's on a token list).
     if (!(err instanceof SyntaxError)) throw err;
     return fail(httpError(400, 'invalid_json', `The request body is not valid JSON: ${err.message}`));
   }
 }
 
 /** The JSON string at `span`, or undefined when the value is not a string. */
-function stringAt(buf: Buffer, span: Span): string | undefined {
-  if (buf[span.start] !== QUOTE) return undefined;
-  const raw = buf.toString('utf8', span.start, span.end);
-  return raw.includes('\\') ? (JSON.parse(raw) as string) : raw.slice(1, -1);
-}
+const stringAt = (buf: Buffer, span: Span) => (buf[span.start] === QUOTE ? stringText(buf, span.start, span.end) : undefined);
 
 const QUOTE = 0x22;
 const OPEN_ARRAY = 0x5b;
