@@ -27,8 +27,8 @@ const processor = createProcessor({
 
 const header = (key: string, value: string) => ({ key, value: '', rawValue: Buffer.from(value) });
 
-/** Runs one request through the handler the way Envoy would in FULL_DUPLEX_STREAMED mode. */
-function streamedRequest(body: string, subset?: string[]) {
+/** Sends one request to the handler the way Envoy would in FULL_DUPLEX_STREAMED mode; the stream stays open. */
+function openStreamedRequest(body: string, subset?: string[], responseBodyMode = 0) {
   const call = new EventEmitter() as EventEmitter & { write(m: ProcessingResponse): boolean; end(): void };
   const written: ProcessingResponse[] = [];
   call.write = (m) => (written.push(ProcessingResponse.decode(ProcessingResponse.encode(m).finish())), true);
@@ -37,7 +37,7 @@ function streamedRequest(body: string, subset?: string[]) {
   call.emit(
     'data',
     ProcessingRequest.fromPartial({
-      protocolConfig: { requestBodyMode: 4 },
+      protocolConfig: { requestBodyMode: 4, responseBodyMode },
       metadataContext: subset ? { filterMetadata: { 'envoy.lb.subset_hint': { 'x-gateway-destination-endpoint-subset': subset } } } : undefined,
       request: {
         $case: 'requestHeaders',
@@ -49,9 +49,17 @@ function streamedRequest(body: string, subset?: string[]) {
   const bytes = Buffer.from(body);
   call.emit('data', ProcessingRequest.fromPartial({ request: { $case: 'requestBody', value: { body: bytes.subarray(0, 5), endOfStream: false } } }));
   call.emit('data', ProcessingRequest.fromPartial({ request: { $case: 'requestBody', value: { body: bytes.subarray(5), endOfStream: true } } }));
+  return { call, written };
+}
+
+/** One request, start to end of stream. */
+function streamedRequest(body: string, subset?: string[]) {
+  const { call, written } = openStreamedRequest(body, subset);
   call.emit('end');
   return written;
 }
+
+const inflight = () => fleet.backends().reduce((n, b) => n + b.inflight, 0);
 
 describe('ext_proc in FULL_DUPLEX_STREAMED mode', async () => {
   await new Promise((r) => setTimeout(r, 0)); // endpoints of IP-literal backends resolve at once
@@ -71,6 +79,24 @@ describe('ext_proc in FULL_DUPLEX_STREAMED mode', async () => {
       expect(mutation.value.body.toString()).toBe(body);
       expect(mutation.value.endOfStream).toBe(true);
     }
+  });
+
+  it('passes a streamed response through and releases the backend when it ends, before the stream does', () => {
+    const { call, written } = openStreamedRequest('{"model":"m","prompt":"x"}', undefined, 4);
+    expect(inflight()).toBe(1);
+    const chunk = (text: string, endOfStream: boolean) =>
+      call.emit('data', ProcessingRequest.fromPartial({ request: { $case: 'responseBody', value: { body: Buffer.from(text), endOfStream } } }));
+    chunk('data: 1\n\n', false);
+    expect(inflight()).toBe(1);
+    chunk('data: [DONE]\n\n', true);
+    expect(inflight()).toBe(0);
+    const echoed = written.slice(2).map((m) => (m.response?.$case === 'responseBody' ? m.response.value.response?.bodyMutation?.mutation : undefined));
+    expect(echoed.map((m) => (m?.$case === 'streamedResponse' ? [m.value.body.toString(), m.value.endOfStream] : m))).toEqual([
+      ['data: 1\n\n', false],
+      ['data: [DONE]\n\n', true],
+    ]);
+    call.emit('end');
+    expect(inflight()).toBe(0); // released once
   });
 
   it('picks only from the endpoints a gateway allows, and answers 503 when none is eligible', () => {

@@ -22,11 +22,10 @@ import { NEEDS_BODY, answerLocally } from './local-endpoints.js';
 import { errorBody, httpError } from './openai-error.js';
 import { parseRequestBody } from './parse-request.js';
 import {
-  continueRequestBody,
-  continueRequestTrailers,
-  streamedBodyChunk,
-  streamedBodyResponse,
+  continueBody,
   continueResponseHeaders,
+  continueTrailers,
+  streamedBody,
   errorResponse,
   immediateResponse,
   routeResponse,
@@ -183,15 +182,22 @@ export function createProcessor(deps: ProcessorDeps) {
     let headers: RequestHeaders | undefined;
     // Which body mode Envoy uses is read from the stream, not assumed.
     let streamed = false;
+    let responseStreamed = false;
     let subset: ReadonlySet<string> | undefined;
     const chunks: Buffer[] = [];
     let decided = false;
     let routedTo: Backend | undefined;
+    let released = false;
     let finished = false;
 
+    /** The request no longer occupies its backend: its response ended, or the stream did. */
+    const release = () => {
+      if (routedTo && !released) fleet.release(routedTo);
+      released = true;
+    };
     const finish = () => {
       finished = true;
-      if (routedTo) fleet.release(routedTo);
+      release();
     };
     const reply = (response: ProcessingResponse) => {
       if (!finished) call.write(response);
@@ -203,12 +209,15 @@ export function createProcessor(deps: ProcessorDeps) {
       const { response, backend } = decide(headers!, body, streamed ? 'requestHeaders' : 'requestBody', subset);
       routedTo = backend;
       reply(response);
-      if (streamed && backend) reply(bodyEnds ? streamedBodyResponse(body) : streamedBodyChunk(body));
+      if (streamed && backend) reply(streamedBody('request', body, bodyEnds));
     };
 
     call.on('data', (message: ProcessingRequest) => {
       try {
-        if (message.protocolConfig?.requestBodyMode === ProcessingMode_BodySendMode.FULL_DUPLEX_STREAMED) streamed = true;
+        if (message.protocolConfig) {
+          streamed = message.protocolConfig.requestBodyMode === ProcessingMode_BodySendMode.FULL_DUPLEX_STREAMED;
+          responseStreamed = message.protocolConfig.responseBodyMode === ProcessingMode_BodySendMode.FULL_DUPLEX_STREAMED;
+        }
         // No headers message (Envoy skips it): the first message's attributes stand in.
         if (!headers && message.request?.$case !== 'requestHeaders') headers = headersFromAttributes(message.attributes, deps.config().scheduler.session.header);
         if (message.metadataContext) subset = readSubset(message.metadataContext) ?? subset;
@@ -231,12 +240,12 @@ export function createProcessor(deps: ProcessorDeps) {
           case 'requestBody': {
             if (decided) {
               // One request, one decision: a second end of stream (never sent by Envoy) changes nothing.
-              if (!streamed) reply(continueRequestBody());
+              if (!streamed) reply(continueBody('request'));
               return;
             }
             chunks.push(r.value.body);
             if (!r.value.endOfStream) {
-              if (!streamed) reply(continueRequestBody());
+              if (!streamed) reply(continueBody('request'));
               return;
             }
             const body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
@@ -247,7 +256,7 @@ export function createProcessor(deps: ProcessorDeps) {
           case 'requestTrailers': {
             // Streamed mode may end the body with trailers instead of end_of_stream.
             if (streamed && !decided) route(Buffer.concat(chunks), false);
-            reply(continueRequestTrailers());
+            reply(continueTrailers('request'));
             return;
           }
           case 'responseHeaders': {
@@ -259,9 +268,22 @@ export function createProcessor(deps: ProcessorDeps) {
             reply(continueResponseHeaders());
             return;
           }
+          // Response bodies and trailers arrive only from Envoys configured to send them (the
+          // mesh configs: there Envoy closes the stream once the request is processed, so the
+          // end of the response is seen here or not at all).
+          case 'responseBody': {
+            if (responseStreamed) reply(streamedBody('response', r.value.body, r.value.endOfStream));
+            else reply(continueBody('response'));
+            if (r.value.endOfStream) release();
+            return;
+          }
+          case 'responseTrailers': {
+            reply(continueTrailers('response'));
+            release();
+            return;
+          }
           default:
-            // Response bodies and trailers only arrive if Envoy is configured to send them.
-            logger.debug('unexpected ext_proc message', { kind: r?.$case });
+            logger.debug('ext_proc message without a request');
         }
       } catch (err) {
         logger.error('ext_proc handler failed', { error: err as Error });

@@ -10,9 +10,6 @@ export const setHeader = (key: string, value: string) => ({
   appendAction: HeaderValueOption_HeaderAppendAction.OVERWRITE_IF_EXISTS_OR_ADD,
 });
 
-export const continueRequestBody = (): ProcessingResponse =>
-  ProcessingResponse.fromPartial({ response: { $case: 'requestBody', value: { response: {} } } });
-
 export const continueResponseHeaders = (): ProcessingResponse =>
   ProcessingResponse.fromPartial({ response: { $case: 'responseHeaders', value: { response: {} } } });
 
@@ -42,33 +39,31 @@ export function routeResponse(phase: 'requestHeaders' | 'requestBody', mutation:
   });
 }
 
+/** Which way a body or trailers travel: the request to the model server, or its response. */
+export type Direction = 'request' | 'response';
+
 /**
- * FULL_DUPLEX_STREAMED mode: after the headers reply, the body goes back to Envoy whole, as
- * one streamed chunk that ends the request body.
+ * FULL_DUPLEX_STREAMED mode: Envoy forwards only what the processor sends back, so each body
+ * chunk returns as a streamed mutation (the request body whole, once the route is chosen).
  */
-export function streamedBodyResponse(body: Buffer): ProcessingResponse {
+export function streamedBody(direction: Direction, body: Buffer, endOfStream: boolean): ProcessingResponse {
+  const value = { response: { bodyMutation: { mutation: { $case: 'streamedResponse' as const, value: { body, endOfStream } } } } };
   return ProcessingResponse.fromPartial({
-    response: {
-      $case: 'requestBody',
-      value: { response: { bodyMutation: { mutation: { $case: 'streamedResponse', value: { body, endOfStream: true } } } } },
-    },
+    response: direction === 'request' ? { $case: 'requestBody', value } : { $case: 'responseBody', value },
   });
 }
 
-/** The body back to Envoy when trailers, not end_of_stream, will end it. */
-export function streamedBodyChunk(body: Buffer): ProcessingResponse {
-  return ProcessingResponse.fromPartial({
-    response: {
-      $case: 'requestBody',
-      value: { response: { bodyMutation: { mutation: { $case: 'streamedResponse', value: { body, endOfStream: false } } } } },
-    },
+/** BUFFERED or STREAMED mode: the body chunk goes on unchanged. */
+export const continueBody = (direction: Direction): ProcessingResponse =>
+  ProcessingResponse.fromPartial({
+    response: direction === 'request' ? { $case: 'requestBody', value: { response: {} } } : { $case: 'responseBody', value: { response: {} } },
   });
-}
 
-export const continueRequestTrailers = (): ProcessingResponse =>
-  ProcessingResponse.fromPartial({ response: { $case: 'requestTrailers', value: {} } });
+export const continueTrailers = (direction: Direction): ProcessingResponse =>
+  ProcessingResponse.fromPartial({
+    response: direction === 'request' ? { $case: 'requestTrailers', value: {} } : { $case: 'responseTrailers', value: {} },
+  });
 
-/** A complete HTTP answer from the router itself. Envoy turns a missing status into 200. */
 export function immediateResponse(status: number, body: string, contentType = 'application/json', extraHeaders: Record<string, string> = {}): ProcessingResponse {
   return ProcessingResponse.fromPartial({
     response: {

@@ -208,6 +208,19 @@ describe.each([
       }
     });
 
+    it('counts a request in flight until its response has ended, not when it was routed', async () => {
+      const inflight = () => stack.router.fleet.backends().reduce((n, b) => n + b.inflight, 0);
+      await waitFor(() => inflight() === 0, 5000, 'no requests in flight');
+      const res = await post('/v1/completions', { model: 'llama-8b', prompt: 'a long answer', max_tokens: 3000, ignore_eos: true, stream: true });
+      expect(res.status).toBe(200);
+      const reader = res.body!.getReader();
+      await reader.read(); // the response has started
+      await new Promise((r) => setTimeout(r, 100));
+      expect(inflight()).toBe(1);
+      while (!(await reader.read()).done);
+      await waitFor(() => inflight() === 0, 5000, 'the finished request to be released');
+    });
+
     it('spreads a burst of concurrent requests instead of piling them on one server', async () => {
       // Start from a fleet the router has seen idle, so the burst itself is what is measured.
       await waitFor(() => stack.router.fleet.backends().every((b) => b.metrics?.running === 0 && b.metrics.waiting === 0), 10_000, 'an idle fleet');
