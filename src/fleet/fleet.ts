@@ -4,6 +4,7 @@ import type { BackendConfig, DnsGroupConfig, KubernetesGroupConfig, RouterConfig
 import type { Logger } from '../log.js';
 import type { Backend, BackendView } from './backend.js';
 import type { PodEndpoint, watchPods } from './kubernetes-discovery.js';
+import { GetError, httpGet } from './http-get.js';
 import { parseVllmMetrics } from './vllm-metrics.js';
 
 export interface FleetOptions {
@@ -150,9 +151,9 @@ export function createFleet(options: FleetOptions): Fleet {
   }
 
   async function refreshModels(backend: Backend): Promise<void> {
-    const res = await fetch(`${backend.url}/v1/models`, { signal: AbortSignal.timeout(config.scraping.timeoutMs) });
-    if (!res.ok) throw new Error(`/v1/models answered ${res.status}`);
-    const body = (await res.json()) as { data?: Array<{ id?: unknown }> };
+    const res = await httpGet(`${backend.url}/v1/models`, config.scraping.timeoutMs);
+    if (res.status !== 200) throw new Error(`/v1/models answered ${res.status}`);
+    const body = JSON.parse(res.body) as { data?: Array<{ id?: unknown }> };
     const ids = (body.data ?? []).map((m) => m.id).filter((id): id is string => typeof id === 'string' && id !== '');
     if (ids.length === 0) throw new Error('/v1/models listed no models');
     ids.sort();
@@ -167,18 +168,17 @@ export function createFleet(options: FleetOptions): Fleet {
 
   /** GET /health: the backend's own word on whether it can serve. */
   async function probeHealth(backend: Backend): Promise<void> {
-    const res = await fetch(`${backend.url}/health`, { signal: AbortSignal.timeout(config.scraping.timeoutMs) });
-    await res.arrayBuffer();
-    if (!res.ok) throw new Error(`/health answered ${res.status}`);
+    const res = await httpGet(`${backend.url}/health`, config.scraping.timeoutMs);
+    if (res.status !== 200) throw new Error(`/health answered ${res.status}`);
   }
 
   /** GET /metrics. A failure here only makes the figures stale; it says nothing of health. */
   async function readMetrics(backend: Backend, dispatchedAtStart: number): Promise<void> {
     const { timeoutMs } = config.scraping;
     try {
-      const res = await fetch(`${backend.url}/metrics`, { signal: AbortSignal.timeout(timeoutMs) });
-      if (!res.ok) throw new Error(`/metrics answered ${res.status}`);
-      const metrics = parseVllmMetrics(await res.text());
+      const res = await httpGet(`${backend.url}/metrics`, timeoutMs);
+      if (res.status !== 200) throw new Error(`/metrics answered ${res.status}`);
+      const metrics = parseVllmMetrics(res.body);
       backend.queueing = metrics.waiting > 0 && (backend.metrics?.waiting ?? 0) > 0;
       backend.metrics = metrics;
       updateRecent(backend, metrics.prefixCacheHits, metrics.prefixCacheQueries);
@@ -186,7 +186,7 @@ export function createFleet(options: FleetOptions): Fleet {
       backend.lastScrapeOkAt = Date.now();
       backend.metricsError = undefined;
     } catch (err) {
-      const message = (err as Error).name === 'TimeoutError' ? `/metrics timed out after ${timeoutMs} ms` : describe(err);
+      const message = err instanceof GetError && err.timedOut ? `/metrics ${err.message}` : describe(err);
       if (backend.metricsError !== message) logger.warn('backend metrics unusable; scoring it by in-flight counts', { backend: backend.id, error: message });
       backend.metricsError = message;
       if (backend.lastScrapeOkAt === undefined || Date.now() - backend.lastScrapeOkAt > config.scraping.staleAfterMs) {
@@ -197,7 +197,7 @@ export function createFleet(options: FleetOptions): Fleet {
   }
 
   async function scrape(backend: Backend): Promise<void> {
-    const { timeoutMs, unhealthyAfterFailures, modelsRefreshMs } = config.scraping;
+    const { unhealthyAfterFailures, modelsRefreshMs } = config.scraping;
     const startedAt = Date.now();
     const dispatchedAtStart = backend.dispatched;
     backend.lastScrapeAt = startedAt;
@@ -218,7 +218,7 @@ export function createFleet(options: FleetOptions): Fleet {
         changed();
       }
     } catch (err) {
-      const message = (err as Error).name === 'TimeoutError' ? `timed out after ${timeoutMs} ms` : describe(err);
+      const message = describe(err);
       backend.lastError = message;
       backend.consecutiveFailures++;
       if (backend.consecutiveFailures >= unhealthyAfterFailures && backend.health !== 'unhealthy') {
