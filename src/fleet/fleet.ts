@@ -4,8 +4,7 @@ import type { BackendConfig, DnsGroupConfig, KubernetesGroupConfig, RouterConfig
 import type { Logger } from '../log.js';
 import type { Backend, BackendView } from './backend.js';
 import type { PodEndpoint, watchPods } from './kubernetes-discovery.js';
-import { GetError, httpGet } from './http-get.js';
-import { parseVllmMetrics } from './vllm-metrics.js';
+import { inlineProbe, type Probe } from './probe.js';
 
 export interface FleetOptions {
   config: RouterConfig;
@@ -14,6 +13,8 @@ export interface FleetOptions {
   resolveHost?: (host: string) => Promise<string>;
   /** Resolves a discovery name to all its addresses (injectable for tests). */
   resolveAll?: (host: string) => Promise<string[]>;
+  /** How backends are probed over HTTP; the router passes a worker-thread probe. */
+  probe?: Probe;
 }
 
 const kubernetesKey = (g: KubernetesGroupConfig) => `${g.apiServer ?? ''}|${g.namespace}|${g.labelSelector}|${g.port}`;
@@ -78,6 +79,7 @@ export function backendId(config: BackendConfig): string {
 export function createFleet(options: FleetOptions): Fleet {
   const { logger } = options;
   const resolveHost = options.resolveHost ?? (async (host: string) => (await lookup(host)).address);
+  const probe = options.probe ?? inlineProbe();
   const resolveAll = options.resolveAll ?? (async (host: string) => (await lookup(host, { all: true })).map((a) => a.address));
   /** Addresses each DNS group resolved to last time it resolved at all. */
   const dnsMembers = new Map<string, string[]>();
@@ -151,12 +153,7 @@ export function createFleet(options: FleetOptions): Fleet {
   }
 
   async function refreshModels(backend: Backend): Promise<void> {
-    const res = await httpGet(`${backend.url}/v1/models`, config.scraping.timeoutMs);
-    if (res.status !== 200) throw new Error(`/v1/models answered ${res.status}`);
-    const body = JSON.parse(res.body) as { data?: Array<{ id?: unknown }> };
-    const ids = (body.data ?? []).map((m) => m.id).filter((id): id is string => typeof id === 'string' && id !== '');
-    if (ids.length === 0) throw new Error('/v1/models listed no models');
-    ids.sort();
+    const ids = await probe.models(backend.url, config.scraping.timeoutMs);
     if (ids.join('\n') !== backend.models.join('\n')) {
       logger.info('backend models', { backend: backend.id, models: ids });
       backend.models = ids;
@@ -166,19 +163,10 @@ export function createFleet(options: FleetOptions): Fleet {
 
   let modelsCheckedAt = new WeakMap<Backend, number>();
 
-  /** GET /health: the backend's own word on whether it can serve. */
-  async function probeHealth(backend: Backend): Promise<void> {
-    const res = await httpGet(`${backend.url}/health`, config.scraping.timeoutMs);
-    if (res.status !== 200) throw new Error(`/health answered ${res.status}`);
-  }
-
   /** GET /metrics. A failure here only makes the figures stale; it says nothing of health. */
   async function readMetrics(backend: Backend, dispatchedAtStart: number): Promise<void> {
-    const { timeoutMs } = config.scraping;
     try {
-      const res = await httpGet(`${backend.url}/metrics`, timeoutMs);
-      if (res.status !== 200) throw new Error(`/metrics answered ${res.status}`);
-      const metrics = parseVllmMetrics(res.body);
+      const metrics = await probe.metrics(backend.url, config.scraping.timeoutMs);
       backend.queueing = metrics.waiting > 0 && (backend.metrics?.waiting ?? 0) > 0;
       backend.metrics = metrics;
       updateRecent(backend, metrics.prefixCacheHits, metrics.prefixCacheQueries);
@@ -186,7 +174,7 @@ export function createFleet(options: FleetOptions): Fleet {
       backend.lastScrapeOkAt = Date.now();
       backend.metricsError = undefined;
     } catch (err) {
-      const message = err instanceof GetError && err.timedOut ? `/metrics ${err.message}` : describe(err);
+      const message = describe(err);
       if (backend.metricsError !== message) logger.warn('backend metrics unusable; scoring it by in-flight counts', { backend: backend.id, error: message });
       backend.metricsError = message;
       if (backend.lastScrapeOkAt === undefined || Date.now() - backend.lastScrapeOkAt > config.scraping.staleAfterMs) {
@@ -207,7 +195,7 @@ export function createFleet(options: FleetOptions): Fleet {
         modelsCheckedAt.set(backend, startedAt);
         await refreshModels(backend);
       }
-      const [health] = await Promise.allSettled([probeHealth(backend), readMetrics(backend, dispatchedAtStart)]);
+      const [health] = await Promise.allSettled([probe.health(backend.url, config.scraping.timeoutMs), readMetrics(backend, dispatchedAtStart)]);
       if (!backends.has(backend.id)) return;
       if (health.status === 'rejected') throw health.reason;
       backend.lastError = undefined;
@@ -413,9 +401,7 @@ export function createFleet(options: FleetOptions): Fleet {
 }
 
 function describe(err: unknown): string {
-  const e = err as Error & { cause?: { code?: string; message?: string } };
-  if (e.cause?.code) return `${e.message}: ${e.cause.code}`;
-  return e.message ?? String(err);
+  return (err as Error).message ?? String(err);
 }
 
 /**

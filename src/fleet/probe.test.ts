@@ -1,0 +1,62 @@
+import { createServer, type Server } from 'node:http';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { inlineProbe, workerProbe, type Probe } from './probe.js';
+
+const METRICS = `# TYPE vllm:num_requests_running gauge
+vllm:num_requests_running{engine="0",model_name="m"} 2.0
+vllm:num_requests_waiting{engine="0",model_name="m"} 1.0
+`;
+
+describe.each([
+  ['on this thread', inlineProbe],
+  ['on a worker thread', workerProbe],
+] as const)('probing backends %s', (_where, make) => {
+  let server: Server;
+  let good: string;
+  let bad: string;
+  let probe: Probe;
+  beforeAll(async () => {
+    server = createServer((req, res) => {
+      const [, kind, ...rest] = req.url!.split('/');
+      const path = rest.join('/');
+      if (kind === 'bad') {
+        if (path === 'metrics') return void res.end('# not vllm\nfoo 1\n');
+        if (path === 'v1/models') return void res.end('{"data":[]}');
+        if (path.startsWith('slow')) return;
+        return void res.writeHead(503).end();
+      }
+      if (path === 'health') return void res.end();
+      if (path === 'metrics') return void res.end(METRICS);
+      if (path === 'v1/models') return void res.end('{"object":"list","data":[{"id":"b"},{"id":"a"}]}');
+      res.writeHead(404).end();
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const base = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+    good = `${base}/good`;
+    bad = `${base}/bad`;
+    probe = make();
+  });
+  afterAll(async () => {
+    await probe.close();
+    server.closeAllConnections();
+    await new Promise<void>((r) => server.close(() => r()));
+  });
+
+  it('reads health, load figures and models', async () => {
+    await expect(probe.health(good, 1000)).resolves.toBeUndefined();
+    expect(await probe.metrics(good, 1000)).toMatchObject({ running: 2, waiting: 1, modelNames: ['m'] });
+    expect(await probe.models(good, 1000)).toEqual(['a', 'b']);
+  });
+
+  it('probes again after being closed (a new worker)', async () => {
+    await probe.close();
+    expect(await probe.models(good, 1000)).toEqual(['a', 'b']);
+  });
+
+  it('says what went wrong', async () => {
+    await expect(probe.health(bad, 1000)).rejects.toThrow('/health answered 503');
+    await expect(probe.metrics(bad, 1000)).rejects.toThrow(/no vllm:num_requests_running/);
+    await expect(probe.models(bad, 1000)).rejects.toThrow('/v1/models listed no models');
+    await expect(probe.metrics(`${bad}/slow?`, 100)).rejects.toMatchObject({ message: '/metrics timed out after 100 ms', timedOut: true });
+  });
+});
