@@ -1,19 +1,18 @@
 /**
- * A backend that answers at once: vLLM's response shapes and metric names, no model. It
+ * A backend that answers at once: vLLM's response shapes and metrics page, no model. It
  * isolates the cost of the proxy path in the overhead benchmark.
  *   tsx bench/instant-backend.ts PORT
  */
 import { createServer } from 'node:http';
+import { createEngine } from '../src/simulator/engine.js';
+import { resolveEngineOptions } from '../src/simulator/engine-options.js';
+import { createMetrics } from '../src/simulator/metrics.js';
 
 const port = Number(process.argv[2] ?? 0);
-const METRICS = `# TYPE vllm:num_requests_running gauge
-vllm:num_requests_running{engine="0",model_name="m"} 0.0
-# TYPE vllm:num_requests_waiting gauge
-vllm:num_requests_waiting{engine="0",model_name="m"} 0.0
-# TYPE vllm:kv_cache_usage_perc gauge
-vllm:kv_cache_usage_perc{engine="0",model_name="m"} 0.0
-vllm:cache_config_info{block_size="16",engine="0",num_gpu_blocks="65536"} 1.0
-`;
+// The page an idle simulator serves: vLLM's full set of series, histograms included (about
+// 21 KB), so the router's scraping costs what it would against a real server.
+const engineOptions = resolveEngineOptions();
+const METRICS = createMetrics({ models: ['m'], engine: engineOptions }).render(createEngine(engineOptions).stats());
 const reply = JSON.stringify({
   id: 'chatcmpl-1',
   object: 'chat.completion',
