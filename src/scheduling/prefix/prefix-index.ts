@@ -48,7 +48,9 @@ export function createPrefixIndex(defaultCapacityBlocks: number): PrefixIndex {
     record(backend, hashes) {
       if (hashes.length === 0) return;
       const lru = lruOf(backend);
-      for (let i = hashes.length - 1; i >= 0; i--) lru.touch(hashes[i]!);
+      // A prompt longer than the cache leaves only its head behind: touching the rest would
+      // only evict it again (thousands of evictions for a huge prompt on a small cache).
+      for (let i = Math.min(hashes.length, lru.capacity) - 1; i >= 0; i--) lru.touch(hashes[i]!);
     },
     setCapacity(backend, capacity) {
       lruOf(backend).resize(capacity);

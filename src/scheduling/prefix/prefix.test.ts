@@ -99,6 +99,15 @@ describe('prefix index', () => {
     expect(index.match('a', h(10, 100))).toBe(4);
   });
 
+  it('holds the head of a prompt longer than the whole cache', () => {
+    const index = createPrefixIndex(15);
+    index.record('a', h(10, 100));
+    index.record('a', h(40));
+    expect(index.size('a')).toBe(15);
+    expect(index.match('a', h(40))).toBe(15);
+    expect(index.match('a', h(10, 100))).toBe(0);
+  });
+
   it('forgets backends that left the fleet', () => {
     const index = createPrefixIndex(100);
     index.record('a', h(3));
