@@ -10,8 +10,9 @@ import { createMetrics } from '../src/simulator/metrics.js';
 
 const port = Number(process.argv[2] ?? 0);
 // The page an idle simulator serves: vLLM's full set of series, histograms included (about
-// 21 KB), so the router's scraping costs what it would against a real server.
-const engineOptions = resolveEngineOptions();
+// 21 KB), so the router's scraping costs what it would against a real server. The cache is
+// that of a long-context server (1M tokens, 128k context), so the 100k-token prompts fit.
+const engineOptions = resolveEngineOptions({ numGpuBlocks: 65_536, maxModelLen: 131_072 });
 const METRICS = createMetrics({ models: ['m'], engine: engineOptions }).render(createEngine(engineOptions).stats());
 const reply = JSON.stringify({
   id: 'chatcmpl-1',
