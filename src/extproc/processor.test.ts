@@ -1,9 +1,16 @@
+import * as grpc from '@grpc/grpc-js';
 import { EventEmitter } from 'node:events';
 import { describe, expect, it } from 'vitest';
 import { createRouterMetrics } from '../admin/metrics.js';
 import { parseConfig } from '../config/load.js';
 import { createFleet } from '../fleet/fleet.js';
-import { ProcessingRequest, ProcessingResponse } from '../gen/envoy/service/ext_proc/v3/external_processor.js';
+import {
+  ExternalProcessorClient,
+  ExternalProcessorService,
+  ProcessingRequest,
+  ProcessingResponse,
+} from '../gen/envoy/service/ext_proc/v3/external_processor.js';
+import { startGrpcServer } from '../grpc/server.js';
 import { silentLogger } from '../log.js';
 import { createSchedulerMemory, schedulerFromConfig } from '../scheduling/registry.js';
 import { createProcessor } from './processor.js';
@@ -153,5 +160,45 @@ describe('ext_proc with request headers skipped (the repo bootstrap)', () => {
     p(call as never);
     call.emit('data', ProcessingRequest.fromPartial({ attributes: attributes({ "request.headers['x-session-id']": 'conv-7' }), request: { $case: 'requestBody', value: { body: Buffer.from('{"model":"m"}'), endOfStream: true } } }));
     expect(seen).toEqual(['conv-7']);
+  });
+});
+
+describe('ext_proc over the gRPC layer', () => {
+  it('keeps every chunk of a streamed body intact, though the layer reuses its message buffer', async () => {
+    const server = await startGrpcServer({
+      host: '127.0.0.1',
+      port: 0,
+      maxMessageBytes: 64 * 1024 * 1024,
+      methods: [{ path: ExternalProcessorService.process.path, requests: ProcessingRequest, responses: ProcessingResponse, handler: processor }],
+    });
+    const client = new ExternalProcessorClient(`127.0.0.1:${server.port}`, grpc.credentials.createInsecure());
+    try {
+      // Chunks larger than an HTTP/2 frame, so that each is assembled from several.
+      const prompt = Array.from({ length: 4 }, (_, i) => String.fromCharCode(97 + i).repeat(100_000)).join('');
+      const bytes = Buffer.from(JSON.stringify({ model: 'm', prompt }));
+      const replies: ProcessingResponse[] = [];
+      await new Promise<void>((resolve, reject) => {
+        const stream = client.process();
+        stream.on('data', (r: ProcessingResponse) => replies.push(r));
+        stream.on('error', reject);
+        stream.on('end', () => resolve());
+        stream.write(
+          ProcessingRequest.fromPartial({
+            protocolConfig: { requestBodyMode: 4 },
+            request: { $case: 'requestHeaders', value: { headers: { headers: [header(':method', 'POST'), header(':path', '/v1/completions'), header('content-type', 'application/json')] } } },
+          }),
+        );
+        for (let at = 0; at < bytes.length; at += 100_000) {
+          const end = Math.min(bytes.length, at + 100_000);
+          stream.write(ProcessingRequest.fromPartial({ request: { $case: 'requestBody', value: { body: bytes.subarray(at, end), endOfStream: end === bytes.length } } }));
+        }
+        stream.end();
+      });
+      const mutation = replies[1]?.response?.$case === 'requestBody' ? replies[1].response.value.response?.bodyMutation?.mutation : undefined;
+      expect(mutation?.$case === 'streamedResponse' && Buffer.compare(mutation.value.body, bytes)).toBe(0);
+    } finally {
+      client.close();
+      await server.close(0);
+    }
   });
 });

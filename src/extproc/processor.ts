@@ -243,12 +243,13 @@ export function createProcessor(deps: ProcessorDeps) {
               if (!streamed) reply(continueBody('request'));
               return;
             }
-            chunks.push(r.value.body);
             if (!r.value.endOfStream) {
+              // Kept past this message, so copied out of the gRPC layer's reused buffer.
+              chunks.push(Buffer.from(r.value.body));
               if (!streamed) reply(continueBody('request'));
               return;
             }
-            const body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+            const body = chunks.length === 0 ? r.value.body : Buffer.concat([...chunks, r.value.body]);
             chunks.length = 0;
             route(body, true);
             return;

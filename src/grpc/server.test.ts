@@ -1,5 +1,6 @@
 // The router's gRPC layer against the reference client (@grpc/grpc-js).
 import * as grpc from '@grpc/grpc-js';
+import { createHash } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   ExternalProcessorClient,
@@ -61,10 +62,12 @@ describe('gRPC server', () => {
       call.on('end', () => call.end());
     });
     const big = Buffer.alloc(3 * 1024 * 1024 + 7, 'x');
-    const { replies, status } = await exchange(c, [body(Buffer.from('a')), body(big), body(Buffer.from('b'))]);
+    const huge = Buffer.alloc(9 * 1024 * 1024, 'z'); // over the shared assembly buffer's bound
+    const { replies, status } = await exchange(c, [body(Buffer.from('a')), body(big), body(Buffer.from('b')), body(huge)]);
     expect(status.code).toBe(GrpcStatus.OK);
-    expect(replies.map((r) => bodyOf(r).length)).toEqual([1, big.length, 1]);
+    expect(replies.map((r) => bodyOf(r).length)).toEqual([1, big.length, 1, huge.length]);
     expect(bodyOf(replies[1]!).equals(big)).toBe(true);
+    expect(bodyOf(replies[3]!).equals(huge)).toBe(true);
   });
 
   it('ends a call with the status and message the handler gives', async () => {
@@ -127,6 +130,19 @@ describe('gRPC server', () => {
 });
 
 describe('gRPC server under many large concurrent messages on one connection', () => {
+  it('hands over each message intact while its listener runs, however streams interleave', async () => {
+    const digest = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
+    const c = await start((call) => {
+      call.on('data', (r: ProcessingRequest) => call.write(echo(Buffer.from(digest(r.request?.$case === 'requestBody' ? r.request.value.body : Buffer.alloc(0))))));
+      call.on('end', () => call.end());
+    });
+    const message = (stream: number, n: number) => Buffer.alloc(600 * 1024 + stream, 1 + stream * 2 + n);
+    const results = await Promise.all(Array.from({ length: 8 }, (_, i) => exchange(c, [body(message(i, 0)), body(message(i, 1))])));
+    for (const [i, r] of results.entries()) {
+      expect(r.replies.map((x) => bodyOf(x).toString())).toEqual([digest(message(i, 0)), digest(message(i, 1))]);
+    }
+  });
+
   it('carries 24 MiB in flight on one connection, as Envoy multiplexes every request on it', async () => {
     const held: Call[] = [];
     const c = await start((call) => {

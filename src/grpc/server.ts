@@ -40,7 +40,8 @@ export interface StreamingMethod<In, Out> {
 
 /**
  * One bidirectional call. Events: `data` (a decoded request), `end` (the peer half-closed),
- * `error`, `close` (the stream is gone, however it ended).
+ * `error`, `close` (the stream is gone, however it ended). The bytes fields of a request may
+ * view a buffer the server reuses once the `data` listeners return: copy what you keep.
  */
 export class BidiCall<In, Out> extends EventEmitter {
   private headersSent = false;
@@ -108,18 +109,42 @@ function statusMessage(text: string): string {
   return out;
 }
 
+/**
+ * Messages that span chunks are assembled in one buffer per server, reused for the next: a
+ * 100k-token prompt is a 400 KB message, and a fresh buffer per request was external memory
+ * churn that made V8 run a full collection every dozen such requests. Larger messages than
+ * this get a buffer of their own, so the shared one stays bounded.
+ */
+const SHARED_ASSEMBLY_MAX_BYTES = 8 * 1024 * 1024;
+
+class AssemblyBuffer {
+  private buffer = Buffer.allocUnsafe(0);
+
+  /** n bytes to fill; shared (and overwritten by the next message) up to the bound. */
+  get(n: number): Buffer {
+    if (n > SHARED_ASSEMBLY_MAX_BYTES) return Buffer.allocUnsafe(n);
+    if (this.buffer.length < n) this.buffer = Buffer.allocUnsafe(Math.min(SHARED_ASSEMBLY_MAX_BYTES, Math.max(n, this.buffer.length * 2)));
+    return this.buffer.subarray(0, n);
+  }
+}
+
 /** Splits the request byte stream into gRPC messages (5-byte prefix: flag, big-endian length). */
 class MessageReader {
   private chunks: Buffer[] = [];
   private buffered = 0;
 
-  constructor(private readonly maxBytes: number) {}
+  constructor(
+    private readonly maxBytes: number,
+    private readonly assembly: AssemblyBuffer,
+  ) {}
 
-  /** Feeds a chunk; returns the complete message payloads it finished. */
-  push(chunk: Buffer): Buffer[] {
+  /**
+   * Feeds a chunk and hands each message it completes to `deliver`, in order. A message may
+   * view the shared assembly buffer: it is valid until `deliver` returns.
+   */
+  push(chunk: Buffer, deliver: (message: Buffer) => void): void {
     this.chunks.push(chunk);
     this.buffered += chunk.length;
-    const messages: Buffer[] = [];
     while (this.buffered >= 5) {
       const head = this.peek(5);
       if (head[0] !== 0) throw Object.assign(new Error('compressed messages are not supported'), { code: GrpcStatus.UNIMPLEMENTED });
@@ -128,9 +153,9 @@ class MessageReader {
         throw Object.assign(new Error(`message of ${length} bytes is over the limit of ${this.maxBytes}`), { code: GrpcStatus.RESOURCE_EXHAUSTED });
       }
       if (this.buffered < 5 + length) break;
-      messages.push(this.take(5 + length).subarray(5));
+      this.skip(5);
+      deliver(this.take(length));
     }
-    return messages;
   }
 
   private peek(n: number): Buffer {
@@ -138,16 +163,30 @@ class MessageReader {
     return first.length >= n ? first : Buffer.concat(this.chunks, n);
   }
 
-  /** Removes and returns the next n bytes; a view, not a copy, when one chunk holds them. */
+  private skip(n: number): void {
+    this.buffered -= n;
+    while (n > 0) {
+      const first = this.chunks[0]!;
+      if (first.length > n) {
+        this.chunks[0] = first.subarray(n);
+        return;
+      }
+      n -= first.length;
+      this.chunks.shift();
+    }
+  }
+
+  /** Removes and returns the next n bytes: a view of the chunk that holds them all, else assembled. */
   private take(n: number): Buffer {
     this.buffered -= n;
-    const first = this.chunks[0]!;
-    if (first.length > n) {
-      this.chunks[0] = first.subarray(n);
-      return first.subarray(0, n);
+    const first = this.chunks[0];
+    if (n === 0) return Buffer.alloc(0);
+    if (first!.length > n) {
+      this.chunks[0] = first!.subarray(n);
+      return first!.subarray(0, n);
     }
-    if (first.length === n) return this.chunks.shift()!;
-    const out = Buffer.allocUnsafe(n);
+    if (first!.length === n) return this.chunks.shift()!;
+    const out = this.assembly.get(n);
     let filled = 0;
     while (filled < n) {
       const chunk = this.chunks[0]!;
@@ -180,6 +219,7 @@ const WINDOW_BYTES = 16 * 1024 * 1024;
 export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcServer> {
   const methods = new Map(options.methods.map((m) => [m.path, m]));
   const sessions = new Set<http2.ServerHttp2Session>();
+  const assembly = new AssemblyBuffer();
   const server = http2.createServer({
     settings: { initialWindowSize: WINDOW_BYTES },
     // Every request's stream shares Envoy's one connection; Node's default 10 MB per session
@@ -205,24 +245,22 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
       return;
     }
     const call = new BidiCall(stream, method.responses);
-    const reader = new MessageReader(options.maxMessageBytes);
-    stream.on('data', (chunk: Buffer) => {
-      let messages: Buffer[];
+    const reader = new MessageReader(options.maxMessageBytes, assembly);
+    const deliver = (bytes: Buffer) => {
+      if (stream.destroyed) return;
+      let message: unknown;
       try {
-        messages = reader.push(chunk);
+        message = method.requests.decode(bytes);
+      } catch (err) {
+        throw Object.assign(new Error(`cannot decode the request: ${(err as Error).message}`), { code: GrpcStatus.INTERNAL });
+      }
+      call.emit('data', message);
+    };
+    stream.on('data', (chunk: Buffer) => {
+      try {
+        reader.push(chunk, deliver);
       } catch (err) {
         call.destroy(err as Error);
-        return;
-      }
-      for (const bytes of messages) {
-        let message: unknown;
-        try {
-          message = method.requests.decode(bytes);
-        } catch (err) {
-          call.destroy(Object.assign(new Error(`cannot decode the request: ${(err as Error).message}`), { code: GrpcStatus.INTERNAL }));
-          return;
-        }
-        call.emit('data', message);
       }
     });
     stream.once('end', () => call.emit('end'));
