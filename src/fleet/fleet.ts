@@ -174,6 +174,7 @@ export function createFleet(options: FleetOptions): Fleet {
       backend.lastScrapeOkAt = Date.now();
       backend.metricsError = undefined;
     } catch (err) {
+      if (!running) return;
       const message = describe(err);
       if (backend.metricsError !== message) logger.warn('backend metrics unusable; scoring it by in-flight counts', { backend: backend.id, error: message });
       backend.metricsError = message;
@@ -196,7 +197,7 @@ export function createFleet(options: FleetOptions): Fleet {
         await refreshModels(backend);
       }
       const [health] = await Promise.allSettled([probe.health(backend.url, config.scraping.timeoutMs), readMetrics(backend, dispatchedAtStart)]);
-      if (!backends.has(backend.id)) return;
+      if (!running || !backends.has(backend.id)) return;
       if (health.status === 'rejected') throw health.reason;
       backend.lastError = undefined;
       backend.consecutiveFailures = 0;
@@ -206,6 +207,8 @@ export function createFleet(options: FleetOptions): Fleet {
         changed();
       }
     } catch (err) {
+      // Probes cut short by stop() (the worker is terminated) say nothing about the backend.
+      if (!running) return;
       const message = describe(err);
       backend.lastError = message;
       backend.consecutiveFailures++;
