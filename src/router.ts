@@ -6,7 +6,6 @@ import { startAdminServer } from './admin/server.js';
 import type { RouterConfig } from './config/schema.js';
 import { createProcessor } from './extproc/processor.js';
 import { createFleet, type Fleet } from './fleet/fleet.js';
-import { workerProbe } from './fleet/probe.js';
 import { AggregatedDiscoveryServiceService } from './gen/envoy/service/discovery/v3/ads.js';
 import { DiscoveryRequest, DiscoveryResponse } from './gen/envoy/service/discovery/v3/discovery.js';
 import { ExternalProcessorService, ProcessingRequest, ProcessingResponse } from './gen/envoy/service/ext_proc/v3/external_processor.js';
@@ -35,8 +34,7 @@ export async function startRouter(initial: RouterConfig, logger: Logger): Promis
   let config = initial;
   const memory = createSchedulerMemory(config);
   let scheduler = schedulerFromConfig(config, memory);
-  const probe = workerProbe();
-  const fleet = createFleet({ config, logger, probe });
+  const fleet = createFleet({ config, logger });
   const metrics = createRouterMetrics(fleet);
   const cache = createSnapshotCache();
   const decisionLog = createDecisionLog();
@@ -116,7 +114,6 @@ export async function startRouter(initial: RouterConfig, logger: Logger): Promis
     },
     async close(graceMs = 5_000) {
       fleet.stop();
-      await probe.close();
       admin.server.closeAllConnections();
       await new Promise<void>((resolve) => admin.server.close(() => resolve()));
       await grpcServer.close(graceMs);

@@ -4,7 +4,7 @@ import type { BackendConfig, DnsGroupConfig, KubernetesGroupConfig, RouterConfig
 import type { Logger } from '../log.js';
 import type { Backend, BackendView } from './backend.js';
 import type { PodEndpoint, watchPods } from './kubernetes-discovery.js';
-import { inlineProbe, type Probe } from './probe.js';
+import { httpProbe, type Probe } from './probe.js';
 
 export interface FleetOptions {
   config: RouterConfig;
@@ -13,7 +13,7 @@ export interface FleetOptions {
   resolveHost?: (host: string) => Promise<string>;
   /** Resolves a discovery name to all its addresses (injectable for tests). */
   resolveAll?: (host: string) => Promise<string[]>;
-  /** How backends are probed over HTTP; the router passes a worker-thread probe. */
+  /** How backends are probed over HTTP (injectable for tests). */
   probe?: Probe;
 }
 
@@ -79,7 +79,7 @@ export function backendId(config: BackendConfig): string {
 export function createFleet(options: FleetOptions): Fleet {
   const { logger } = options;
   const resolveHost = options.resolveHost ?? (async (host: string) => (await lookup(host)).address);
-  const probe = options.probe ?? inlineProbe();
+  const probe = options.probe ?? httpProbe;
   const resolveAll = options.resolveAll ?? (async (host: string) => (await lookup(host, { all: true })).map((a) => a.address));
   /** Addresses each DNS group resolved to last time it resolved at all. */
   const dnsMembers = new Map<string, string[]>();
@@ -207,7 +207,7 @@ export function createFleet(options: FleetOptions): Fleet {
         changed();
       }
     } catch (err) {
-      // Probes cut short by stop() (the worker is terminated) say nothing about the backend.
+      // A probe that ends after stop() is of no use to anyone.
       if (!running) return;
       const message = describe(err);
       backend.lastError = message;

@@ -1,20 +1,16 @@
 import { createServer, type Server } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { inlineProbe, workerProbe, type Probe } from './probe.js';
+import { httpProbe as probe } from './probe.js';
 
 const METRICS = `# TYPE vllm:num_requests_running gauge
 vllm:num_requests_running{engine="0",model_name="m"} 2.0
 vllm:num_requests_waiting{engine="0",model_name="m"} 1.0
 `;
 
-describe.each([
-  ['on this thread', inlineProbe],
-  ['on a worker thread', workerProbe],
-] as const)('probing backends %s', (_where, make) => {
+describe('probing backends', () => {
   let server: Server;
   let good: string;
   let bad: string;
-  let probe: Probe;
   beforeAll(async () => {
     server = createServer((req, res) => {
       const [, kind, ...rest] = req.url!.split('/');
@@ -34,10 +30,8 @@ describe.each([
     const base = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
     good = `${base}/good`;
     bad = `${base}/bad`;
-    probe = make();
   });
   afterAll(async () => {
-    await probe.close();
     server.closeAllConnections();
     await new Promise<void>((r) => server.close(() => r()));
   });
@@ -45,11 +39,6 @@ describe.each([
   it('reads health, load figures and models', async () => {
     await expect(probe.health(good, 1000)).resolves.toBeUndefined();
     expect(await probe.metrics(good, 1000)).toMatchObject({ running: 2, waiting: 1, modelNames: ['m'] });
-    expect(await probe.models(good, 1000)).toEqual(['a', 'b']);
-  });
-
-  it('probes again after being closed (a new worker)', async () => {
-    await probe.close();
     expect(await probe.models(good, 1000)).toEqual(['a', 'b']);
   });
 
