@@ -20,9 +20,17 @@ export function parsePrometheusText(
   while (start < text.length) {
     let end = text.indexOf('\n', start);
     if (end === -1) end = text.length;
-    const line = text.slice(start, end).trim();
+    const lineStart = start;
     start = end + 1;
-    if (line === '' || line.startsWith('#')) continue;
+    // Most lines are series nobody asked for (histogram buckets): read only their name.
+    let i = lineStart;
+    while (i < end && text.charCodeAt(i) <= 32) i++;
+    if (i === end || text.charCodeAt(i) === 35 /* # */) continue;
+    let candidateEnd = i;
+    while (candidateEnd < end && !ENDS_NAME[text.charCodeAt(candidateEnd)]) candidateEnd++;
+    if (!wanted(text.slice(i, candidateEnd))) continue;
+
+    const line = text.slice(lineStart, end).trim();
 
     const nameEnd = indexOfAny(line, '{ \t');
     const name = nameEnd === -1 ? line : line.slice(0, nameEnd);
@@ -52,6 +60,10 @@ export function parsePrometheusText(
   }
   return { samples, malformedLines };
 }
+
+/** Characters that end a metric name: '{', space, tab, CR. */
+const ENDS_NAME = new Uint8Array(128);
+for (const c of '{ \t\r') ENDS_NAME[c.charCodeAt(0)] = 1;
 
 function indexOfAny(text: string, chars: string): number {
   for (let i = 0; i < text.length; i++) if (chars.includes(text[i]!)) return i;
