@@ -199,7 +199,17 @@ describe.each([
         await waitFor(() => busy!.stats().running + busy!.stats().waiting >= 10, 5000, 'the busy server to be loaded');
         await waitFor(() => (stack.router.fleet.backends().find((b) => b.url === busy!.url)?.metrics?.running ?? 0) >= 10, 5000, 'a scrape');
         const before = [servedBy(busy!, 'llama-8b'), servedBy(idle!, 'llama-8b')];
-        for (let i = 0; i < 10; i++) await client.completions.create({ model: 'llama-8b', prompt: `short ${i}`, max_tokens: 2 });
+        const idleView = () => stack.router.fleet.backends().find((b) => b.url === idle!.url)!;
+        for (let i = 0; i < 10; i++) {
+          // Each request starts once the previous one has left the idle server and a scrape
+          // shows it idle: the only load in view is then the busy server's. (Back to back on a
+          // starved machine, the previous request can still count there, even as queueing.)
+          await waitFor(() => {
+            const b = idleView();
+            return b.inflight === 0 && b.metrics?.running === 0 && b.metrics.waiting === 0 && !b.queueing;
+          }, 5000, 'the idle server to look idle');
+          await client.completions.create({ model: 'llama-8b', prompt: `short ${i}`, max_tokens: 2 });
+        }
         const routed = [servedBy(busy!, 'llama-8b') - before[0]!, servedBy(idle!, 'llama-8b') - before[1]!];
         expect(routed).toEqual([0, 10]);
       } finally {
