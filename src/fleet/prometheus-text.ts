@@ -26,20 +26,18 @@ export function parsePrometheusText(
     let i = lineStart;
     while (i < end && text.charCodeAt(i) <= 32) i++;
     if (i === end || text.charCodeAt(i) === 35 /* # */) continue;
-    let candidateEnd = i;
-    while (candidateEnd < end && !ENDS_NAME[text.charCodeAt(candidateEnd)]) candidateEnd++;
-    if (!wanted(text.slice(i, candidateEnd))) continue;
+    if (!wanted(text.slice(i, nameEnd(text, i, end)))) continue;
 
     const line = text.slice(lineStart, end).trim();
 
-    const nameEnd = indexOfAny(line, '{ \t');
-    const name = nameEnd === -1 ? line : line.slice(0, nameEnd);
+    const nameStop = nameEnd(line, 0, line.length);
+    const name = line.slice(0, nameStop);
     if (!wanted(name)) continue;
-    if (nameEnd === -1 || !/^[A-Za-z_:][A-Za-z0-9_:]*$/.test(name)) {
+    if (nameStop === line.length || !/^[A-Za-z_:][A-Za-z0-9_:]*$/.test(name)) {
       malformedLines++;
       continue;
     }
-    let rest = line.slice(nameEnd);
+    let rest = line.slice(nameStop);
     let labels: Record<string, string> = {};
     if (rest.startsWith('{')) {
       const parsed = parseLabels(rest);
@@ -65,9 +63,11 @@ export function parsePrometheusText(
 const ENDS_NAME = new Uint8Array(128);
 for (const c of '{ \t\r') ENDS_NAME[c.charCodeAt(0)] = 1;
 
-function indexOfAny(text: string, chars: string): number {
-  for (let i = 0; i < text.length; i++) if (chars.includes(text[i]!)) return i;
-  return -1;
+/** Where the metric name starting at `from` ends: its first '{', blank or CR, else `to`. */
+function nameEnd(text: string, from: number, to: number): number {
+  let i = from;
+  while (i < to && !ENDS_NAME[text.charCodeAt(i)]) i++;
+  return i;
 }
 
 function parseValue(text: string): number | undefined {
