@@ -248,17 +248,7 @@ async function main(): Promise<void> {
         b.static_resources.clusters.push(copy);
       },
     });
-    // The bootstrap without json_to_metadata, whose only job is routing by model while the
-    // router is down: what that safety net costs Envoy per request.
-    const lean = await startEnvoy({
-      controlPlane,
-      concurrency: 1,
-      edit: (b) => {
-        const hcm = b.static_resources.listeners[0].filter_chains[0].filters[0].typed_config;
-        hcm.http_filters = hcm.http_filters.filter((f: { name: string }) => f.name !== 'envoy.filters.http.json_to_metadata');
-      },
-    });
-    envoys.push(withRouter, alone, floor, lean);
+    envoys.push(withRouter, alone, floor);
     const direct = `http://127.0.0.1:${ports[0]}`;
 
     const rows: Row[] = [];
@@ -268,7 +258,6 @@ async function main(): Promise<void> {
       { name: 'envoy alone', key: 'envoy', url: alone.url },
       { name: 'envoy + no-op ext_proc', key: 'floor', url: floor.url },
       { name: 'envoy + router', key: 'router', url: withRouter.url },
-      { name: 'envoy + router, no fail-open parse', key: 'lean', url: lean.url },
     ];
     // Warm every path (connections, JIT) before measuring.
     for (const t of targets) await fixedRate(t.url, body('short', false), 200, 1);
@@ -339,7 +328,6 @@ async function main(): Promise<void> {
       routerP99: round((results[`router-${key}`]!.p99 as number) - (results[`direct-${key}`]!.p99 as number)),
       routerOverEnvoyP50: round((results[`router-${key}`]!.p50 as number) - (results[`envoy-${key}`]!.p50 as number)),
       noopExtProcOverEnvoyP50: round((results[`floor-${key}`]!.p50 as number) - (results[`envoy-${key}`]!.p50 as number)),
-      routerNoFailOpenParseOverEnvoyP50: round((results[`lean-${key}`]!.p50 as number) - (results[`envoy-${key}`]!.p50 as number)),
       p99RatioRouterToEnvoy: round((results[`router-${key}`]!.p99 as number) / (results[`envoy-${key}`]!.p99 as number), 2),
     });
     const summary = { short: added('plain'), shortStream: added('stream'), '8k': added('8k'), '100k': added('100k') };
@@ -364,10 +352,10 @@ async function main(): Promise<void> {
     };
     await mkdir(join(REPO, 'bench/results'), { recursive: true });
     await writeFile(join(REPO, out), JSON.stringify(report, null, 2) + '\n');
-    console.log('added latency over direct (ms)   envoy p50  envoy p99  router p50  router p99  router-envoy p50  p99 router/envoy  no-op ext_proc-envoy p50  router w/o fail-open parse-envoy p50');
+    console.log('added latency over direct (ms)   envoy p50  envoy p99  router p50  router p99  router-envoy p50  p99 router/envoy  no-op ext_proc-envoy p50');
     for (const [k, v] of Object.entries(summary)) {
-      const cells = [v.envoyP50, v.envoyP99, v.routerP50, v.routerP99, v.routerOverEnvoyP50, v.p99RatioRouterToEnvoy, v.noopExtProcOverEnvoyP50, v.routerNoFailOpenParseOverEnvoyP50];
-      const widths = [9, 10, 11, 11, 17, 16, 25, 36];
+      const cells = [v.envoyP50, v.envoyP99, v.routerP50, v.routerP99, v.routerOverEnvoyP50, v.p99RatioRouterToEnvoy, v.noopExtProcOverEnvoyP50];
+      const widths = [9, 10, 11, 11, 17, 16, 25];
       console.log(`${k.padEnd(31)} ${cells.map((c, i) => String(c).padStart(widths[i]!)).join(' ')}`);
     }
     console.log(`max sustained req/s before p99 doubles: envoy alone ${maxRate.envoyAlone}, envoy + router ${maxRate.envoyRouter}`);

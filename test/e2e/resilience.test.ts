@@ -118,8 +118,15 @@ describe('backends leaving on purpose', () => {
 
 describe('control plane failures', () => {
   it('keeps serving each model from its own servers while the router is down, and routes again when it returns', async () => {
-    stack = await startStack({ backends: [{ models: ['llama-8b'] }, { models: ['llama-8b'] }, { models: ['qwen-7b'] }] });
+    stack = await startStack({
+      backends: [{ models: ['llama-8b'] }, { models: ['llama-8b'] }, { models: ['qwen-7b'] }],
+      config: { upstream: { failOpenMaxBodyBytes: 65_536 } },
+    });
     const s = stack;
+    // Envoy's own parse of the body (json_to_metadata) is only for when the router did not answer.
+    const envoyParsed = async () => Number(/json_to_metadata\.rq\.success: (\d+)/.exec(await fetch(`${s.envoy.adminUrl}/stats?filter=json_to_metadata`).then((r) => r.text()))![1]);
+    for (const model of ['llama-8b', 'qwen-7b']) expect((await complete(s.envoy.url, model)).status).toBe(200);
+    expect(await envoyParsed()).toBe(0);
     await s.stopRouter();
     const before = s.sims.map((sim) => sim.stats().requestsTotal);
     for (let i = 0; i < 12; i++) {
@@ -131,6 +138,7 @@ describe('control plane failures', () => {
     const served = s.sims.map((sim, i) => sim.stats().requestsTotal - before[i]!);
     expect(served[0]! + served[1]!).toBe(8);
     expect(served[2]).toBe(4);
+    expect(await envoyParsed()).toBe(12);
     const models = (await fetch(`${s.envoy.url}/v1/models`).then((r) => r.json())) as { data: Array<{ id: string }> };
     expect(models.data.map((m) => m.id)).toEqual(['llama-8b', 'qwen-7b']);
     // Bodies over upstream.failOpenMaxBodyBytes are not parsed by Envoy: without the router they get a clear 503.
@@ -150,10 +158,13 @@ describe('control plane failures', () => {
       10_000,
       'Envoy to route through the router again',
     );
-    // With the router back, a large body is routed by it again.
+    // With the router back, a large body is routed by it again, and Envoy parses no more bodies.
+    const parsedBeforeReturn = await envoyParsed();
     const routed = await complete(s.envoy.url, 'llama-8b', large);
     expect(routed.status, routed.body).toBe(200);
     expect(JSON.parse(routed.body).model).toBe('llama-8b');
+    for (const model of ['llama-8b', 'qwen-7b']) expect((await complete(s.envoy.url, model)).status).toBe(200);
+    expect(await envoyParsed()).toBe(parsedBeforeReturn);
   });
 
   it('fails open after the message timeout when the router hangs', async () => {
