@@ -259,13 +259,15 @@ async function main(): Promise<void> {
       { name: 'envoy + no-op ext_proc', key: 'floor', url: floor.url },
       { name: 'envoy + router', key: 'router', url: withRouter.url },
     ];
-    // Warm every path (connections, JIT) before measuring.
-    for (const t of targets) await fixedRate(t.url, body('short', false), 200, 1);
 
     /** The configurations in turn, `rounds` times, at one rate and body. */
     const measure = async (label: string, kind: 'short' | '8k' | '100k', stream: boolean, rate: number) => {
       const payload = body(kind, stream);
       const samples = new Map(targets.map((t) => [t.key, { ms: [] as number[], sent: 0, seconds: 0, cpu: 0 }]));
+      // One unmeasured round per configuration at this rate and body first: the client's and
+      // Envoy's connection pools grow to the concurrency this load needs, and the JIT warms,
+      // so the figures are of the steady state, not of connection setup.
+      for (const t of targets) await fixedRate(t.url, payload, rate, seconds / rounds);
       for (let round = 0; round < rounds; round++) {
         for (const t of targets) {
           const acc = samples.get(t.key)!;
