@@ -4,9 +4,10 @@
  *   1. direct to one backend (no proxy)
  *   2. Envoy alone: a plain proxy, one static cluster, least request, no body filters (the limit)
  *   3. Envoy + router (the repo's bootstrap), with short chats, 8k-token and 100k-token prompts
- * Configurations take turns in short rounds, so drift in a shared machine's speed falls on all
- * of them alike. Also: router CPU and memory per request, decisions/s in process, and the
- * router's heap across 1M requests driven through its ext_proc handler in process.
+ * Configurations take turns in short rounds, each starting one configuration later, so drift
+ * in a shared machine's speed falls on all of them alike. Also: router CPU and memory per
+ * request, decisions/s in process, and the router's heap across 1M requests driven through
+ * its ext_proc handler in process.
  *
  *   npm run bench:overhead [-- --quick]
  */
@@ -269,7 +270,9 @@ async function main(): Promise<void> {
       // so the figures are of the steady state, not of connection setup.
       for (const t of targets) await fixedRate(t.url, payload, rate, seconds / rounds);
       for (let round = 0; round < rounds; round++) {
-        for (const t of targets) {
+        // Each round starts one configuration later: whatever a round leaves behind (a
+        // process's garbage collection, connections closing) falls on each one in turn.
+        for (const t of targets.map((_, i) => targets[(i + round) % targets.length]!)) {
           const acc = samples.get(t.key)!;
           const cpu0 = cpuMs(router.pid!);
           const r = await fixedRate(t.url, payload, rate, seconds / rounds);
