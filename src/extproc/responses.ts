@@ -64,6 +64,7 @@ export const continueTrailers = (direction: Direction): ProcessingResponse =>
     response: direction === 'request' ? { $case: 'requestTrailers', value: {} } : { $case: 'responseTrailers', value: {} },
   });
 
+/** A complete HTTP answer from the router itself. Envoy turns a missing status into 200. */
 export function immediateResponse(status: number, body: string, contentType = 'application/json', extraHeaders: Record<string, string> = {}): ProcessingResponse {
   return ProcessingResponse.fromPartial({
     response: {
