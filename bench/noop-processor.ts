@@ -8,7 +8,7 @@
 import { ExternalProcessorService, ProcessingRequest, ProcessingResponse } from '../src/gen/envoy/service/ext_proc/v3/external_processor.js';
 import { routeResponse } from '../src/extproc/responses.js';
 import { startGrpcServer } from '../src/grpc/server.js';
-import { DESTINATION_HEADER, LB_METADATA_NAMESPACE, ROUTER_METADATA_NAMESPACE } from '../src/xds/names.js';
+import { DESTINATION_HEADER, LB_METADATA_NAMESPACE, ROUTER_METADATA_NAMESPACE } from '../src/contract/envoy.js';
 
 const [port, model, endpoint] = process.argv.slice(2) as [string, string, string];
 const pick = routeResponse('requestBody', {

@@ -18,7 +18,6 @@ import { Agent, request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { EventEmitter } from 'node:events';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { stringify } from 'yaml';
@@ -29,11 +28,13 @@ import type { BackendView } from '../src/fleet/backend.js';
 import { createFleet } from '../src/fleet/fleet.js';
 import { parseRequestBody } from '../src/extproc/parse-request.js';
 import { createProcessor } from '../src/extproc/processor.js';
-import { ProcessingRequest } from '../src/gen/envoy/service/ext_proc/v3/external_processor.js';
-import { silentLogger } from '../src/log.js';
+import { ProcessingRequest, type ProcessingResponse } from '../src/gen/envoy/service/ext_proc/v3/external_processor.js';
+import { silentLogger } from '../src/support/log.js';
 import { REPO, startEnvoy, type EnvoyHandle } from '../src/launcher/envoy.js';
 import { stopChildren, waitForHttp } from '../src/launcher/processes.js';
-import { createSchedulerMemory, schedulerFromConfig } from '../src/scheduling/registry.js';
+import { createSchedulerMemory } from '../src/scheduling/memory.js';
+import { schedulerFromConfig } from '../src/scheduling/registry.js';
+import { FakeStream } from '../test/helpers/fake-stream.js';
 import { freePort } from './stack.js';
 import { prng, text } from './workloads.js';
 
@@ -158,8 +159,8 @@ async function heapAcrossRequests(total: number): Promise<Array<{ requests: numb
   };
   read(0);
   for (let i = 1; i <= total; i++) {
-    const call = Object.assign(new EventEmitter(), { write: () => true, end: () => {} });
-    handle(call as never);
+    const call = new FakeStream<ProcessingRequest, ProcessingResponse>();
+    handle(call);
     const payload = Buffer.from(template);
     payload.write(String(i).padStart(12, '0'), counterAt, 'latin1');
     call.emit('data', ProcessingRequest.fromPartial({ attributes, request: { $case: 'requestBody', value: { body: payload, endOfStream: true } } }));

@@ -2,7 +2,7 @@
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfigFile } from './config/load.js';
 import { watchConfigFile } from './config/watch.js';
-import { createLogger, type LogLevel } from './log.js';
+import { createLogger, type LogLevel } from './support/log.js';
 import { startRouter, VERSION } from './router.js';
 
 const USAGE = `usage: vllm-router --config router.yaml [--log-level debug|info|warn|error]

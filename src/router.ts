@@ -10,8 +10,9 @@ import { AggregatedDiscoveryServiceService } from './gen/envoy/service/discovery
 import { DiscoveryRequest, DiscoveryResponse } from './gen/envoy/service/discovery/v3/discovery.js';
 import { ExternalProcessorService, ProcessingRequest, ProcessingResponse } from './gen/envoy/service/ext_proc/v3/external_processor.js';
 import { GrpcStatus, startGrpcServer, type GrpcServer } from './grpc/server.js';
-import type { Logger } from './log.js';
-import { createSchedulerMemory, schedulerFromConfig } from './scheduling/registry.js';
+import type { Logger } from './support/log.js';
+import { createSchedulerMemory } from './scheduling/memory.js';
+import { schedulerFromConfig } from './scheduling/registry.js';
 import { createAdsHandler } from './xds/ads-server.js';
 import { buildResources } from './xds/resources.js';
 import { createSnapshotCache } from './xds/snapshot-cache.js';
@@ -39,11 +40,16 @@ export async function startRouter(initial: RouterConfig, logger: Logger): Promis
   const cache = createSnapshotCache();
   const decisionLog = createDecisionLog();
   const publish = () => {
-    const changed = cache.set(buildResources(fleet.backends(), config, VERSION));
-    if (changed.length > 0) logger.debug('xds snapshot', { changed: changed.map((t) => t.split('.').pop()) });
+    try {
+      const changed = cache.set(buildResources(fleet.backends(), config, VERSION));
+      if (changed.length > 0) logger.debug('xds snapshot', { changed: changed.map((t) => t.split('.').pop()) });
+    } catch (err) {
+      // Envoy keeps the last consistent snapshot; this one is a bug to report, not to serve.
+      logger.error('xds snapshot not published', { error: err as Error });
+    }
   };
   fleet.onChange(publish);
-  fleet.onChange(() => memory.prefixIndex.retain(new Set(fleet.backends().map((b) => b.id))));
+  fleet.onChange(() => memory.retain(new Set(fleet.backends().map((b) => b.id))));
 
   let grpcServer: GrpcServer;
   try {

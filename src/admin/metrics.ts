@@ -1,5 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { Fleet } from '../fleet/fleet.js';
+import type { Backend, FleetView } from '../fleet/backend.js';
 
 /** The control plane's own Prometheus metrics. */
 export interface RouterMetrics {
@@ -10,7 +10,7 @@ export interface RouterMetrics {
   upstreamResponses: Counter<'backend' | 'class'>;
 }
 
-export function createRouterMetrics(fleet: Fleet): RouterMetrics {
+export function createRouterMetrics(fleet: FleetView): RouterMetrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'vllm_router_process_' });
   const decisions = new Counter({
@@ -37,7 +37,7 @@ export function createRouterMetrics(fleet: Fleet): RouterMetrics {
     labelNames: ['backend', 'class'] as const,
     registers: [registry],
   });
-  const gauge = (name: string, help: string, read: (b: ReturnType<Fleet['backends']>[number]) => number | undefined) =>
+  const gauge = (name: string, help: string, read: (b: Backend) => number | undefined) =>
     new Gauge({
       name,
       help,

@@ -1,7 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { Fleet } from '../fleet/fleet.js';
-import { isRoutable } from '../fleet/fleet.js';
+import { isRoutable, type FleetView } from '../fleet/backend.js';
 import type { DecisionLog } from './decision-log.js';
 import { DASHBOARD_HTML } from './dashboard.js';
 import type { RouterMetrics } from './metrics.js';
@@ -11,14 +10,14 @@ import { estimateLoad } from '../scheduling/load.js';
 export interface AdminServerOptions {
   host: string;
   port: number;
-  fleet: Fleet;
+  fleet: FleetView;
   metrics: RouterMetrics;
   loadWeights: () => LoadWeights;
   decisionLog?: DecisionLog;
 }
 
 /** Per-backend load statistics, as JSON. */
-export function loadStatistics(fleet: Fleet, weights: LoadWeights, decisionLog?: DecisionLog) {
+export function loadStatistics(fleet: FleetView, weights: LoadWeights, decisionLog?: DecisionLog) {
   const now = Date.now();
   return {
     time: new Date(now).toISOString(),

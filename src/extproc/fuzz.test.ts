@@ -1,13 +1,14 @@
 import fc from 'fast-check';
-import { EventEmitter } from 'node:events';
 import { describe, expect, it } from 'vitest';
 import { createRouterMetrics } from '../admin/metrics.js';
 import { parseConfig } from '../config/load.js';
 import { createFleet } from '../fleet/fleet.js';
 import { ProcessingRequest, ProcessingResponse } from '../gen/envoy/service/ext_proc/v3/external_processor.js';
-import { silentLogger } from '../log.js';
-import { createSchedulerMemory, schedulerFromConfig } from '../scheduling/registry.js';
+import { silentLogger } from '../support/log.js';
+import { createSchedulerMemory } from '../scheduling/memory.js';
+import { schedulerFromConfig } from '../scheduling/registry.js';
 import { parseRequestBody } from './parse-request.js';
+import { FakeStream } from '../../test/helpers/fake-stream.js';
 import { createProcessor } from './processor.js';
 
 // Property tests: bounded in runs, so CI time stays small and fixed.
@@ -53,18 +54,8 @@ describe('request parser under arbitrary input', () => {
   });
 });
 
-/** A stand-in for grpc-js's duplex call: enough to drive the handler without a network. */
-function fakeCall() {
-  const call = new EventEmitter() as EventEmitter & { write(m: ProcessingResponse): boolean; end(): void; written: ProcessingResponse[] };
-  call.written = [];
-  call.write = (m) => {
-    // Every reply must survive the wire.
-    call.written.push(ProcessingResponse.decode(ProcessingResponse.encode(m).finish()));
-    return true;
-  };
-  call.end = () => {};
-  return call;
-}
+/** Every reply must survive the wire: the fake encodes and decodes each. */
+const fakeCall = () => new FakeStream<ProcessingRequest, ProcessingResponse>(ProcessingResponse);
 
 const header = (key: string, value: string) => ({ key, value: '', rawValue: Buffer.from(value) });
 
@@ -100,7 +91,7 @@ describe('ext_proc handler under arbitrary streams', () => {
     fc.assert(
       fc.property(fc.array(message, { minLength: 1, maxLength: 6 }), fc.boolean(), (messages, streamed) => {
         const call = fakeCall();
-        process(call as never);
+        process(call);
         if (streamed) messages[0] = { ...messages[0]!, protocolConfig: { requestBodyMode: 4, responseBodyMode: 0, sendBodyWithoutWaitingForHeaderResponse: false } };
         for (const m of messages) call.emit('data', m);
         call.emit('end');

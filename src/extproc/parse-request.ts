@@ -1,7 +1,7 @@
 import { isUtf8 } from 'node:buffer';
 import type { PromptSource, SchedulingRequest } from '../scheduling/types.js';
 import { JsonSyntaxError, scanJson, skipString, skipWhitespace, stringText, type ScannedJson, type Span } from './json-scan.js';
-import { httpError, type HttpError } from './openai-error.js';
+import { apiError, type HttpError } from '../contract/errors.js';
 
 export type ParseResult = { ok: true; request: SchedulingRequest; rewriteContentType: boolean } | { ok: false; error: HttpError };
 
@@ -36,33 +36,31 @@ export interface BodyContext {
 export function parseRequestBody(body: Uint8Array, context: BodyContext = {}): ParseResult {
   const { contentType, contentEncoding, defaultModel } = context;
   if (contentEncoding && contentEncoding.toLowerCase() !== 'identity') {
-    return fail(
-      httpError(415, 'unsupported_content_encoding', `Request bodies must not be compressed (got Content-Encoding: ${contentEncoding}); send plain JSON.`),
-    );
+    return fail(apiError('unsupported_content_encoding', contentEncoding));
   }
   const kind = contentTypeKind(contentType);
   if (kind === 'other') {
-    return fail(httpError(415, 'unsupported_media_type', `Expected a JSON body with Content-Type: application/json, got '${contentType}'.`));
+    return fail(apiError('unsupported_media_type', String(contentType)));
   }
   if (body.length === 0) {
-    return fail(httpError(400, 'invalid_request_body', 'The request body is empty; expected a JSON object.'));
+    return fail(apiError('invalid_request_body', 'empty'));
   }
   if (kind === 'multipart') return parseMultipart(body, defaultModel);
   // A view, not a copy: the body is read in place from here on.
   const buf = Buffer.from(body.buffer, body.byteOffset, body.byteLength);
-  if (!isUtf8(buf)) return fail(httpError(400, 'invalid_request_body', 'The request body is not valid UTF-8.'));
+  if (!isUtf8(buf)) return fail(apiError('invalid_request_body', 'not-utf8'));
   if (kind === 'form' && buf[skipWhitespace(buf, 0)] !== 0x7b /* { */) {
-    return fail(httpError(415, 'unsupported_media_type', `Expected a JSON body with Content-Type: application/json, got '${contentType}'.`));
+    return fail(apiError('unsupported_media_type', String(contentType)));
   }
   let json: ScannedJson;
   try {
     json = scanJson(buf);
   } catch (err) {
     if (!(err instanceof JsonSyntaxError)) throw err;
-    return fail(httpError(400, 'invalid_json', `The request body is not valid JSON: ${err.message}`));
+    return fail(apiError('invalid_json', err.message));
   }
   if (json.root !== 'object') {
-    return fail(httpError(400, 'invalid_request_body', 'The request body must be a JSON object.'));
+    return fail(apiError('invalid_request_body', 'not-an-object'));
   }
   const field = (name: string) => {
     const span = json.members.get(name);
@@ -73,15 +71,15 @@ export function parseRequestBody(body: Uint8Array, context: BodyContext = {}): P
     const modelSpan = field('model');
     const model = modelSpan ? stringAt(buf, modelSpan) : defaultModel;
     if (model === undefined && modelSpan === undefined) {
-      return fail(httpError(400, 'missing_model', "The 'model' field is required.", 'model'));
+      return fail(apiError('missing_model'));
     }
     if (typeof model !== 'string' || model === '') {
-      return fail(httpError(400, 'invalid_model', "The 'model' field must be a non-empty string.", 'model'));
+      return fail(apiError('invalid_model'));
     }
     const streamSpan = field('stream');
     const stream = streamSpan ? buf.toString('latin1', streamSpan.start, streamSpan.end) : 'false';
     if (stream !== 'true' && stream !== 'false') {
-      return fail(httpError(400, 'invalid_stream', "The 'stream' field must be a boolean.", 'stream'));
+      return fail(apiError('invalid_stream'));
     }
     const userSpan = field('user');
     const user = userSpan ? stringAt(buf, userSpan) : undefined;
@@ -94,7 +92,7 @@ export function parseRequestBody(body: Uint8Array, context: BodyContext = {}): P
     // Only a value the router decodes can fail here: a string with a malformed escape
     // (JsonSyntaxError is a SyntaxError, as is JSON.parse's on a token list).
     if (!(err instanceof SyntaxError)) throw err;
-    return fail(httpError(400, 'invalid_json', `The request body is not valid JSON: ${err.message}`));
+    return fail(apiError('invalid_json', err.message));
   }
 }
 
@@ -133,6 +131,6 @@ function parseMultipart(body: Uint8Array, defaultModel: string | undefined): Par
   const head = Buffer.from(body.buffer, body.byteOffset, Math.min(body.length, 1 << 20)).toString('latin1');
   const match = /content-disposition:[^\r\n]*\bname="model"[^\r\n]*\r?\n(?:[^\r\n]+\r?\n)*\r?\n([^\r\n]*)\r?\n/i.exec(head);
   const model = match ? Buffer.from(match[1]!, 'latin1').toString('utf8').trim() : defaultModel;
-  if (!model) return fail(httpError(400, 'missing_model', "The form field 'model' is required.", 'model'));
+  if (!model) return fail(apiError('missing_model', 'form'));
   return { ok: true, request: { model, stream: false, prompt: { kind: 'none' } }, rewriteContentType: false };
 }

@@ -1,5 +1,4 @@
 import * as grpc from '@grpc/grpc-js';
-import { EventEmitter } from 'node:events';
 import { describe, expect, it } from 'vitest';
 import { createRouterMetrics } from '../admin/metrics.js';
 import { parseConfig } from '../config/load.js';
@@ -11,8 +10,10 @@ import {
   ProcessingResponse,
 } from '../gen/envoy/service/ext_proc/v3/external_processor.js';
 import { startGrpcServer } from '../grpc/server.js';
-import { silentLogger } from '../log.js';
-import { createSchedulerMemory, schedulerFromConfig } from '../scheduling/registry.js';
+import { silentLogger } from '../support/log.js';
+import { createSchedulerMemory } from '../scheduling/memory.js';
+import { schedulerFromConfig } from '../scheduling/registry.js';
+import { FakeStream } from '../../test/helpers/fake-stream.js';
 import { createProcessor } from './processor.js';
 
 const config = parseConfig({
@@ -36,11 +37,9 @@ const header = (key: string, value: string) => ({ key, value: '', rawValue: Buff
 
 /** Sends one request to the handler the way Envoy would in FULL_DUPLEX_STREAMED mode; the stream stays open. */
 function openStreamedRequest(body: string, subset?: string[], responseBodyMode = 0) {
-  const call = new EventEmitter() as EventEmitter & { write(m: ProcessingResponse): boolean; end(): void };
-  const written: ProcessingResponse[] = [];
-  call.write = (m) => (written.push(ProcessingResponse.decode(ProcessingResponse.encode(m).finish())), true);
-  call.end = () => {};
-  processor(call as never);
+  const call = new FakeStream<ProcessingRequest, ProcessingResponse>(ProcessingResponse);
+  const written = call.written;
+  processor(call);
   call.emit(
     'data',
     ProcessingRequest.fromPartial({
@@ -123,11 +122,9 @@ describe('ext_proc with request headers skipped (the repo bootstrap)', () => {
 
   /** One BUFFERED request whose only message is the body, carrying the attributes. */
   function bodyOnly(body: string, values: Record<string, string>) {
-    const call = new EventEmitter() as EventEmitter & { write(m: ProcessingResponse): boolean; end(): void };
-    const written: ProcessingResponse[] = [];
-    call.write = (m) => (written.push(ProcessingResponse.decode(ProcessingResponse.encode(m).finish())), true);
-    call.end = () => {};
-    processor(call as never);
+    const call = new FakeStream<ProcessingRequest, ProcessingResponse>(ProcessingResponse);
+    const written = call.written;
+    processor(call);
     call.emit('data', ProcessingRequest.fromPartial({ attributes: attributes(values), request: { $case: 'requestBody', value: { body: Buffer.from(body), endOfStream: true } } }));
     call.emit('end');
     return written;
@@ -154,10 +151,8 @@ describe('ext_proc with request headers skipped (the repo bootstrap)', () => {
     const scheduler = schedulerFromConfig(sticky, memory);
     const spy = { schedule: (request: Parameters<typeof scheduler.schedule>[0], candidates: Parameters<typeof scheduler.schedule>[1]) => (seen.push(request.sessionKey), scheduler.schedule(request, candidates)) };
     const p = createProcessor({ fleet, scheduler: () => spy, config: () => sticky, metrics: createRouterMetrics(fleet), logger: silentLogger, version: 't' });
-    const call = new EventEmitter() as EventEmitter & { write(m: ProcessingResponse): boolean; end(): void };
-    call.write = () => true;
-    call.end = () => {};
-    p(call as never);
+    const call = new FakeStream<ProcessingRequest, ProcessingResponse>();
+    p(call);
     call.emit('data', ProcessingRequest.fromPartial({ attributes: attributes({ "request.headers['x-session-id']": 'conv-7' }), request: { $case: 'requestBody', value: { body: Buffer.from('{"model":"m"}'), endOfStream: true } } }));
     expect(seen).toEqual(['conv-7']);
   });

@@ -1,38 +1,40 @@
-import type { BidiCall } from '../grpc/server.js';
-import type { Backend } from '../fleet/backend.js';
-import type { Fleet } from '../fleet/fleet.js';
 import type { DecisionLog } from '../admin/decision-log.js';
 import type { RouterMetrics } from '../admin/metrics.js';
 import type { RouterConfig } from '../config/schema.js';
-import type { HeaderMap, Metadata } from '../gen/envoy/config/core/v3/base.js';
-import { ProcessingMode_BodySendMode } from '../gen/envoy/extensions/filters/http/ext_proc/v3/processing_mode.js';
-import type { ProcessingRequest, ProcessingResponse } from '../gen/envoy/service/ext_proc/v3/external_processor.js';
-import type { Logger } from '../log.js';
-import { whenStreamEnds } from '../grpc/when-stream-ends.js';
-import type { Scheduler } from '../scheduling/scheduler.js';
 import {
   CLUSTER_HEADER,
   DESTINATION_HEADER,
   LB_METADATA_NAMESPACE,
   ROUTER_METADATA_NAMESPACE,
+  ROUTING_HEADERS,
+  SUBSET_HINT_KEY,
   SUBSET_HINT_NAMESPACE,
   clusterNameForModel,
-} from '../xds/names.js';
-import { NEEDS_BODY, answerLocally } from './local-endpoints.js';
-import { errorBody, httpError } from './openai-error.js';
-import { parseRequestBody } from './parse-request.js';
+} from '../contract/envoy.js';
+import { apiError } from '../contract/errors.js';
+import { NEEDS_BODY, answerLocally, localEndpoints } from '../contract/local-answers.js';
+import { isRoutable, type Backend, type FleetView } from '../fleet/backend.js';
+import type { Metadata } from '../gen/envoy/config/core/v3/base.js';
+import { ProcessingMode_BodySendMode } from '../gen/envoy/extensions/filters/http/ext_proc/v3/processing_mode.js';
+import type { ProcessingRequest, ProcessingResponse } from '../gen/envoy/service/ext_proc/v3/external_processor.js';
+import type { MessageStream } from '../grpc/stream.js';
+import { whenStreamEnds } from '../grpc/when-stream-ends.js';
+import type { Scheduler } from '../scheduling/scheduler.js';
+import type { Logger } from '../support/log.js';
+import { createDecider, type Outcome } from './decision.js';
+import { headersFromAttributes, readHeaders, type RequestHeaders } from './request-headers.js';
 import {
   continueBody,
   continueResponseHeaders,
   continueTrailers,
-  streamedBody,
   errorResponse,
   immediateResponse,
   routeResponse,
+  streamedBody,
 } from './responses.js';
 
 export interface ProcessorDeps {
-  fleet: Fleet;
+  fleet: FleetView;
   /** Read per request: a config reload may replace the scheduler. */
   scheduler: () => Scheduler;
   config: () => RouterConfig;
@@ -43,142 +45,35 @@ export interface ProcessorDeps {
   decisionLog?: DecisionLog;
 }
 
-/** Headers a client might send to choose its backend; never trusted, always removed. */
-const ROUTING_HEADERS = [CLUSTER_HEADER, DESTINATION_HEADER, `${DESTINATION_HEADER}-served`];
-
-/** Endpoints whose body may omit `model` (vLLM falls back to its one served model). */
-const MODEL_OPTIONAL = new Set(['/tokenize', '/detokenize']);
-
-interface RequestHeaders {
-  method: string;
-  path: string;
-  contentType: string | undefined;
-  contentEncoding: string | undefined;
-  session: string | undefined;
-}
-
-function readHeaders(map: HeaderMap | undefined, sessionHeader?: string): RequestHeaders {
-  const out: RequestHeaders = { method: 'GET', path: '/', contentType: undefined, contentEncoding: undefined, session: undefined };
-  for (const h of map?.headers ?? []) {
-    const value = h.rawValue.length > 0 ? h.rawValue.toString('utf8') : h.value;
-    if (h.key === sessionHeader) out.session = value;
-    switch (h.key) {
-      case ':method':
-        out.method = value;
-        break;
-      case ':path': {
-        const q = value.indexOf('?');
-        out.path = q === -1 ? value : value.slice(0, q);
-        break;
-      }
-      case 'content-type':
-        out.contentType = value;
-        break;
-      case 'content-encoding':
-        out.contentEncoding = value;
-        break;
-    }
-  }
-  return out;
+/** The decision as ext_proc says it: the pick in headers and in the metadata Envoy's routes and override_host read. */
+function outcomeResponse(outcome: Outcome, phase: 'requestHeaders' | 'requestBody'): ProcessingResponse {
+  if (outcome.kind === 'error') return errorResponse(outcome.error);
+  const { model, primary, destination, rewriteContentType } = outcome;
+  const setHeaders: Record<string, string> = { [CLUSTER_HEADER]: clusterNameForModel(model), [DESTINATION_HEADER]: destination };
+  if (rewriteContentType) setHeaders['content-type'] = 'application/json';
+  return routeResponse(phase, {
+    setHeaders,
+    removeHeaders: [],
+    dynamicMetadata: {
+      [LB_METADATA_NAMESPACE]: { [DESTINATION_HEADER]: destination },
+      [ROUTER_METADATA_NAMESPACE]: { model, backend: primary.id, ...(rewriteContentType ? { 'content-type': 'application/json' } : {}) },
+    },
+  });
 }
 
 /**
- * What Envoy's request_attributes carry when it skips the request headers message (as the
- * repo's Envoy config does, saving a round trip per request): the attribute expressions below.
- */
-export const REQUEST_ATTRIBUTES = {
-  method: 'request.method',
-  path: 'request.url_path',
-  contentType: "request.headers['content-type']",
-  contentEncoding: "request.headers['content-encoding']",
-} as const;
-export const headerAttribute = (name: string) => `request.headers['${name}']`;
-
-function headersFromAttributes(attributes: ProcessingRequest['attributes'], sessionHeader?: string): RequestHeaders {
-  // Keyed by the ext_proc filter's name in Envoy's chain; whatever it is called, read them all.
-  const values: Record<string, unknown> = Object.assign({}, ...Object.values(attributes));
-  const text = (key: string) => (typeof values[key] === 'string' ? (values[key] as string) : undefined);
-  return {
-    method: text(REQUEST_ATTRIBUTES.method) ?? 'POST',
-    path: text(REQUEST_ATTRIBUTES.path) ?? '/',
-    contentType: text(REQUEST_ATTRIBUTES.contentType),
-    contentEncoding: text(REQUEST_ATTRIBUTES.contentEncoding),
-    session: sessionHeader ? text(headerAttribute(sessionHeader)) : undefined,
-  };
-}
-
-/**
- * Handles one ext_proc stream, i.e. one HTTP request through Envoy: the buffered body (after
- * the headers, when Envoy sends them), which is scanned once and scheduled; the reply names
- * the model and the chosen endpoint with its fallbacks.
+ * Handles one ext_proc stream, i.e. one HTTP request through Envoy: the protocol's state
+ * machine (which messages come in which body mode, and what each must be answered with). The
+ * body, once whole, goes to the routing decision (decision.ts); the reply names the model and
+ * the chosen endpoint with its fallbacks.
  */
 export function createProcessor(deps: ProcessorDeps) {
   const { fleet, metrics, logger } = deps;
+  const decide = createDecider(deps);
+  const answerWithoutBody = (headers: RequestHeaders) =>
+    answerLocally(headers.method, headers.path, localEndpoints(fleet.routableModels(), fleet.backends().filter(isRoutable).length, deps.version)) ?? NEEDS_BODY;
 
-  function decide(
-    headers: RequestHeaders,
-    body: Buffer,
-    phase: 'requestHeaders' | 'requestBody',
-    subset: ReadonlySet<string> | undefined,
-  ): { response: ProcessingResponse; backend?: Backend } {
-    const started = process.hrtime.bigint();
-    const singleModel = MODEL_OPTIONAL.has(headers.path) ? fleet.routableModels() : [];
-    const parsed = parseRequestBody(body, {
-      contentType: headers.contentType,
-      contentEncoding: headers.contentEncoding,
-      defaultModel: singleModel.length === 1 ? singleModel[0] : undefined,
-    });
-    if (!parsed.ok) {
-      metrics.rejections.inc({ code: parsed.error.code, status: String(parsed.error.status) });
-      return { response: errorResponse(parsed.error) };
-    }
-    const { request } = parsed;
-    const session = deps.config().scheduler.session;
-    const sessionKey = headers.session ?? (session.useUserField ? request.user : undefined);
-    if (sessionKey !== undefined) request.sessionKey = sessionKey;
-    let candidates = fleet.servingModel(request.model);
-    if (subset) {
-      // The gateway narrowed the choice (endpoint-picker protocol): pick from its list or not at all.
-      candidates = candidates.filter((b) => subset.has(b.endpoint));
-      if (candidates.length === 0 && fleet.isKnownModel(request.model)) {
-        metrics.rejections.inc({ code: 'no_eligible_endpoint', status: '503' });
-        return { response: errorResponse(httpError(503, 'no_eligible_endpoint', `None of the endpoints the gateway allowed serves \`${request.model}\`.`)) };
-      }
-    }
-    const decision = deps.scheduler().schedule(request, candidates);
-    if (decision.kind === 'reject') {
-      metrics.rejections.inc({ code: decision.code, status: String(decision.status) });
-      return { response: errorResponse(httpError(decision.status, decision.code, decision.message, decision.status === 404 ? 'model' : null)) };
-    }
-    const primary = decision.primary as Backend;
-    fleet.dispatch(primary);
-    const destination = [primary, ...decision.fallbacks].map((b) => b.endpoint).join(',');
-    const setHeaders: Record<string, string> = {
-      [CLUSTER_HEADER]: clusterNameForModel(request.model),
-      [DESTINATION_HEADER]: destination,
-    };
-    if (parsed.rewriteContentType) setHeaders['content-type'] = 'application/json';
-    const response = routeResponse(phase, {
-      setHeaders,
-      removeHeaders: [],
-      dynamicMetadata: {
-        [LB_METADATA_NAMESPACE]: { [DESTINATION_HEADER]: destination },
-        [ROUTER_METADATA_NAMESPACE]: { model: request.model, backend: primary.id, ...(parsed.rewriteContentType ? { 'content-type': 'application/json' } : {}) },
-      },
-    });
-    metrics.decisions.inc({ model: request.model, backend: primary.id });
-    deps.decisionLog?.add({
-      at: Date.now(),
-      model: request.model,
-      backend: primary.id,
-      fallbacks: decision.fallbacks.map((b) => b.id),
-      ...decision.why,
-    });
-    metrics.decisionSeconds.observe(Number(process.hrtime.bigint() - started) / 1e9);
-    return { response, backend: primary };
-  }
-
-  return function process(call: BidiCall<ProcessingRequest, ProcessingResponse>): void {
+  return function process(call: MessageStream<ProcessingRequest, ProcessingResponse>): void {
     let headers: RequestHeaders | undefined;
     // Which body mode Envoy uses is read from the stream, not assumed.
     let streamed = false;
@@ -206,10 +101,10 @@ export function createProcessor(deps: ProcessorDeps) {
     /** The whole body is in: decide, and answer in the shape the body mode wants. */
     const route = (body: Buffer, bodyEnds: boolean) => {
       decided = true;
-      const { response, backend } = decide(headers!, body, streamed ? 'requestHeaders' : 'requestBody', subset);
-      routedTo = backend;
-      reply(response);
-      if (streamed && backend) reply(streamedBody('request', body, bodyEnds));
+      const outcome = decide(headers!, body, subset);
+      if (outcome.kind === 'route') routedTo = outcome.primary;
+      reply(outcomeResponse(outcome, streamed ? 'requestHeaders' : 'requestBody'));
+      if (streamed && routedTo) reply(streamedBody('request', body, bodyEnds));
     };
 
     call.on('data', (message: ProcessingRequest) => {
@@ -226,7 +121,7 @@ export function createProcessor(deps: ProcessorDeps) {
           case 'requestHeaders': {
             headers = readHeaders(r.value.headers, deps.config().scheduler.session.header);
             if (r.value.endOfStream) {
-              const local = answerLocally(headers.method, headers.path, fleet, deps.version) ?? NEEDS_BODY;
+              const local = answerWithoutBody(headers);
               reply(immediateResponse(local.status, local.body));
               return;
             }
@@ -288,7 +183,7 @@ export function createProcessor(deps: ProcessorDeps) {
         }
       } catch (err) {
         logger.error('ext_proc handler failed', { error: err as Error });
-        reply(immediateResponse(500, errorBody(httpError(500, 'router_error', 'The router failed to process this request.'))));
+        reply(errorResponse(apiError('router_error')));
       }
     });
     whenStreamEnds(call, finish);
@@ -297,7 +192,7 @@ export function createProcessor(deps: ProcessorDeps) {
 
 /** `envoy.lb.subset_hint` -> `x-gateway-destination-endpoint-subset`: the endpoints a gateway allows. */
 function readSubset(context: Metadata): ReadonlySet<string> | undefined {
-  const hint = context.filterMetadata[SUBSET_HINT_NAMESPACE]?.[`${DESTINATION_HEADER}-subset`];
+  const hint = context.filterMetadata[SUBSET_HINT_NAMESPACE]?.[SUBSET_HINT_KEY];
   if (!Array.isArray(hint)) return undefined;
   return new Set(hint.filter((e): e is string => typeof e === 'string'));
 }

@@ -1,7 +1,7 @@
 import { HeaderValueOption_HeaderAppendAction } from '../gen/envoy/config/core/v3/base.js';
 import { ProcessingResponse } from '../gen/envoy/service/ext_proc/v3/external_processor.js';
-import type { HttpError } from './openai-error.js';
-import { errorBody } from './openai-error.js';
+import type { HttpError } from '../contract/errors.js';
+import { errorBody } from '../contract/errors.js';
 
 /** Builders for the ext_proc replies we send; Envoy reads header values from raw_value. */
 
@@ -15,7 +15,7 @@ export const continueResponseHeaders = (): ProcessingResponse =>
 
 export interface RouteMutation {
   setHeaders: Record<string, string>;
-  removeHeaders: string[];
+  removeHeaders: readonly string[];
   dynamicMetadata: Record<string, Record<string, string>>;
 }
 
@@ -28,7 +28,7 @@ export function routeResponse(phase: 'requestHeaders' | 'requestBody', mutation:
     response: {
       headerMutation: {
         setHeaders: Object.entries(mutation.setHeaders).map(([k, v]) => setHeader(k, v)),
-        removeHeaders: mutation.removeHeaders,
+        removeHeaders: [...mutation.removeHeaders],
       },
       clearRouteCache: true,
     },

@@ -1,3 +1,10 @@
+/**
+ * The fleet's data model: what a backend is, what may be read about it, and the pure helpers
+ * every reader shares. The scheduler, xDS, admin and ext_proc depend on this file, never on
+ * how the fleet is kept up to date.
+ */
+import { isIP } from 'node:net';
+import type { BackendConfig } from '../config/schema.js';
 import type { VllmLoad } from './vllm-metrics.js';
 
 export type Health = 'unknown' | 'healthy' | 'unhealthy';
@@ -65,4 +72,35 @@ export interface RecentRates {
   lastQueries: number | undefined;
   lastRouted: number;
   lastAt: number;
+}
+
+/**
+ * The fleet as the request path and the operator's views see it: the backends, indexed by
+ * model, and the accounting of requests sent to them.
+ */
+export interface FleetView {
+  backends(): readonly Backend[];
+  /** Backends that serve `model`, whatever their health. */
+  servingModel(model: string): readonly Backend[];
+  /** Models served by at least one routable backend, sorted. */
+  routableModels(): string[];
+  /** A request was routed to `backend`. */
+  dispatch(backend: Backend): void;
+  /** That request no longer occupies `backend`. */
+  release(backend: Backend): void;
+}
+
+/** In rotation: not known to be down, with an endpoint Envoy knows and at least one model. */
+export function isRoutable(backend: BackendView): boolean {
+  return backend.health !== 'unhealthy' && backend.endpoint !== '' && backend.models.length > 0;
+}
+
+/** A backend's id: its configured name, else `host:port` of its URL. */
+export function backendId(config: BackendConfig): string {
+  return config.name ?? new URL(config.url).host;
+}
+
+/** An IP as it stands in a URL or an `ip:port` endpoint (IPv6 in brackets). */
+export function hostLiteral(ip: string): string {
+  return isIP(ip) === 6 ? `[${ip}]` : ip;
 }

@@ -1,9 +1,10 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseConfig } from '../config/load.js';
-import { silentLogger } from '../log.js';
+import { silentLogger } from '../support/log.js';
 import { startSimulator, type SimulatorHandle } from '../simulator/server.js';
 import { waitFor } from '../../test/helpers/stack.js';
-import { createFleet, isRoutable, type Fleet } from './fleet.js';
+import { isRoutable } from './backend.js';
+import { createFleet, type Fleet } from './fleet.js';
 
 let sim: SimulatorHandle | undefined;
 let fleet: Fleet | undefined;

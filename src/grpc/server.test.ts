@@ -8,9 +8,10 @@ import {
   ProcessingRequest,
   ProcessingResponse,
 } from '../gen/envoy/service/ext_proc/v3/external_processor.js';
-import { GrpcStatus, startGrpcServer, type BidiCall, type GrpcServer } from './server.js';
+import { GrpcStatus, startGrpcServer, type GrpcServer } from './server.js';
+import type { MessageStream } from './stream.js';
 
-type Call = BidiCall<ProcessingRequest, ProcessingResponse>;
+type Call = MessageStream<ProcessingRequest, ProcessingResponse>;
 
 let server: GrpcServer | undefined;
 let client: ExternalProcessorClient | undefined;

@@ -13,6 +13,7 @@
 import { EventEmitter } from 'node:events';
 import http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
+import type { MessageStream } from './stream.js';
 
 export const GrpcStatus = {
   OK: 0,
@@ -35,15 +36,11 @@ export interface StreamingMethod<In, Out> {
   path: string;
   requests: MessageCodec<In>;
   responses: MessageCodec<Out>;
-  handler: (call: BidiCall<In, Out>) => void;
+  handler: (call: MessageStream<In, Out>) => void;
 }
 
-/**
- * One bidirectional call. Events: `data` (a decoded request), `end` (the peer half-closed),
- * `error`, `close` (the stream is gone, however it ended). The bytes fields of a request may
- * view a buffer the server reuses once the `data` listeners return: copy what you keep.
- */
-export class BidiCall<In, Out> extends EventEmitter {
+/** One bidirectional call over an HTTP/2 stream (see MessageStream for what handlers see). */
+class BidiCall<In, Out> extends EventEmitter implements MessageStream<In, Out> {
   private headersSent = false;
   private finished = false;
   /** Sent when the stream ends; OK unless finish() says otherwise. */

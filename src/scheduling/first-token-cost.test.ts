@@ -1,8 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../config/load.js';
+import { ERRORS } from '../contract/errors.js';
 import type { BackendView } from '../fleet/backend.js';
 import type { VllmLoad } from '../fleet/vllm-metrics.js';
-import { createSchedulerMemory, schedulerFromConfig } from './registry.js';
+import { createSchedulerMemory } from './memory.js';
+import { schedulerFromConfig } from './registry.js';
 import type { SchedulingRequest } from './types.js';
 
 const metrics = (running: number, waiting: number): VllmLoad => ({
@@ -47,7 +49,7 @@ const ours = (extra: Record<string, unknown> = {}) => {
 
 function route(s: ReturnType<typeof ours>, request: SchedulingRequest, fleet: BackendView[]) {
   const d = s.schedule(request, fleet);
-  if (d.kind !== 'route') throw new Error(d.message);
+  if (d.kind !== 'route') throw new Error(d.code);
   return d.primary as Mutable;
 }
 
@@ -136,7 +138,9 @@ describe('first-token-cost scheduler (the default)', () => {
     const text: SchedulingRequest = { model: 'm', stream: false, prompt: { kind: 'text', bytes: Buffer.from('x') } };
     const full = backend('a', { metrics: metrics(8, 3), queueing: true });
     const fuller = backend('b', { metrics: metrics(8, 5), queueing: true });
-    expect(s.schedule(text, [full, fuller])).toMatchObject({ kind: 'reject', status: 429, code: 'server_overloaded' });
+    const shed = s.schedule(text, [full, fuller]);
+    expect(shed).toMatchObject({ kind: 'reject', code: 'server_overloaded' });
+    expect(shed.kind === 'reject' && ERRORS[shed.code].status).toBe(429);
     const roomy = backend('c', { metrics: metrics(8, 1), queueing: true });
     expect(route(s, text, [full, fuller, roomy]).id).toBe('c');
     expect(route(ours(), text, [full, fuller]).id).toBe('a'); // no limit by default

@@ -2,7 +2,9 @@ import { describe, expect, it } from 'vitest';
 import type { BackendView } from '../fleet/backend.js';
 import type { VllmLoad } from '../fleet/vllm-metrics.js';
 import { parseConfig } from '../config/load.js';
-import { createSchedulerMemory, schedulerFromConfig } from './registry.js';
+import { ERRORS } from '../contract/errors.js';
+import { createSchedulerMemory } from './memory.js';
+import { schedulerFromConfig } from './registry.js';
 import { estimateLoad } from './load.js';
 import type { SchedulingRequest } from './types.js';
 
@@ -76,8 +78,12 @@ describe('least-load scheduler', () => {
   });
 
   it('answers 404 for a model nobody serves and 503 when all its backends are down', () => {
-    expect(scheduler.schedule(request, [])).toMatchObject({ kind: 'reject', status: 404, code: 'model_not_found' });
-    expect(scheduler.schedule(request, [backend('a', { health: 'unhealthy' })])).toMatchObject({ kind: 'reject', status: 503 });
+    // The scheduler gives the reason; the error catalogue says how a client hears it.
+    const unknown = scheduler.schedule(request, []);
+    expect(unknown).toMatchObject({ kind: 'reject', code: 'model_not_found' });
+    expect(unknown.kind === 'reject' && ERRORS[unknown.code].status).toBe(404);
+    const down = scheduler.schedule(request, [backend('a', { health: 'unhealthy' })]);
+    expect(down.kind === 'reject' && ERRORS[down.code].status).toBe(503);
   });
 
   it('spreads ties instead of always choosing the first backend', () => {

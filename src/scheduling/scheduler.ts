@@ -94,21 +94,11 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
 
   return {
     schedule(request, candidates) {
-      if (candidates.length === 0) {
-        return { kind: 'reject', status: 404, code: 'model_not_found', message: `The model \`${request.model}\` does not exist.` };
-      }
+      if (candidates.length === 0) return { kind: 'reject', code: 'model_not_found', model: request.model };
       let eligible: readonly BackendView[] = candidates;
       for (const filter of filters) {
         eligible = filter.filter(request, eligible);
-        if (eligible.length === 0) {
-          if (filter.rejection) return { kind: 'reject', ...filter.rejection };
-          return {
-            kind: 'reject',
-            status: 503,
-            code: 'no_healthy_backend',
-            message: `No healthy backend is serving the model \`${request.model}\` right now; try again shortly.`,
-          };
-        }
+        if (eligible.length === 0) return { kind: 'reject', ...(filter.rejection?.(request) ?? { code: 'no_healthy_backend', model: request.model }) };
       }
       const input = scoringInput(request, eligible);
       const totals = new Float64Array(eligible.length);

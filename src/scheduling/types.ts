@@ -19,14 +19,16 @@ export interface SchedulingRequest {
   user?: string;
   /** Session identity for sticky routing (a configured header, or `user`), if any. */
   sessionKey?: string;
+  /** Endpoints (`ip:port`) a gateway allows for this request (endpoint-picker subset hint), if it narrowed them. */
+  allowedEndpoints?: ReadonlySet<string>;
 }
 
 /** Removes backends that must not receive the request. Returns a subset of its input. */
 export interface Filter {
   readonly name: string;
   filter(request: SchedulingRequest, backends: readonly BackendView[]): readonly BackendView[];
-  /** The answer when this filter leaves no backend (default: 503 no healthy backend). */
-  readonly rejection?: { status: 429 | 503; code: string; message: string };
+  /** Why the request is refused when this filter leaves no backend (default: no healthy backend). */
+  rejection?(request: SchedulingRequest): Rejection;
 }
 
 /** What scorers see for one request: computed once, shared by every scorer. */
@@ -66,9 +68,19 @@ export interface Picker {
   rank(scored: ScoredBackend[]): ScoredBackend[];
 }
 
+/**
+ * Why no backend gets the request. The scheduler says why; the protocol layer decides how a
+ * client hears it (each code is an entry of the error catalogue, contract/errors.ts).
+ */
+export type Rejection =
+  | { code: 'model_not_found'; model: string }
+  | { code: 'no_healthy_backend'; model: string }
+  | { code: 'no_eligible_endpoint'; model: string }
+  | { code: 'server_overloaded'; maxWaiting: number };
+
 export type Decision =
   | { kind: 'route'; primary: BackendView; fallbacks: BackendView[]; ranked: ScoredBackend[]; why: DecisionReason }
-  | { kind: 'reject'; status: 404 | 429 | 503; code: string; message: string };
+  | ({ kind: 'reject' } & Rejection);
 
 /** Why the primary won, in figures an operator can read. */
 export interface DecisionReason {

@@ -1,8 +1,8 @@
-import type { BidiCall } from '../grpc/server.js';
+import type { MessageStream } from '../grpc/stream.js';
 import type { DiscoveryRequest, DiscoveryResponse } from '../gen/envoy/service/discovery/v3/discovery.js';
 import { DiscoveryResponse as DiscoveryResponseCodec } from '../gen/envoy/service/discovery/v3/discovery.js';
 import { whenStreamEnds } from '../grpc/when-stream-ends.js';
-import type { Logger } from '../log.js';
+import type { Logger } from '../support/log.js';
 import type { Snapshot, SnapshotCache } from './snapshot-cache.js';
 
 /** What one Envoy has asked for and been sent, per resource type. */
@@ -23,7 +23,7 @@ interface Subscription {
  */
 export function createAdsHandler(cache: SnapshotCache, logger: Logger) {
   let nonceCounter = 0;
-  return function streamAggregatedResources(call: BidiCall<DiscoveryRequest, DiscoveryResponse>): void {
+  return function streamAggregatedResources(call: MessageStream<DiscoveryRequest, DiscoveryResponse>): void {
     const subscriptions = new Map<string, Subscription>();
     let node = 'unknown';
     let closed = false;

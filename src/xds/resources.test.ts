@@ -3,8 +3,8 @@ import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../config/load.js';
 import type { Backend } from '../fleet/backend.js';
 import { FilterConfig } from '../gen/envoy/config/route/v3/route_components.js';
-import { RouteConfiguration } from '../gen/envoy/config/route/v3/route.js';
-import { buildResources, greaterThanRegex } from './resources.js';
+import { buildResources } from './resources.js';
+import { greaterThanRegex } from './routes.js';
 
 describe('route resources', () => {
   it('matches exactly the integers over a limit (property test)', () => {
@@ -19,7 +19,7 @@ describe('route resources', () => {
   it('switches off the fail-open body parse for bodies over upstream.failOpenMaxBodyBytes', () => {
     const config = parseConfig({ backends: [], upstream: { failOpenMaxBodyBytes: 1000 } });
     const backend = { id: 'a', endpoint: '10.0.0.1:8000', models: ['m'], health: 'healthy' } as Backend;
-    const routes = RouteConfiguration.decode(buildResources([backend], config, 't').routes[0]!.any.value).virtualHosts[0]!.routes;
+    const routes = buildResources([backend], config, 't').routes[0]!.virtualHosts[0]!.routes;
     const large = routes.find((r) => r.name === 'large-body')!;
     const matcher = large.match!.headers[0]!;
     expect(matcher.name).toBe('content-length');

@@ -1,6 +1,10 @@
+import { Cluster } from '../gen/envoy/config/cluster/v3/cluster.js';
+import { ClusterLoadAssignment } from '../gen/envoy/config/endpoint/v3/endpoint.js';
+import { RouteConfiguration } from '../gen/envoy/config/route/v3/route.js';
 import type { Any } from '../gen/google/protobuf/any.js';
-import type { Resource, Resources } from './resources.js';
-import { TYPE_URL } from './resources.js';
+import { inconsistencies } from './consistency.js';
+import { TYPE_URL, pack } from './encoding.js';
+import type { Resources } from './resources.js';
 
 /** The resources of one type at one version. Immutable once published. */
 export interface TypeSnapshot {
@@ -10,10 +14,34 @@ export interface TypeSnapshot {
 
 export type Snapshot = ReadonlyMap<string, TypeSnapshot>;
 
+/** A snapshot that contradicts itself; it is never published. */
+export class InconsistentSnapshotError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`inconsistent xDS snapshot: ${problems.join('; ')}`);
+  }
+}
+
+interface Encoded {
+  name: string;
+  any: Any;
+}
+
+function encode(resources: Resources): Array<[string, Encoded[]]> {
+  return [
+    [TYPE_URL.cluster, resources.clusters.map((c) => ({ name: c.name, any: pack('envoy.config.cluster.v3.Cluster', Cluster, c) }))],
+    [
+      TYPE_URL.endpoints,
+      resources.endpoints.map((e) => ({ name: e.clusterName, any: pack('envoy.config.endpoint.v3.ClusterLoadAssignment', ClusterLoadAssignment, e) })),
+    ],
+    [TYPE_URL.routes, resources.routes.map((r) => ({ name: r.name, any: pack('envoy.config.route.v3.RouteConfiguration', RouteConfiguration, r) }))],
+  ];
+}
+
 /**
  * Holds the current xDS snapshot, one version per resource type (as go-control-plane's
- * snapshot cache does). An update replaces the snapshot whole; a type's version changes only
- * when its resources' bytes change, so Envoy is not sent no-op updates.
+ * snapshot cache does). An update is checked for consistency, then replaces the snapshot
+ * whole; a type's version changes only when its resources' bytes change, so Envoy is not sent
+ * no-op updates.
  */
 export function createSnapshotCache() {
   let counter = 0;
@@ -21,21 +49,20 @@ export function createSnapshotCache() {
   const fingerprints = new Map<string, string>();
   const listeners = new Set<(snapshot: Snapshot) => void>();
 
-  const fingerprint = (list: Resource[]) =>
-    list.map((r) => `${r.name}\u0000${r.any.typeUrl}\u0000${r.any.value.toString('base64')}`).join('\u0001');
+  const fingerprint = (list: Encoded[]) => list.map((r) => `${r.name}\u0000${r.any.typeUrl}\u0000${r.any.value.toString('base64')}`).join('\u0001');
 
   return {
     current: (): Snapshot => snapshot,
-    /** Publishes new resources; returns the types whose version changed. */
+    /**
+     * Publishes new resources; returns the types whose version changed. Throws an
+     * InconsistentSnapshotError, and keeps the current snapshot, if they contradict themselves.
+     */
     set(resources: Resources): string[] {
-      const byType: Array<[string, Resource[]]> = [
-        [TYPE_URL.cluster, resources.clusters],
-        [TYPE_URL.endpoints, resources.endpoints],
-        [TYPE_URL.routes, resources.routes],
-      ];
+      const problems = inconsistencies(resources);
+      if (problems.length > 0) throw new InconsistentSnapshotError(problems);
       const next = new Map(snapshot);
       const changed: string[] = [];
-      for (const [typeUrl, list] of byType) {
+      for (const [typeUrl, list] of encode(resources)) {
         const print = fingerprint(list);
         if (fingerprints.get(typeUrl) === print) continue;
         fingerprints.set(typeUrl, print);

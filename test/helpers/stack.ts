@@ -5,7 +5,7 @@ import { parse, stringify } from 'yaml';
 import { parseConfig } from '../../src/config/load.js';
 import { watchConfigFile } from '../../src/config/watch.js';
 import type { RouterConfig } from '../../src/config/schema.js';
-import { createLogger, silentLogger } from '../../src/log.js';
+import { createLogger, silentLogger } from '../../src/support/log.js';
 import { startRouter, type Router } from '../../src/router.js';
 import type { EngineOptions } from '../../src/simulator/engine-options.js';
 import { startSimulator, type SimulatorHandle } from '../../src/simulator/server.js';

@@ -5,7 +5,7 @@ import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { parse, parseAllDocuments } from 'yaml';
 import { parseConfigText } from '../../src/config/load.js';
-import { REQUEST_ATTRIBUTES } from '../../src/extproc/processor.js';
+import { REQUEST_ATTRIBUTES } from '../../src/contract/envoy.js';
 import { envoyBinary, REPO } from '../../src/launcher/envoy.js';
 
 const read = (path: string) => readFileSync(join(REPO, path), 'utf8');

@@ -3,17 +3,13 @@ import type { Filter } from '../types.js';
 
 /**
  * Sheds load instead of queueing without bound: drops backends whose waiting queue has
- * reached `maxWaiting`; when that leaves none, the client gets a 429 it can retry with
+ * reached `maxWaiting`; when that leaves none, the client is told the fleet is overloaded (a 429) it can retry with
  * backoff, rather than a request that waits behind minutes of work.
  */
 export function createQueueLimitFilter(maxWaiting: number): Filter {
   return {
     name: 'queue-limit',
     filter: (_request, backends) => backends.filter((b) => estimateQueue(b).waiting < maxWaiting),
-    rejection: {
-      status: 429,
-      code: 'server_overloaded',
-      message: `Every backend serving this model has ${maxWaiting} or more requests waiting; retry with backoff.`,
-    },
+    rejection: () => ({ code: 'server_overloaded', maxWaiting }),
   };
 }

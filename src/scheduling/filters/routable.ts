@@ -1,4 +1,4 @@
-import { isRoutable } from '../../fleet/fleet.js';
+import { isRoutable } from '../../fleet/backend.js';
 import type { Filter } from '../types.js';
 
 /** Keeps backends in rotation (see isRoutable) that serve the request's model. */

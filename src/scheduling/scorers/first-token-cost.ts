@@ -26,9 +26,9 @@ export interface FirstTokenCostSettings {
  * server that holds it only until queueing there costs more than prefilling it elsewhere,
  * after which a second server caches it too.
  */
-export function createFirstTokenCostScorer(settings: FirstTokenCostSettings): Scorer {
-  /** Mean uncached prompt tokens of what we sent to each backend (its queue's prefill work). */
-  const meanUncached = new Map<string, number>();
+export function createFirstTokenCostScorer(settings: FirstTokenCostSettings, meanUncached: Map<string, number>): Scorer {
+  // meanUncached: mean uncached prompt tokens of what we sent to each backend (its queue's
+  // prefill work), kept by the scheduler's memory across reloads.
 
   const costs = (input: Parameters<Scorer['score']>[0]) => {
     const prompt = input.promptTokens();

@@ -1,6 +1,4 @@
-import type { Fleet } from '../fleet/fleet.js';
-import { isRoutable } from '../fleet/fleet.js';
-import { errorBody, httpError, type HttpError } from './openai-error.js';
+import { apiError, errorBody, type HttpError } from './errors.js';
 
 /**
  * Answers that need no backend: the fleet seen as one vLLM server. One table serves two
@@ -25,15 +23,15 @@ const modelCard = (id: string) => ({ id, object: 'model', created: STARTED, owne
 const error = (e: HttpError) => ({ status: e.status, body: errorBody(e) });
 
 /** GET of a path under /v1/models/ that names no served model. */
-export const UNKNOWN_MODEL = error(httpError(404, 'model_not_found', 'No model of that name is served; GET /v1/models lists them.', 'model'));
+export const UNKNOWN_MODEL = error(apiError('model_not_found'));
 /** GET of any other path this API does not have. */
-export const NO_ENDPOINT = error(httpError(404, 'not_found', 'No endpoint answers GET on this path.'));
+export const NO_ENDPOINT = error(apiError('not_found'));
 /** A request to an inference path that carries no body. */
-export const NEEDS_BODY = error(httpError(400, 'invalid_request_body', 'This request needs a JSON body.'));
+export const NEEDS_BODY = error(apiError('invalid_request_body', 'missing'));
 
 export function localEndpoints(models: readonly string[], routableBackends: number, version: string): LocalEndpoint[] {
   const health =
-    routableBackends > 0 ? { status: 200, body: JSON.stringify({ status: 'ok', backends: routableBackends }) } : error(httpError(503, 'no_healthy_backend', 'No backend is healthy.'));
+    routableBackends > 0 ? { status: 200, body: JSON.stringify({ status: 'ok', backends: routableBackends }) } : error(apiError('no_healthy_backend'));
   return [
     { paths: ['/v1/models'], methods: READ_METHODS, status: 200, body: JSON.stringify({ object: 'list', data: models.map(modelCard) }) },
     ...models.map((id) => ({ paths: [...new Set([`/v1/models/${id}`, `/v1/models/${encodeURIComponent(id)}`])], methods: READ_METHODS, status: 200, body: JSON.stringify(modelCard(id)) })),
@@ -43,14 +41,13 @@ export function localEndpoints(models: readonly string[], routableBackends: numb
     {
       paths: ['/metrics'],
       methods: READ_METHODS,
-      ...error(httpError(404, 'not_found', "The router's metrics are served on its admin port (/metrics there); backends' metrics are scraped by the router.")),
+      ...error(apiError('not_found', '/metrics')),
     },
   ];
 }
 
 /** The answer for a request without a body, or undefined when it should go to a backend. */
-export function answerLocally(method: string, path: string, fleet: Fleet, version: string): { status: number; body: string } | undefined {
-  const endpoints = localEndpoints(fleet.routableModels(), fleet.backends().filter(isRoutable).length, version);
+export function answerLocally(method: string, path: string, endpoints: readonly LocalEndpoint[]): { status: number; body: string } | undefined {
   const hit = endpoints.find((e) => e.methods.includes(method) && e.paths.includes(path));
   if (hit) return hit;
   if (!READ_METHODS.includes(method)) return undefined;

@@ -1,6 +1,6 @@
 import { CoreV1Api, KubeConfig, makeInformer, type Informer, type ObjectCache, type V1Pod } from '@kubernetes/client-node';
-import type { KubernetesGroupConfig } from '../config/schema.js';
-import type { Logger } from '../log.js';
+import type { KubernetesGroupConfig } from '../../config/schema.js';
+import type { Logger } from '../../support/log.js';
 
 /** A ready pod that serves as a backend. */
 export interface PodEndpoint {

@@ -1,3 +1,7 @@
+/**
+ * The contract between the router and Envoy: names both sides must spell the same way in the
+ * bootstrap (envoy/envoy.yaml), the resources served over xDS and the ext_proc replies.
+ */
 import { createHash } from 'node:crypto';
 
 /** Route configuration name the bootstrap's listener asks for over RDS. */
@@ -14,6 +18,11 @@ export const LB_METADATA_NAMESPACE = 'envoy.lb';
 
 /** Filter metadata where a gateway may narrow the endpoints the picker may choose from. */
 export const SUBSET_HINT_NAMESPACE = 'envoy.lb.subset_hint';
+/** The key in that namespace: a list of `ip:port` endpoints. */
+export const SUBSET_HINT_KEY = `${DESTINATION_HEADER}-subset`;
+
+/** Headers a client might send to choose its backend; never trusted, always removed. */
+export const ROUTING_HEADERS: readonly string[] = [CLUSTER_HEADER, DESTINATION_HEADER, `${DESTINATION_HEADER}-served`];
 
 /** Our own dynamic metadata (model lifted from the body; routes match on it). */
 export const ROUTER_METADATA_NAMESPACE = 'vllm.router';
@@ -27,3 +36,18 @@ export function clusterNameForModel(model: string): string {
   if (folded === model) return `model_${model}`;
   return `model_${folded}_${createHash('sha256').update(model).digest('hex').slice(0, 8)}`;
 }
+
+/**
+ * What Envoy's request_attributes carry when it skips the request headers message (as the
+ * repo's bootstrap does, saving a round trip per request): the bootstrap lists these
+ * expressions, and the router reads them back by the same names.
+ */
+export const REQUEST_ATTRIBUTES = {
+  method: 'request.method',
+  path: 'request.url_path',
+  contentType: "request.headers['content-type']",
+  contentEncoding: "request.headers['content-encoding']",
+} as const;
+
+/** The attribute expression for one more request header (e.g. a session header). */
+export const headerAttribute = (name: string) => `request.headers['${name}']`;

@@ -1,0 +1,95 @@
+import type { DecisionLog } from '../admin/decision-log.js';
+import type { RouterMetrics } from '../admin/metrics.js';
+import type { RouterConfig } from '../config/schema.js';
+import { apiError, type HttpError } from '../contract/errors.js';
+import type { Backend, FleetView } from '../fleet/backend.js';
+import type { Scheduler } from '../scheduling/scheduler.js';
+import type { Rejection } from '../scheduling/types.js';
+import { parseRequestBody } from './parse-request.js';
+import type { RequestHeaders } from './request-headers.js';
+
+export interface DecisionDeps {
+  fleet: FleetView;
+  /** Read per request: a config reload may replace the scheduler. */
+  scheduler: () => Scheduler;
+  config: () => RouterConfig;
+  metrics: RouterMetrics;
+  /** Where the latest decisions and their reasons are kept for /stats and the dashboard. */
+  decisionLog?: DecisionLog | undefined;
+}
+
+/** What to do with one request, whatever protocol asked. */
+export type Outcome =
+  | { kind: 'error'; error: HttpError }
+  | {
+      kind: 'route';
+      model: string;
+      primary: Backend;
+      /** `primary,fallback1,...` as Envoy's override_host reads it. */
+      destination: string;
+      /** The body is JSON sent under a form or text content type: forward it as application/json. */
+      rewriteContentType: boolean;
+    };
+
+/** Endpoints whose body may omit `model` (vLLM falls back to its one served model). */
+const MODEL_OPTIONAL = new Set(['/tokenize', '/detokenize']);
+
+/** How a client hears each reason the scheduler gives for refusing a request. */
+function rejectionError(r: Rejection): HttpError {
+  switch (r.code) {
+    case 'model_not_found':
+      return apiError('model_not_found', r.model);
+    case 'no_healthy_backend':
+      return apiError('no_healthy_backend', r.model);
+    case 'no_eligible_endpoint':
+      return apiError('no_eligible_endpoint', r.model);
+    case 'server_overloaded':
+      return apiError('server_overloaded', r.maxWaiting);
+  }
+}
+
+/**
+ * The routing decision for one request with its whole body: read the body, find its session,
+ * let the scheduler pick, and account for the pick (in-flight counts, metrics, the decision
+ * log). `allowed` is a gateway's subset hint, if it sent one.
+ */
+export function createDecider(deps: DecisionDeps) {
+  const { fleet, metrics } = deps;
+
+  const refuse = (error: HttpError): Outcome => {
+    metrics.rejections.inc({ code: error.code, status: String(error.status) });
+    return { kind: 'error', error };
+  };
+
+  return function decide(headers: RequestHeaders, body: Uint8Array, allowed: ReadonlySet<string> | undefined): Outcome {
+    const started = process.hrtime.bigint();
+    const singleModel = MODEL_OPTIONAL.has(headers.path) ? fleet.routableModels() : [];
+    const parsed = parseRequestBody(body, {
+      contentType: headers.contentType,
+      contentEncoding: headers.contentEncoding,
+      defaultModel: singleModel.length === 1 ? singleModel[0] : undefined,
+    });
+    if (!parsed.ok) return refuse(parsed.error);
+    const { request } = parsed;
+    const session = deps.config().scheduler.session;
+    const sessionKey = headers.session ?? (session.useUserField ? request.user : undefined);
+    if (sessionKey !== undefined) request.sessionKey = sessionKey;
+    if (allowed) request.allowedEndpoints = allowed;
+    const decision = deps.scheduler().schedule(request, fleet.servingModel(request.model));
+    if (decision.kind === 'reject') return refuse(rejectionError(decision));
+    const primary = decision.primary as Backend;
+    fleet.dispatch(primary);
+    metrics.decisions.inc({ model: request.model, backend: primary.id });
+    deps.decisionLog?.add({ at: Date.now(), model: request.model, backend: primary.id, fallbacks: decision.fallbacks.map((b) => b.id), ...decision.why });
+    metrics.decisionSeconds.observe(Number(process.hrtime.bigint() - started) / 1e9);
+    return {
+      kind: 'route',
+      model: request.model,
+      primary,
+      destination: [primary, ...decision.fallbacks].map((b) => b.endpoint).join(','),
+      rewriteContentType: parsed.rewriteContentType,
+    };
+  };
+}
+
+export type Decide = ReturnType<typeof createDecider>;

@@ -1,0 +1,165 @@
+import { isIP } from 'node:net';
+import type { RouterConfig } from '../config/schema.js';
+import type { Logger } from '../support/log.js';
+import { hostLiteral, type Backend } from './backend.js';
+import type { Probe } from './probe.js';
+import { updateRecentRates } from './recent-rates.js';
+import type { Registry } from './registry.js';
+
+export interface ScraperOptions {
+  registry: Registry;
+  probe: Probe;
+  /** Resolves a backend's host name to one IP address. */
+  resolveHost: (host: string) => Promise<string>;
+  /** Read on every scrape: a reload may change them. */
+  settings: () => RouterConfig['scraping'];
+  logger: Logger;
+}
+
+/**
+ * Keeps each backend's state fresh, beside the request path (the metrics refresher, kept apart
+ * from the registry it writes to): every interval, GET /health (consecutive failures take the
+ * backend out of rotation) and /metrics (load figures; a failure only makes them stale), now
+ * and then /v1/models for backends whose models the config does not name, and the endpoint's
+ * IP for backends named by host.
+ */
+export interface Scraper {
+  /** Starts probing a backend new to the registry. */
+  watch(backend: Backend): void;
+  /** Stops probing a backend that left the registry. */
+  unwatch(backend: Backend): void;
+  start(): void;
+  stop(): void;
+}
+
+const hostOf = (url: URL) => url.hostname.replace(/^\[|\]$/g, '');
+
+function describe(err: unknown): string {
+  return (err as Error).message ?? String(err);
+}
+
+export function createScraper(options: ScraperOptions): Scraper {
+  const { registry, probe, resolveHost, logger, settings } = options;
+  const timers = new Map<string, NodeJS.Timeout>();
+  let modelsCheckedAt = new WeakMap<Backend, number>();
+  let running = false;
+
+  async function resolveEndpoint(backend: Backend): Promise<void> {
+    const url = new URL(backend.url);
+    const port = url.port || (url.protocol === 'https:' ? '443' : '80');
+    const host = hostOf(url);
+    const ip = isIP(host) ? host : await resolveHost(host);
+    const endpoint = `${hostLiteral(ip)}:${port}`;
+    if (endpoint !== backend.endpoint) {
+      backend.endpoint = endpoint;
+      registry.changed();
+    }
+  }
+
+  async function refreshModels(backend: Backend): Promise<void> {
+    const ids = await probe.models(backend.url, settings().timeoutMs);
+    if (ids.join('\n') !== backend.models.join('\n')) {
+      logger.info('backend models', { backend: backend.id, models: ids });
+      backend.models = ids;
+      registry.changed();
+    }
+  }
+
+  /** GET /metrics. A failure here only makes the figures stale; it says nothing of health. */
+  async function readMetrics(backend: Backend, dispatchedAtStart: number): Promise<void> {
+    try {
+      const metrics = await probe.metrics(backend.url, settings().timeoutMs);
+      backend.queueing = metrics.waiting > 0 && (backend.metrics?.waiting ?? 0) > 0;
+      backend.metrics = metrics;
+      updateRecentRates(backend, metrics.prefixCacheHits, metrics.prefixCacheQueries);
+      backend.unseenDispatches = backend.dispatched - dispatchedAtStart;
+      backend.lastScrapeOkAt = Date.now();
+      backend.metricsError = undefined;
+    } catch (err) {
+      if (!running) return;
+      const message = describe(err);
+      if (backend.metricsError !== message) logger.warn('backend metrics unusable; scoring it by in-flight counts', { backend: backend.id, error: message });
+      backend.metricsError = message;
+      if (backend.lastScrapeOkAt === undefined || Date.now() - backend.lastScrapeOkAt > settings().staleAfterMs) {
+        backend.metrics = undefined;
+        backend.queueing = false;
+      }
+    }
+  }
+
+  /** Models are re-read every modelsRefreshMs, and at once while none are known. */
+  const modelsDue = (backend: Backend, now: number) =>
+    !backend.modelsFromConfig && (backend.models.length === 0 || now - (modelsCheckedAt.get(backend) ?? 0) >= settings().modelsRefreshMs);
+
+  async function scrape(backend: Backend): Promise<void> {
+    const { unhealthyAfterFailures, timeoutMs } = settings();
+    const startedAt = Date.now();
+    const dispatchedAtStart = backend.dispatched;
+    backend.lastScrapeAt = startedAt;
+    try {
+      if (backend.endpoint === '') await resolveEndpoint(backend);
+      if (modelsDue(backend, startedAt)) {
+        modelsCheckedAt.set(backend, startedAt);
+        await refreshModels(backend);
+      }
+      const [health] = await Promise.allSettled([probe.health(backend.url, timeoutMs), readMetrics(backend, dispatchedAtStart)]);
+      if (!running || !registry.has(backend)) return;
+      if (health.status === 'rejected') throw health.reason;
+      backend.lastError = undefined;
+      backend.consecutiveFailures = 0;
+      if (backend.health !== 'healthy') {
+        logger.info('backend healthy', { backend: backend.id, endpoint: backend.endpoint });
+        backend.health = 'healthy';
+        registry.changed();
+      }
+    } catch (err) {
+      // A probe that ends after stop() is of no use to anyone.
+      if (!running) return;
+      const message = describe(err);
+      backend.lastError = message;
+      backend.consecutiveFailures++;
+      if (backend.consecutiveFailures >= unhealthyAfterFailures && backend.health !== 'unhealthy') {
+        logger.warn('backend unhealthy', { backend: backend.id, url: backend.url, error: message });
+        backend.health = 'unhealthy';
+        registry.changed();
+      } else if (backend.consecutiveFailures === 1) {
+        logger.debug('health check failed', { backend: backend.id, error: message });
+      }
+      // Whatever failed, the models are read again on the next probe.
+      modelsCheckedAt.delete(backend);
+    }
+  }
+
+  function schedule(backend: Backend, delayMs: number): void {
+    if (!running) return;
+    timers.set(
+      backend.id,
+      setTimeout(async () => {
+        const started = Date.now();
+        await scrape(backend);
+        if (registry.has(backend)) schedule(backend, Math.max(0, settings().intervalMs - (Date.now() - started)));
+      }, delayMs),
+    );
+  }
+
+  return {
+    watch(backend) {
+      // An IP-literal endpoint is known at once, before the first probe answers.
+      if (isIP(hostOf(new URL(backend.url)))) void resolveEndpoint(backend);
+      schedule(backend, 0);
+    },
+    unwatch(backend) {
+      clearTimeout(timers.get(backend.id));
+      timers.delete(backend.id);
+    },
+    start() {
+      running = true;
+      modelsCheckedAt = new WeakMap();
+    },
+    stop() {
+      running = false;
+      for (const timer of timers.values()) clearTimeout(timer);
+      timers.clear();
+    },
+  };
+}
