@@ -20,10 +20,18 @@ export function createSessionTable(maxSessions = 100_000): SessionTable {
   };
 }
 
-/** State that outlives a scheduler across config reloads. */
+/**
+ * Everything the scheduler learns from the requests it routes, in one place, so that a config
+ * reload (which builds a new scheduler from the new settings) forgets none of it: which prompt
+ * blocks each backend holds, its bytes per token, which backend each session is on, the mean
+ * uncached prefill of what each backend was sent.
+ */
 export interface SchedulerMemory {
   readonly prefixIndex: PrefixIndex;
   readonly tokenRatio: TokenRatio;
+  readonly sessions: SessionTable;
+  /** Per backend id: mean uncached prompt tokens of the requests routed there. */
+  readonly meanUncachedPrefill: Map<string, number>;
   /** Forgets backends no longer in the fleet. */
   retain(keep: ReadonlySet<string>): void;
 }
@@ -31,9 +39,15 @@ export interface SchedulerMemory {
 export function createSchedulerMemory(config: RouterConfig): SchedulerMemory {
   const p = config.scheduler.prefix;
   const prefixIndex = createPrefixIndex(Math.ceil((p.defaultCapacityTokens * p.bytesPerToken) / p.blockBytes));
+  const meanUncachedPrefill = new Map<string, number>();
   return {
     prefixIndex,
     tokenRatio: createTokenRatio(p.bytesPerToken),
-    retain: (keep) => prefixIndex.retain(keep),
+    sessions: createSessionTable(),
+    meanUncachedPrefill,
+    retain(keep) {
+      prefixIndex.retain(keep);
+      for (const id of meanUncachedPrefill.keys()) if (!keep.has(id)) meanUncachedPrefill.delete(id);
+    },
   };
 }

@@ -2,7 +2,7 @@ import type { RouterConfig } from '../config/schema.js';
 import { allowedEndpointsFilter } from './filters/allowed-endpoints.js';
 import { createQueueLimitFilter } from './filters/queue-limit.js';
 import { routableFilter } from './filters/routable.js';
-import { createSessionTable, type SchedulerMemory } from './memory.js';
+import type { SchedulerMemory } from './memory.js';
 import { createMaxScorePicker } from './pickers/max-score.js';
 import { createRandomPicker } from './pickers/random.js';
 import { createScheduler, type Scheduler } from './scheduler.js';
@@ -17,14 +17,14 @@ type ScorerName = SchedulerConfig['scorers'][number]['name'];
 
 /** Every scorer a config may name, built from the scheduler's settings and its memory. */
 const SCORERS: Record<ScorerName, (config: SchedulerConfig, memory: SchedulerMemory) => Scorer> = {
-  'first-token-cost': (c) => createFirstTokenCostScorer(c.cost, new Map()),
+  'first-token-cost': (c, m) => createFirstTokenCostScorer(c.cost, m.meanUncachedPrefill),
   'prefix-match': () => prefixMatchScorer,
   'least-load': (c) => createLeastLoadScorer(c.load),
   queue: () => queueScorer,
   running: () => runningScorer,
   'kv-cache': () => kvCacheScorer,
   inflight: () => inflightScorer,
-  'session-affinity': () => createSessionAffinityScorer(createSessionTable()),
+  'session-affinity': (_c, m) => createSessionAffinityScorer(m.sessions),
 };
 
 /**
