@@ -23,7 +23,8 @@ describe('route resources', () => {
     const large = routes.find((r) => r.name === 'large-body')!;
     const matcher = large.match!.headers[0]!;
     expect(matcher.name).toBe('content-length');
-    expect(matcher.headerMatchSpecifier?.$case === 'safeRegexMatch' && matcher.headerMatchSpecifier.value.regex).toBe(greaterThanRegex(1000));
+    const pattern = matcher.headerMatchSpecifier?.$case === 'stringMatch' ? matcher.headerMatchSpecifier.value.matchPattern : undefined;
+    expect(pattern?.$case === 'safeRegex' && pattern.value.regex).toBe(greaterThanRegex(1000));
     expect(FilterConfig.decode(large.typedPerFilterConfig['envoy.filters.http.json_to_metadata']!.value).disabled).toBe(true);
     // After the per-model routes (which the router's answer selects) and before the catch-all.
     const names = routes.map((r) => r.name);

@@ -32,10 +32,10 @@ function retryPolicy(config: RouterConfig): RetryPolicyInit {
   };
 }
 
-/** A header whose whole value matches `regex`. */
+/** A header whose whole value matches `regex` (string_match with safe_regex: the current field, not the deprecated safe_regex_match). */
 const headerMatches = (name: string, regex: string) => ({
   name,
-  headerMatchSpecifier: { $case: 'safeRegexMatch' as const, value: { regex } },
+  headerMatchSpecifier: { $case: 'stringMatch' as const, value: { matchPattern: { $case: 'safeRegex' as const, value: { regex } } } },
 });
 const methodIs = (methods: readonly string[]) => headerMatches(':method', `^(${methods.join('|')})$`);
 const exactHeader = (name: string, value: string) => ({

@@ -179,6 +179,11 @@ describe.each([
       }
       expect(diff(before, totals())).toEqual([0, 0, 0]);
     });
+
+    it('starts clean: Envoy prints no deprecation warning for its bootstrap or the resources the router serves', () => {
+      // By now every route and cluster has been pushed and used.
+      expect(stack.envoy.logs()).not.toMatch(/deprecat/i);
+    });
   });
 
   describe('least-loaded routing', () => {
