@@ -12,8 +12,6 @@ interface Subscription {
   sentVersion: string | undefined;
   sentNames: string;
   nonce: string;
-  /** A version Envoy rejected: not resent until the snapshot or the names change. */
-  nackedVersion: string | undefined;
 }
 
 /**
@@ -32,8 +30,9 @@ export function createAdsHandler(cache: SnapshotCache, logger: Logger) {
       const typeSnapshot = snapshot.get(typeUrl);
       if (!typeSnapshot || closed) return;
       const namesKey = sub.names.join('\n');
+      // Sent already, whether Envoy took it (ACK) or rejected it (NACK): a rejected version is
+      // not resent until the snapshot or the names change.
       if (sub.sentVersion === typeSnapshot.version && sub.sentNames === namesKey) return;
-      if (sub.nackedVersion === typeSnapshot.version && sub.sentNames === namesKey) return;
       const resources =
         sub.names.length === 0
           ? [...typeSnapshot.resources.values()]
@@ -56,21 +55,18 @@ export function createAdsHandler(cache: SnapshotCache, logger: Logger) {
       const { typeUrl } = request;
       let sub = subscriptions.get(typeUrl);
       if (!sub) {
-        sub = { names: [], sentVersion: undefined, sentNames: '', nonce: '', nackedVersion: undefined };
+        sub = { names: [], sentVersion: undefined, sentNames: '', nonce: '' };
         subscriptions.set(typeUrl, sub);
       } else if (request.responseNonce !== sub.nonce) {
         return; // answers a response that has since been superseded
       }
       if (request.errorDetail) {
-        sub.nackedVersion = sub.sentVersion;
         logger.error('Envoy rejected xDS update', {
           node,
           type: typeUrl,
           version: sub.sentVersion,
           error: request.errorDetail.message,
         });
-      } else if (request.responseNonce !== '') {
-        sub.nackedVersion = undefined;
       }
       sub.names = [...request.resourceNames].sort();
       send(typeUrl, sub, cache.current());
