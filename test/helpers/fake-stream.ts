@@ -9,6 +9,8 @@ import type { MessageStream } from '../../src/grpc/stream.js';
  */
 export class FakeStream<In, Out> extends EventEmitter implements MessageStream<In, Out> {
   readonly written: Out[] = [];
+  /** Writes the handler attempted after the stream ended (a real stream drops them). */
+  writesAfterEnd = 0;
   ended = false;
   destroyedWith: (Error & { code?: number }) | undefined;
 
@@ -17,7 +19,10 @@ export class FakeStream<In, Out> extends EventEmitter implements MessageStream<I
   }
 
   write(message: Out): boolean {
-    if (this.ended) return false;
+    if (this.ended) {
+      this.writesAfterEnd++;
+      return false;
+    }
     this.written.push(this.codec ? this.codec.decode(this.codec.encode(message).finish()) : message);
     return true;
   }
