@@ -6,6 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { parse, parseAllDocuments } from 'yaml';
 import { parseConfigText } from '../../src/config/load.js';
 import { REQUEST_ATTRIBUTES } from '../../src/contract/envoy.js';
+import { apiError } from '../../src/contract/errors.js';
 import { envoyBinary, REPO } from '../../src/launcher/envoy.js';
 
 const read = (path: string) => readFileSync(join(REPO, path), 'utf8');
@@ -110,6 +111,13 @@ describe('Envoy configuration', () => {
     const extProc = hcm.http_filters.find((f: any) => f.name === 'envoy.filters.http.ext_proc').typed_config;
     expect(extProc.processing_mode).toMatchObject({ request_header_mode: 'SKIP', request_body_mode: 'BUFFERED', response_header_mode: 'SKIP' });
     expect(extProc.request_attributes).toEqual(expect.arrayContaining(Object.values(REQUEST_ATTRIBUTES)));
+  });
+
+  it("answers a body over the limit with the error catalogue's request_too_large", () => {
+    const hcm = bootstrap.static_resources.listeners[0].filter_chains[0].filters[0].typed_config;
+    const tooLarge = hcm.local_reply_config.mappers.find((m: any) => m.filter.status_code_filter?.comparison.value.default_value === 413);
+    const { message, type, param, code } = apiError('request_too_large');
+    expect(tooLarge.body_format_override.json_format).toEqual({ error: { message, type, param, code } });
   });
 });
 
