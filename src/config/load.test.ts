@@ -78,6 +78,21 @@ describe('config watcher', () => {
       await rename(`${path}.tmp`, path);
       await expect.poll(() => applied.length, { timeout: 3000 }).toBe(2);
       expect(applied[1]!.backends[0]!.models).toEqual(['b']);
+
+      // An empty or truncated file (an editor or cp mid-write) routes nothing: refused too.
+      for (const [text, problem] of [
+        ['', /^backends: the file is empty; a router needs at least one backend or discovery source/],
+        ['grpc: { host: 127.0.0.1, port: 18000 }\nscraping:\n  intervalMs: 200\n', /^backends: it names no backends and no discovery/],
+      ] as const) {
+        const before = errors.length;
+        await writeFile(path, text);
+        await expect.poll(() => errors.length, { timeout: 3000 }).toBe(before + 1);
+        expect((errors.at(-1) as ConfigError).problems[0]).toMatch(problem);
+      }
+      expect(applied).toHaveLength(2);
+      // A discovery source alone is a fleet.
+      await writeFile(path, 'discovery:\n  dns:\n    - { name: vllm.inference.svc, port: 8000 }\n');
+      await expect.poll(() => applied.length, { timeout: 3000 }).toBe(3);
     } finally {
       watcher.close();
       await rm(dir, { recursive: true, force: true });

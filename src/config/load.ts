@@ -48,6 +48,12 @@ export function parseConfigText(text: string, source = 'config'): RouterConfig {
   return parseConfig(doc.toJS(), source);
 }
 
+/**
+ * Reads the router's config file. A file that names no backend and no discovery source is
+ * refused like any invalid one: it could route nothing, and it is what an editor or `cp`
+ * leaves for a moment (an empty or truncated file), so applying it would turn every request
+ * into a 404 until the next write.
+ */
 export async function loadConfigFile(path: string): Promise<RouterConfig> {
   let text: string;
   try {
@@ -55,5 +61,11 @@ export async function loadConfigFile(path: string): Promise<RouterConfig> {
   } catch (err) {
     throw new ConfigError(path, [`cannot read file: ${(err as Error).message}`]);
   }
-  return parseConfigText(text, path);
+  const config = parseConfigText(text, path);
+  const { dns, kubernetes } = config.discovery;
+  if (config.backends.length === 0 && dns.length === 0 && kubernetes.length === 0) {
+    const what = text.trim() === '' ? 'the file is empty' : 'it names no backends and no discovery (dns, kubernetes)';
+    throw new ConfigError(path, [`backends: ${what}; a router needs at least one backend or discovery source (a file being written, empty or truncated, looks like this)`]);
+  }
+  return config;
 }

@@ -1,4 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
+import { writeFile } from 'node:fs/promises';
+import { stringify } from 'yaml';
 import { afterEach, describe, expect, it } from 'vitest';
 import { AggregatedDiscoveryServiceService } from '../../src/gen/envoy/service/discovery/v3/ads.js';
 import { ExternalProcessorService } from '../../src/gen/envoy/service/ext_proc/v3/external_processor.js';
@@ -207,6 +209,34 @@ describe('control plane failures', () => {
     await closing;
     expect(completed).toBe(true);
     expect(events).toBe(1500);
+  });
+});
+
+describe('config reloads', () => {
+  it('refuses the empty and truncated files a rewrite leaves for a moment: 50 rewrites in 10 s, no failed request', async () => {
+    stack = await startStack({ backends: [{ models: ['llama-8b'] }, { models: ['llama-8b'] }] });
+    const s = stack;
+    const full = stringify(s.routerConfig());
+    // Cut where `cp` or a slow editor might be when the watcher reads: before the backends.
+    const truncated = full.slice(0, full.indexOf('backends:'));
+    expect(truncated).not.toBe('');
+    let rewriting = true;
+    const load = steadyLoad(s.envoy.url, 'llama-8b', 4, () => !rewriting);
+    const started = Date.now();
+    for (let i = 0; i < 50 && Date.now() - started < 10_000; i++) {
+      // In place, not by rename: the file is empty (or half written) until the second write.
+      await writeFile(s.configPath, i % 2 === 0 ? '' : truncated);
+      await new Promise((r) => setTimeout(r, 80)); // longer than the watcher's debounce
+      await writeFile(s.configPath, full);
+      await new Promise((r) => setTimeout(r, 80));
+    }
+    rewriting = false;
+    const outcomes = await load;
+    expect(outcomes.length).toBeGreaterThan(50);
+    expect(outcomes.filter((o) => o.status !== 200).slice(0, 3)).toEqual([]);
+    expect(s.reloadErrors.length).toBeGreaterThan(0);
+    expect(s.reloadErrors[0]!.message).toMatch(/backends: (the file is empty|it names no backends)/);
+    expect(s.router.fleet.backends()).toHaveLength(2);
   });
 });
 
