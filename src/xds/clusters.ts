@@ -38,6 +38,11 @@ export function modelCluster(model: string, config: RouterConfig): Cluster {
     clusterDiscoveryType: { $case: 'type', value: Cluster_DiscoveryType.EDS },
     edsClusterConfig: { edsConfig: ads(), serviceName: name },
     connectTimeout: ms(upstream.connectTimeoutMs),
+    // A backend removed from the fleet leaves Envoy's cluster at once. By default Envoy keeps
+    // a removed host that still passes its health check, and when the router is down (Envoy
+    // balances by itself) it would get new requests: a server repurposed to another model
+    // would be sent this one. Requests already on it finish: removal drains, it does not cut.
+    ignoreHealthOnHostRemoval: true,
     loadBalancingPolicy: {
       policies: [
         {

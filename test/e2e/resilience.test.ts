@@ -4,9 +4,9 @@ import { stringify } from 'yaml';
 import { afterEach, describe, expect, it } from 'vitest';
 import { AggregatedDiscoveryServiceService } from '../../src/gen/envoy/service/discovery/v3/ads.js';
 import { ExternalProcessorService } from '../../src/gen/envoy/service/ext_proc/v3/external_processor.js';
-import { startSimulator } from '../../src/simulator/server.js';
+import { startSimulator, type SimulatorHandle } from '../../src/simulator/server.js';
 import { openStream } from '../helpers/sse.js';
-import { FAST_ENGINE, startStack, waitFor, type Stack } from '../helpers/stack.js';
+import { backendEntries, FAST_ENGINE, startStack, waitFor, type Stack } from '../helpers/stack.js';
 
 let stack: Stack | undefined;
 afterEach(async () => {
@@ -167,6 +167,35 @@ describe('control plane failures', () => {
     expect(JSON.parse(routed.body).model).toBe('llama-8b');
     for (const model of ['llama-8b', 'qwen-7b']) expect((await complete(s.envoy.url, model)).status).toBe(200);
     expect(await envoyParsed()).toBe(parsedBeforeReturn);
+  });
+
+  it('sends nothing to a backend removed from the config, even while the router is down', async () => {
+    stack = await startStack({ backends: [{ models: ['llama-8b'] }, { models: ['llama-8b'] }, { models: ['qwen-7b'] }] });
+    const s = stack;
+    const [kept, removed, qwen] = s.sims as [SimulatorHandle, SimulatorHandle, SimulatorHandle];
+    const entries = backendEntries(s.sims, [{ models: ['llama-8b'] }, { models: ['llama-8b'] }, { models: ['qwen-7b'] }]);
+    await s.writeConfig(s.routerConfig({ backends: [entries[0], entries[2]] }));
+    await waitFor(() => s.router.fleet.backends().length === 2, 5000, 'the backend to leave the router');
+    // Envoy has taken the update once the host is gone from its cluster, or (as Envoy does by
+    // default for a host that still passes its health check) only marked for removal.
+    const removedHost = async () =>
+      (await fetch(`${s.envoy.adminUrl}/clusters`).then((r) => r.text())).split('\n').filter((l) => l.startsWith(`model_llama-8b::127.0.0.1:${removed.port}::`));
+    await waitFor(
+      async () => {
+        const lines = await removedHost();
+        return lines.length === 0 || lines.some((l) => l.includes('pending_dynamic_removal'));
+      },
+      5000,
+      'Envoy to take the endpoint update',
+    );
+    await s.stopRouter();
+    const before = [kept, removed, qwen].map((sim) => sim.stats().requestsTotal);
+    for (let i = 0; i < 30; i++) {
+      const res = await complete(s.envoy.url, 'llama-8b');
+      expect(res.status, res.body).toBe(200);
+    }
+    const served = [kept, removed, qwen].map((sim, i) => sim.stats().requestsTotal - before[i]!);
+    expect(served).toEqual([30, 0, 0]);
   });
 
   it('fails open after the message timeout when the router hangs', async () => {
