@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { DEFAULT_PUBLIC_PATHS } from '../contract/public-api.js';
 
 /** Where one of our servers listens. Loopback unless the operator says otherwise. */
 const listenAddress = (defaultPort: number) =>
@@ -193,6 +194,29 @@ const upstream = z
     failOpenMaxBodyBytes: 1_048_576,
   });
 
+/** What clients may reach on the backends. */
+const api = z
+  .object({
+    /**
+     * Request paths forwarded to backends (exact, query aside); any other path is answered 404.
+     * Default: vLLM's public inference API.
+     */
+    paths: z
+      .array(
+        z
+          .string()
+          .regex(/^\/[A-Za-z0-9._~!$&'()+,;=:@%/-]*$/, 'must be a request path such as /v1/chat/completions (no query, no wildcard)')
+          .max(256),
+      )
+      .min(1)
+      // One regex alternation in Envoy's routes: 64 paths of 256 characters stay within the
+      // bootstrap's RE2 program size limit (re2.max_program_size.error_level).
+      .max(64)
+      .default([...DEFAULT_PUBLIC_PATHS]),
+  })
+  .strict()
+  .default({ paths: [...DEFAULT_PUBLIC_PATHS] });
+
 export const routerConfigSchema = z
   .object({
     /** gRPC server for Envoy: ext_proc and ADS (xDS) on one port. */
@@ -206,6 +230,7 @@ export const routerConfigSchema = z
     scheduler,
     /** How Envoy treats the backends: served to it over xDS with each model's cluster. */
     upstream,
+    api,
   })
   .strict()
   .superRefine((config, ctx) => {

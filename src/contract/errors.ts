@@ -51,10 +51,13 @@ export const ERRORS = {
     (model?: string) => (model === undefined ? 'No model of that name is served; GET /v1/models lists them.' : `The model \`${model}\` does not exist.`),
     'model',
   ),
-  not_found: entry(404, (path: 'any' | '/metrics' = 'any') =>
-    path === '/metrics'
+  /** A read of a path nobody serves, a path outside the public API (config `api.paths`), or /metrics. */
+  not_found: entry(404, (what: 'read' | 'not-public' | '/metrics' = 'read') =>
+    what === '/metrics'
       ? "The router's metrics are served on its admin port (/metrics there); backends' metrics are scraped by the router."
-      : 'No endpoint answers GET on this path.',
+      : what === 'not-public'
+        ? 'No endpoint answers this method on this path: only the public inference API (chat, completions, responses, embeddings, pooling, score, rerank, tokenize, audio) is served.'
+        : 'No endpoint answers GET on this path.',
   ),
   /**
    * Answered by Envoy's local reply config (envoy/envoy.yaml), before the router sees the body.

@@ -26,6 +26,8 @@ const error = (e: HttpError) => ({ status: e.status, body: errorBody(e) });
 export const UNKNOWN_MODEL = error(apiError('model_not_found'));
 /** GET of any other path this API does not have. */
 export const NO_ENDPOINT = error(apiError('not_found'));
+/** Any other method on a path outside the public API (config `api.paths`). */
+export const NOT_PUBLIC = error(apiError('not_found', 'not-public'));
 /** A request to an inference path that carries no body. */
 export const NEEDS_BODY = error(apiError('invalid_request_body', 'missing'));
 

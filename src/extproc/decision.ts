@@ -49,12 +49,21 @@ function rejectionError(r: Rejection): HttpError {
 }
 
 /**
- * The routing decision for one request with its whole body: read the body, find its session,
- * let the scheduler pick, and account for the pick (in-flight counts, metrics, the decision
- * log). `allowed` is a gateway's subset hint, if it sent one.
+ * The routing decision for one request with its whole body: check that its path is public,
+ * read the body, find its session, let the scheduler pick, and account for the pick
+ * (in-flight counts, metrics, the decision log). `allowed` is a gateway's subset hint, if it
+ * sent one.
  */
 export function createDecider(deps: DecisionDeps) {
   const { fleet, metrics } = deps;
+
+  let publicPaths: { config: RouterConfig; paths: ReadonlySet<string> } | undefined;
+  /** Only the public API (config `api.paths`) reaches a backend: a body naming a model is no pass to the rest. */
+  const isPublicPath = (path: string) => {
+    const config = deps.config();
+    if (publicPaths?.config !== config) publicPaths = { config, paths: new Set(config.api.paths) };
+    return publicPaths.paths.has(path);
+  };
 
   const refuse = (error: HttpError): Outcome => {
     metrics.rejections.inc({ code: error.code, status: String(error.status) });
@@ -63,6 +72,7 @@ export function createDecider(deps: DecisionDeps) {
 
   return function decide(headers: RequestHeaders, body: Uint8Array, allowed: ReadonlySet<string> | undefined): Outcome {
     const started = process.hrtime.bigint();
+    if (!isPublicPath(headers.path)) return refuse(apiError('not_found', 'not-public'));
     const singleModel = MODEL_OPTIONAL.has(headers.path) ? fleet.routableModels() : [];
     const parsed = parseRequestBody(body, {
       contentType: headers.contentType,

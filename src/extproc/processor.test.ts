@@ -118,7 +118,10 @@ describe('ext_proc in FULL_DUPLEX_STREAMED mode', async () => {
 });
 
 describe('ext_proc with request headers skipped (the repo bootstrap)', () => {
-  const attributes = (values: Record<string, string>) => ({ 'envoy.filters.http.ext_proc': values });
+  // The bootstrap always sends the method and path; a test names only what it is about.
+  const attributes = (values: Record<string, string>) => ({
+    'envoy.filters.http.ext_proc': { 'request.method': 'POST', 'request.url_path': '/v1/completions', ...values },
+  });
 
   /** One BUFFERED request whose only message is the body, carrying the attributes. */
   function bodyOnly(body: string, values: Record<string, string>) {

@@ -12,7 +12,7 @@ import {
   clusterNameForModel,
 } from '../contract/envoy.js';
 import { apiError } from '../contract/errors.js';
-import { NEEDS_BODY, answerLocally, localEndpoints } from '../contract/local-answers.js';
+import { NEEDS_BODY, NOT_PUBLIC, answerLocally, localEndpoints } from '../contract/local-answers.js';
 import { isRoutable, type Backend, type FleetView } from '../fleet/backend.js';
 import type { Metadata } from '../gen/envoy/config/core/v3/base.js';
 import { ProcessingMode_BodySendMode } from '../gen/envoy/extensions/filters/http/ext_proc/v3/processing_mode.js';
@@ -71,7 +71,8 @@ export function createProcessor(deps: ProcessorDeps) {
   const { fleet, metrics, logger } = deps;
   const decide = createDecider(deps);
   const answerWithoutBody = (headers: RequestHeaders) =>
-    answerLocally(headers.method, headers.path, localEndpoints(fleet.routableModels(), fleet.backends().filter(isRoutable).length, deps.version)) ?? NEEDS_BODY;
+    answerLocally(headers.method, headers.path, localEndpoints(fleet.routableModels(), fleet.backends().filter(isRoutable).length, deps.version)) ??
+    (deps.config().api.paths.includes(headers.path) ? NEEDS_BODY : NOT_PUBLIC);
 
   return function process(call: MessageStream<ProcessingRequest, ProcessingResponse>): void {
     let headers: RequestHeaders | undefined;

@@ -1,7 +1,8 @@
 import type { RouterConfig } from '../config/schema.js';
 import { CLUSTER_HEADER, ROUTER_METADATA_NAMESPACE, ROUTE_CONFIG_NAME, clusterNameForModel } from '../contract/envoy.js';
 import { apiError, errorBody } from '../contract/errors.js';
-import { NEEDS_BODY, NO_ENDPOINT, READ_METHODS, UNKNOWN_MODEL, type LocalEndpoint } from '../contract/local-answers.js';
+import { NEEDS_BODY, NOT_PUBLIC, NO_ENDPOINT, READ_METHODS, UNKNOWN_MODEL, type LocalEndpoint } from '../contract/local-answers.js';
+import { exactPathsRegex } from '../contract/public-api.js';
 import { HeaderValueOption_HeaderAppendAction } from '../gen/envoy/config/core/v3/base.js';
 import { RouteConfiguration } from '../gen/envoy/config/route/v3/route.js';
 import { FilterConfig, RetryPolicy, Route } from '../gen/envoy/config/route/v3/route_components.js';
@@ -85,6 +86,8 @@ const answer = (a: { status: number; body: string }) => ({
  * the answers that need no backend, and the errors for everything else.
  */
 export function routeConfiguration(models: readonly string[], local: readonly LocalEndpoint[], config: RouterConfig): RouteConfiguration {
+  // Only the public API (config `api.paths`) is forwarded, routed by the router or not.
+  const publicPath = { $case: 'safeRegex' as const, value: { regex: exactPathsRegex(config.api.paths) } };
   const forward = (cluster: { $case: 'cluster' | 'clusterHeader'; value: string }) => ({
     $case: 'route' as const,
     value: { clusterSpecifier: cluster, timeout: ms(0), retryPolicy: retryPolicy(config) },
@@ -92,7 +95,7 @@ export function routeConfiguration(models: readonly string[], local: readonly Lo
   const routes: RouteInit[] = [
     {
       name: 'picked-by-router',
-      match: { pathSpecifier: { $case: 'prefix', value: '/' }, headers: [{ name: CLUSTER_HEADER, headerMatchSpecifier: { $case: 'presentMatch', value: true } }] },
+      match: { pathSpecifier: publicPath, headers: [{ name: CLUSTER_HEADER, headerMatchSpecifier: { $case: 'presentMatch', value: true } }] },
       action: forward({ $case: 'clusterHeader', value: CLUSTER_HEADER }),
     },
     // Used only when the router is unreachable: Envoy reads the model itself.
@@ -100,7 +103,7 @@ export function routeConfiguration(models: readonly string[], local: readonly Lo
       (model): RouteInit => ({
         name: `model-${model}`,
         match: {
-          pathSpecifier: { $case: 'prefix', value: '/' },
+          pathSpecifier: publicPath,
           dynamicMetadata: [
             {
               filter: ROUTER_METADATA_NAMESPACE,
@@ -125,25 +128,23 @@ export function routeConfiguration(models: readonly string[], local: readonly Lo
     { name: 'unknown-model', match: { pathSpecifier: { $case: 'prefix', value: '/v1/models/' }, headers: [methodIs(READ_METHODS)] }, ...answer(UNKNOWN_MODEL) },
     { name: 'no-endpoint', match: { pathSpecifier: { $case: 'prefix', value: '/' }, headers: [methodIs(READ_METHODS)] }, ...answer(NO_ENDPOINT) },
     // Neither routed by the router nor by the model in a body: a request without a body.
-    { name: 'needs-body', match: { pathSpecifier: { $case: 'prefix', value: '/' }, headers: [exactHeader('content-length', '0')] }, ...answer(NEEDS_BODY) },
+    { name: 'needs-body', match: { pathSpecifier: publicPath, headers: [exactHeader('content-length', '0')] }, ...answer(NEEDS_BODY) },
     {
       name: 'needs-body-unsized',
-      match: { pathSpecifier: { $case: 'prefix', value: '/' }, headers: [absentHeader('content-length'), absentHeader('transfer-encoding')] },
+      match: { pathSpecifier: publicPath, headers: [absentHeader('content-length'), absentHeader('transfer-encoding')] },
       ...answer(NEEDS_BODY),
     },
     // Chosen when the request starts, so json_to_metadata is switched off for large bodies
     // before it parses them; once the router has answered, the route is chosen again.
     {
       name: 'large-body',
-      match: { pathSpecifier: { $case: 'prefix', value: '/' }, headers: [headerOver('content-length', config.upstream.failOpenMaxBodyBytes)] },
+      match: { pathSpecifier: publicPath, headers: [headerOver('content-length', config.upstream.failOpenMaxBodyBytes)] },
       typedPerFilterConfig: { 'envoy.filters.http.json_to_metadata': pack('envoy.config.route.v3.FilterConfig', FilterConfig, FilterConfig.fromPartial({ disabled: true })) },
       ...answer(ROUTER_UNAVAILABLE),
     },
-    {
-      name: 'no-route',
-      match: { pathSpecifier: { $case: 'prefix', value: '/' } },
-      ...answer(ROUTER_UNAVAILABLE),
-    },
+    { name: 'no-route', match: { pathSpecifier: publicPath }, ...answer(ROUTER_UNAVAILABLE) },
+    // Whatever else a backend may serve (server control, profiling, adapters) is not public.
+    { name: 'not-public', match: { pathSpecifier: { $case: 'prefix', value: '/' } }, ...answer(NOT_PUBLIC) },
   ];
   return RouteConfiguration.fromPartial({
     name: ROUTE_CONFIG_NAME,

@@ -169,6 +169,16 @@ describe('control plane failures', () => {
     expect(await envoyParsed()).toBe(parsedBeforeReturn);
   });
 
+  it('forwards no path outside the public API while the router is down either', async () => {
+    stack = await startStack({ backends: [{ models: ['llama-8b'] }] });
+    const s = stack;
+    await s.stopRouter();
+    const res = await fetch(`${s.envoy.url}/_sim/fault`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'llama-8b', kind: 'error', status: 503 }) });
+    expect(res.status).toBe(404);
+    expect(JSON.parse(await res.text()).error.code).toBe('not_found');
+    expect((await complete(s.envoy.url, 'llama-8b')).status).toBe(200); // fail-open routing still works, and the server took no fault
+  });
+
   it('sends nothing to a backend removed from the config, even while the router is down', async () => {
     stack = await startStack({ backends: [{ models: ['llama-8b'] }, { models: ['llama-8b'] }, { models: ['qwen-7b'] }] });
     const s = stack;

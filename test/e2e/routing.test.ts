@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import OpenAI, { NotFoundError } from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSimulator, type SimulatorHandle } from '../../src/simulator/server.js';
+import { DEFAULT_PUBLIC_PATHS } from '../../src/contract/public-api.js';
 import { REPO } from '../../src/launcher/envoy.js';
 import { renderTable, type FleetStats } from '../../src/monitor.js';
 import { backendEntries, FAST_ENGINE, pickerOnlyEnvoy, startStack, waitFor, type Stack } from '../helpers/stack.js';
@@ -132,6 +133,22 @@ describe.each([
         expect(((await res.json()) as { error: { code: string } }).error.code).toBe(code);
       }
       expect(diff(before, totals())).toEqual([0, 0, 0]);
+    });
+
+    it('forwards only the public inference API: paths that control a server answer 404, whatever model the body names', async () => {
+      const fault = { model: 'llama-8b', kind: 'error', status: 503 }; // what /_sim/fault would obey
+      for (const path of ['/_sim/fault', '/reset_prefix_cache', '/sleep', '/collective_rpc', '/v1/load_lora_adapter', '/start_profile', '/v1/chat/completions/x']) {
+        const res = await post(path, fault);
+        expect([path, res.status, res.headers.get('content-type')]).toEqual([path, 404, 'application/json']);
+        expect(((await res.json()) as { error: { code: string } }).error.code).toBe('not_found');
+      }
+      const empty = await fetch(`${stack.envoy.url}/sleep`, { method: 'POST' });
+      expect([empty.status, ((await empty.json()) as { error: { code: string } }).error.code]).toEqual([404, 'not_found']);
+      // No server took the fault.
+      for (const sim of stack.sims) {
+        const direct = await fetch(`${sim.url}/v1/completions`, { method: 'POST', body: JSON.stringify({ model: 'qwen-7b', prompt: 'x', max_tokens: 1 }) });
+        expect(direct.status).not.toBe(503);
+      }
     });
 
     it('accepts curl -d bodies sent without a JSON content type', async () => {
@@ -284,6 +301,18 @@ describe.each([
       } finally {
         await extra.close();
       }
+    });
+  });
+
+  describe('the public API allow-list', () => {
+    it.skipIf(mesh)('forwards a path the config adds to api.paths, and stops when it is taken out again', async () => {
+      const paths = [...DEFAULT_PUBLIC_PATHS, '/_sim/fault'];
+      await stack.writeConfig(stack.routerConfig({ api: { paths } }));
+      await waitFor(() => stack.router.config().api.paths.length === paths.length, 5000, 'the reload');
+      await waitFor(async () => (await post('/_sim/fault', { model: 'llama-8b', kind: 'none' })).status === 200, 5000, 'Envoy to take the routes');
+      await stack.writeConfig(stack.routerConfig());
+      await waitFor(() => stack.router.config().api.paths.length === DEFAULT_PUBLIC_PATHS.length, 5000, 'the reload back');
+      expect((await post('/_sim/fault', { model: 'llama-8b', kind: 'none' })).status).toBe(404);
     });
   });
 
