@@ -1,5 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
 import { writeFile } from 'node:fs/promises';
+import { connect } from 'node:net';
 import { stringify } from 'yaml';
 import { afterEach, describe, expect, it } from 'vitest';
 import { AggregatedDiscoveryServiceService } from '../../src/gen/envoy/service/discovery/v3/ads.js';
@@ -280,6 +281,46 @@ describe('config reloads', () => {
 });
 
 describe('limits', () => {
+  it('reaps slow and silent client connections, and cuts no long generation', async () => {
+    stack = await startStack({
+      backends: [{ models: ['llama-8b'] }],
+      defaultEngine: { timeScale: 0.5 }, // about 3 ms a token: 1000 tokens take longer than both timeouts below
+      envoy: {
+        edit: (bootstrap) => {
+          // The bootstrap's own timeouts, scaled down so that the test takes seconds, not minutes.
+          const hcm = bootstrap.static_resources.listeners[0].filter_chains[0].filters[0].typed_config;
+          if (hcm.request_headers_timeout) hcm.request_headers_timeout = '1s';
+          if (hcm.common_http_protocol_options?.idle_timeout) hcm.common_http_protocol_options.idle_timeout = '2s';
+        },
+      },
+    });
+    const { hostname, port } = new URL(stack.envoy.url);
+    /** Ms until Envoy closes a connection that sends `bytes` and then nothing, or 'open' after 6 s. */
+    const closedAfter = (bytes: string) =>
+      new Promise<number | 'open'>((resolve) => {
+        const started = Date.now();
+        const socket = connect(Number(port), hostname, () => socket.write(bytes));
+        const timer = setTimeout(() => (socket.destroy(), resolve('open')), 6000);
+        socket.on('error', () => {});
+        socket.resume(); // read, so that Envoy's close is seen (after its 408, for partial headers)
+        socket.on('close', () => (clearTimeout(timer), resolve(Date.now() - started)));
+      });
+    const long = { model: 'llama-8b', prompt: 'tell a long story', max_tokens: 1000, ignore_eos: true };
+    const [partialHeaders, silent, streamed, whole] = await Promise.all([
+      closedAfter('POST /v1/completions HTTP/1.1\r\nHost: x\r\ncontent-type: appl'),
+      closedAfter(''),
+      fetch(`${stack.envoy.url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ ...long, stream: true }) })
+        .then(openStream)
+        .then((s) => s.rest()),
+      complete(stack.envoy.url, 'llama-8b', { prompt: 'another long story', max_tokens: 1000, ignore_eos: true }),
+    ]);
+    expect(partialHeaders).toBeLessThan(4000);
+    expect(silent).toBeLessThan(5000);
+    expect([streamed.events, streamed.completed]).toEqual([1000, true]);
+    expect(whole.status).toBe(200);
+    expect(JSON.parse(whole.body).usage.completion_tokens).toBe(1000);
+  });
+
   it('answers a body over the limit with an OpenAI-style 413', async () => {
     stack = await startStack({ backends: [{ models: ['llama-8b'] }] });
     const huge = JSON.stringify({ model: 'llama-8b', prompt: 'x'.repeat(33 * 1024 * 1024) });

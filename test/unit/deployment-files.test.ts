@@ -113,6 +113,16 @@ describe('Envoy configuration', () => {
     expect(extProc.request_attributes).toEqual(expect.arrayContaining(Object.values(REQUEST_ATTRIBUTES)));
   });
 
+  it('bounds slow and silent clients, and caps connections within the file descriptor limit', async () => {
+    const hcm = bootstrap.static_resources.listeners[0].filter_chains[0].filters[0].typed_config;
+    expect(hcm.request_headers_timeout).toBe('10s');
+    expect(hcm.common_http_protocol_options.idle_timeout).toBe('60s');
+    const cap = bootstrap.overload_manager.resource_monitors.find((m: any) => m.name === 'envoy.resource_monitors.global_downstream_max_connections');
+    // Each proxied request holds a client connection and one to its backend.
+    const { stdout } = await promisify(execFile)('sh', ['-c', 'ulimit -n']);
+    expect(cap.typed_config.max_active_downstream_connections * 2).toBeLessThanOrEqual(Number(stdout.trim()));
+  });
+
   it("answers a body over the limit with the error catalogue's request_too_large", () => {
     const hcm = bootstrap.static_resources.listeners[0].filter_chains[0].filters[0].typed_config;
     const tooLarge = hcm.local_reply_config.mappers.find((m: any) => m.filter.status_code_filter?.comparison.value.default_value === 413);
