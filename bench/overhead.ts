@@ -122,6 +122,7 @@ function decisionsPerSecond(payload: string, budgetMs: number): number {
     inflight: 0,
     unseenDispatches: 0,
     queueing: false,
+    suspect: false,
   }));
   const bytes = Buffer.from(payload);
   let n = 0;

@@ -4,6 +4,7 @@ import { createDecisionLog } from './admin/decision-log.js';
 import { createRouterMetrics } from './admin/metrics.js';
 import { startAdminServer } from './admin/server.js';
 import type { RouterConfig } from './config/schema.js';
+import { createInflightRequests } from './extproc/inflight-requests.js';
 import { createProcessor } from './extproc/processor.js';
 import { createFleet, type Fleet } from './fleet/fleet.js';
 import { AggregatedDiscoveryServiceService } from './gen/envoy/service/discovery/v3/ads.js';
@@ -50,6 +51,15 @@ export async function startRouter(initial: RouterConfig, logger: Logger): Promis
   };
   fleet.onChange(publish);
   fleet.onChange(() => memory.retain(new Set(fleet.backends().map((b) => b.id))));
+  // Requests held by a backend that stopped answering end now, not when (if ever) it recovers.
+  const inflight = createInflightRequests();
+  fleet.onChange(() => {
+    for (const b of fleet.backends()) {
+      if (b.health !== 'unhealthy') continue;
+      const ended = inflight.endAll(b.id);
+      if (ended > 0) logger.warn('ended the requests in flight on a backend that stopped answering', { backend: b.id, requests: ended });
+    }
+  });
 
   let grpcServer: GrpcServer;
   try {
@@ -62,7 +72,7 @@ export async function startRouter(initial: RouterConfig, logger: Logger): Promis
           path: ExternalProcessorService.process.path,
           requests: ProcessingRequest,
           responses: ProcessingResponse,
-          handler: createProcessor({ fleet, scheduler: () => scheduler, config: () => config, metrics, logger, version: VERSION, decisionLog }),
+          handler: createProcessor({ fleet, scheduler: () => scheduler, config: () => config, metrics, logger, version: VERSION, decisionLog, inflight }),
         },
         {
           path: AggregatedDiscoveryServiceService.streamAggregatedResources.path,

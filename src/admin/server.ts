@@ -28,6 +28,7 @@ export function loadStatistics(fleet: FleetView, weights: LoadWeights, decisionL
       models: b.models,
       health: b.health,
       routable: isRoutable(b),
+      suspect: b.suspect,
       running: b.metrics?.running ?? null,
       waiting: b.metrics?.waiting ?? null,
       kvCacheUsage: b.metrics?.kvCacheUsage ?? null,

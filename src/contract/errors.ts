@@ -71,6 +71,11 @@ export const ERRORS = {
   no_healthy_backend: entry(503, (model?: string) =>
     model === undefined ? 'No backend is healthy.' : `No healthy backend is serving the model \`${model}\` right now; try again shortly.`,
   ),
+  /** The backend holding the request stopped answering; the router ended the request (a client may retry at once). */
+  backend_unresponsive: entry(
+    503,
+    () => 'The server handling this request stopped responding and was taken out of rotation; retry and the request goes to another.',
+  ),
   no_eligible_endpoint: entry(503, (model: string) => `None of the endpoints the gateway allowed serves \`${model}\`.`),
   /** Answered by Envoy from a route the router serves, when neither the router nor the body's model chose a route. */
   router_unavailable: entry(503, () => 'The router could not choose a backend for this request; try again shortly.'),

@@ -14,6 +14,7 @@ import { silentLogger } from '../support/log.js';
 import { createSchedulerMemory } from '../scheduling/memory.js';
 import { schedulerFromConfig } from '../scheduling/registry.js';
 import { FakeStream } from '../../test/helpers/fake-stream.js';
+import { createInflightRequests } from './inflight-requests.js';
 import { createProcessor } from './processor.js';
 
 const config = parseConfig({
@@ -158,6 +159,28 @@ describe('ext_proc with request headers skipped (the repo bootstrap)', () => {
     p(call);
     call.emit('data', ProcessingRequest.fromPartial({ attributes: attributes({ "request.headers['x-session-id']": 'conv-7' }), request: { $case: 'requestBody', value: { body: Buffer.from('{"model":"m"}'), endOfStream: true } } }));
     expect(seen).toEqual(['conv-7']);
+  });
+});
+
+describe('requests in flight on a backend that stops answering', () => {
+  it('are ended with 503 backend_unresponsive through their open stream, and stop counting against it', () => {
+    const inflightRequests = createInflightRequests();
+    const p = createProcessor({ fleet, scheduler: () => schedulerFromConfig(config, createSchedulerMemory(config)), config: () => config, metrics: createRouterMetrics(fleet), logger: silentLogger, version: 't', inflight: inflightRequests });
+    const call = new FakeStream<ProcessingRequest, ProcessingResponse>(ProcessingResponse);
+    p(call);
+    const before = inflight(); // earlier tests leave streams open on the shared fleet
+    const attributes = { 'envoy.filters.http.ext_proc': { 'request.method': 'POST', 'request.url_path': '/v1/completions' } };
+    call.send(ProcessingRequest.fromPartial({ attributes, request: { $case: 'requestBody', value: { body: Buffer.from('{"model":"m","prompt":"x"}'), endOfStream: true } } }));
+    const backend = (call.written[0]!.dynamicMetadata?.['vllm.router'] as { backend: string }).backend;
+    expect(inflight()).toBe(before + 1);
+    expect(inflightRequests.endAll(backend === 'a' ? 'b' : 'a')).toBe(0);
+    expect(inflightRequests.endAll(backend)).toBe(1);
+    const ended = call.written[1]!.response;
+    expect(ended?.$case === 'immediateResponse' && [ended.value.status?.code, JSON.parse(ended.value.body.toString()).error.code]).toEqual([503, 'backend_unresponsive']);
+    expect(inflight()).toBe(before);
+    call.finish();
+    expect(inflight()).toBe(before);
+    expect(inflightRequests.endAll(backend)).toBe(0);
   });
 });
 

@@ -11,7 +11,7 @@ import {
   SUBSET_HINT_NAMESPACE,
   clusterNameForModel,
 } from '../contract/envoy.js';
-import { apiError } from '../contract/errors.js';
+import { apiError, errorBody } from '../contract/errors.js';
 import { NEEDS_BODY, NOT_PUBLIC, answerLocally, localEndpoints } from '../contract/local-answers.js';
 import { isRoutable, type Backend, type FleetView } from '../fleet/backend.js';
 import type { Metadata } from '../gen/envoy/config/core/v3/base.js';
@@ -22,6 +22,7 @@ import { whenStreamEnds } from '../grpc/when-stream-ends.js';
 import type { Scheduler } from '../scheduling/scheduler.js';
 import type { Logger } from '../support/log.js';
 import { createDecider, type Outcome } from './decision.js';
+import type { InflightRequests } from './inflight-requests.js';
 import { headersFromAttributes, readHeaders, type RequestHeaders } from './request-headers.js';
 import {
   continueBody,
@@ -43,7 +44,12 @@ export interface ProcessorDeps {
   version: string;
   /** Where the latest decisions and their reasons are kept for /stats and the dashboard. */
   decisionLog?: DecisionLog;
+  /** Where requests in flight are registered, so that those on a backend that stops answering can be ended. */
+  inflight?: InflightRequests;
 }
+
+/** What a request in flight on a backend that stopped answering is ended with; SDKs retry it at once. */
+const BACKEND_UNRESPONSIVE = immediateResponse(503, errorBody(apiError('backend_unresponsive')), 'application/json', { 'retry-after': '0' });
 
 /** The decision as ext_proc says it: the pick in headers and in the metadata Envoy's routes and override_host read. */
 function outcomeResponse(outcome: Outcome, phase: 'requestHeaders' | 'requestBody'): ProcessingResponse {
@@ -85,11 +91,13 @@ export function createProcessor(deps: ProcessorDeps) {
     let routedTo: Backend | undefined;
     let released = false;
     let finished = false;
+    let untrack: (() => void) | undefined;
 
     /** The request no longer occupies its backend: its response ended, or the stream did. */
     const release = () => {
       if (routedTo && !released) fleet.release(routedTo);
       released = true;
+      untrack?.();
     };
     const finish = () => {
       finished = true;
@@ -103,7 +111,15 @@ export function createProcessor(deps: ProcessorDeps) {
     const route = (body: Buffer, bodyEnds: boolean) => {
       decided = true;
       const outcome = decide(headers!, body, subset);
-      if (outcome.kind === 'route') routedTo = outcome.primary;
+      if (outcome.kind === 'route') {
+        routedTo = outcome.primary;
+        untrack = deps.inflight?.track(routedTo.id, () => {
+          // Envoy answers the client with this (or, once the response has begun, resets it).
+          metrics.rejections.inc({ code: 'backend_unresponsive', status: '503' });
+          reply(BACKEND_UNRESPONSIVE);
+          finish();
+        });
+      }
       reply(outcomeResponse(outcome, streamed ? 'requestHeaders' : 'requestBody'));
       if (streamed && routedTo) reply(streamedBody('request', body, bodyEnds));
     };

@@ -31,6 +31,11 @@ export interface BackendView {
    * count alone is often a request that arrived just before the next scheduler step.
    */
   readonly queueing: boolean;
+  /**
+   * Its last /health probe failed, or the current one is overdue: it may have stopped
+   * answering (a wedged GPU, a stopped process). New requests prefer other backends.
+   */
+  readonly suspect: boolean;
 }
 
 /** Live state of one backend, mutated only by the fleet. */
@@ -46,6 +51,7 @@ export interface Backend extends BackendView {
   inflight: number;
   unseenDispatches: number;
   queueing: boolean;
+  suspect: boolean;
   lastScrapeAt: number | undefined;
   lastScrapeOkAt: number | undefined;
   /** Why the last health probe failed, if it did. */

@@ -63,6 +63,28 @@ describe('fleet scraping and health', () => {
     await waitFor(() => b.health === 'healthy', 3000, 'healthy again');
   });
 
+  it('marks a backend suspect as soon as a health probe is overdue, long before it leaves rotation', async () => {
+    sim = await startSimulator({ models: ['m'] });
+    fleet = createFleet({
+      config: parseConfig({
+        backends: [{ name: 'a', url: sim.url, models: ['m'] }],
+        scraping: { intervalMs: 20, timeoutMs: 2000, suspectAfterMs: 100, unhealthyAfterFailures: 3 },
+      }),
+      logger: silentLogger,
+    });
+    fleet.start();
+    const b = fleet.backends()[0]!;
+    await waitFor(() => b.health === 'healthy', 3000, 'healthy');
+    expect(b.suspect).toBe(false);
+    sim.setFault({ kind: 'hang' }); // accepts, never answers
+    const hungAt = Date.now();
+    await waitFor(() => b.suspect, 1000, 'suspect');
+    expect(Date.now() - hungAt).toBeLessThan(600);
+    expect(b.health).toBe('healthy'); // the probe has not even timed out yet
+    sim.setFault({ kind: 'none' });
+    await waitFor(() => !b.suspect, 5000, 'no longer suspect after a good answer');
+  });
+
   it('marks a backend that refuses connections unhealthy, and readmits it on the same port', async () => {
     sim = await startSimulator({ models: ['m'] });
     const port = sim.port;

@@ -35,6 +35,7 @@ function newBackend(bc: BackendConfig): Backend {
     inflight: 0,
     unseenDispatches: 0,
     queueing: false,
+    suspect: false,
     lastScrapeAt: undefined,
     lastScrapeOkAt: undefined,
     lastError: undefined,

@@ -102,9 +102,14 @@ export function createScraper(options: ScraperOptions): Scraper {
         modelsCheckedAt.set(backend, startedAt);
         await refreshModels(backend);
       }
+      // A probe still unanswered after suspectAfterMs marks the backend suspect at once,
+      // seconds before enough failures take it out of rotation.
+      const overdue = setTimeout(() => (backend.suspect = true), settings().suspectAfterMs);
       const [health] = await Promise.allSettled([probe.health(backend.url, timeoutMs), readMetrics(backend, dispatchedAtStart)]);
+      clearTimeout(overdue);
       if (!running || !registry.has(backend)) return;
       if (health.status === 'rejected') throw health.reason;
+      backend.suspect = false;
       backend.lastError = undefined;
       backend.consecutiveFailures = 0;
       if (backend.health !== 'healthy') {
@@ -116,6 +121,7 @@ export function createScraper(options: ScraperOptions): Scraper {
       // A probe that ends after stop() is of no use to anyone.
       if (!running) return;
       const message = describe(err);
+      backend.suspect = true;
       backend.lastError = message;
       backend.consecutiveFailures++;
       if (backend.consecutiveFailures >= unhealthyAfterFailures && backend.health !== 'unhealthy') {

@@ -30,6 +30,7 @@ const backend = (id: string, over: Partial<BackendView> = {}): Mutable => ({
   inflight: 0,
   unseenDispatches: 0,
   queueing: false,
+  suspect: false,
   ...over,
 });
 

@@ -1,6 +1,7 @@
 import type { RouterConfig } from '../config/schema.js';
 import { allowedEndpointsFilter } from './filters/allowed-endpoints.js';
 import { createQueueLimitFilter } from './filters/queue-limit.js';
+import { preferResponsiveFilter } from './filters/responsive.js';
 import { routableFilter } from './filters/routable.js';
 import type { SchedulerMemory } from './memory.js';
 import { createMaxScorePicker } from './pickers/max-score.js';
@@ -35,7 +36,7 @@ export function schedulerFromConfig(config: RouterConfig, memory: SchedulerMemor
   const c = config.scheduler;
   // A gateway's subset hint narrows first: a backend it did not allow is not a candidate,
   // whatever its health.
-  const filters: Filter[] = [allowedEndpointsFilter, routableFilter];
+  const filters: Filter[] = [allowedEndpointsFilter, routableFilter, preferResponsiveFilter];
   if (c.maxWaitingPerBackend > 0) filters.push(createQueueLimitFilter(c.maxWaitingPerBackend));
   return createScheduler({
     filters,

@@ -31,6 +31,7 @@ function backend(id: string, over: Partial<BackendView> = {}): BackendView {
     inflight: 0,
     unseenDispatches: 0,
     queueing: false,
+    suspect: false,
     ...over,
   };
 }
@@ -84,6 +85,14 @@ describe('least-load scheduler', () => {
     expect(unknown.kind === 'reject' && ERRORS[unknown.code].status).toBe(404);
     const down = scheduler.schedule(request, [backend('a', { health: 'unhealthy' })]);
     expect(down.kind === 'reject' && ERRORS[down.code].status).toBe(503);
+  });
+
+  it('sends nothing to a suspect backend while another is fine, and still routes when all are suspect', () => {
+    const quiet = backend('a', { metrics: metrics(0, 0), suspect: true });
+    const busy = backend('b', { metrics: metrics(8, 2) });
+    expect(scheduler.schedule(request, [quiet, busy])).toMatchObject({ kind: 'route', primary: { id: 'b' } });
+    const d = scheduler.schedule(request, [quiet, { ...busy, suspect: true }]);
+    expect(d.kind === 'route' && d.primary.id).toBe('a');
   });
 
   it('spreads ties instead of always choosing the first backend', () => {

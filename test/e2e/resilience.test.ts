@@ -1,11 +1,17 @@
 import * as grpc from '@grpc/grpc-js';
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+import OpenAI from 'openai';
 import { writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { stringify } from 'yaml';
 import { afterEach, describe, expect, it } from 'vitest';
 import { AggregatedDiscoveryServiceService } from '../../src/gen/envoy/service/discovery/v3/ads.js';
 import { ExternalProcessorService } from '../../src/gen/envoy/service/ext_proc/v3/external_processor.js';
+import { REPO } from '../../src/launcher/envoy.js';
+import { waitForHttp } from '../../src/launcher/processes.js';
 import { startSimulator, type SimulatorHandle } from '../../src/simulator/server.js';
+import { freePort } from '../../bench/stack.js';
 import { openStream } from '../helpers/sse.js';
 import { backendEntries, FAST_ENGINE, startStack, waitFor, type Stack } from '../helpers/stack.js';
 
@@ -59,6 +65,57 @@ describe('backend failures', () => {
     await waitFor(() => s.router.fleet.backends()[0]!.health === 'healthy', 5000, 'the backend to come back');
     for (let i = 0; i < 30 && revived.stats().requestsTotal === 0; i++) await complete(s.envoy.url, 'llama-8b');
     expect(revived.stats().requestsTotal).toBeGreaterThan(0);
+  });
+
+  it('ends the requests held by a backend that stops answering (SIGSTOP), and sends it nothing new within a second', async () => {
+    stack = await startStack({ backends: [{ models: ['llama-8b'] }] });
+    const s = stack;
+    // A real process, so that it can be stopped as a wedged GPU server is: connections are
+    // accepted by the kernel, nothing is ever answered, in flight or new.
+    const port = await freePort();
+    const child = spawn(process.execPath, [join(REPO, 'dist/simulator/main.js'), '--port', String(port), '--model', 'llama-8b', '--time-scale', '0.05'], { stdio: 'ignore' });
+    try {
+      await waitForHttp(`http://127.0.0.1:${port}/health`, 'the simulator process');
+      const entries = backendEntries(s.sims, [{ models: ['llama-8b'] }]);
+      await s.writeConfig(s.routerConfig({ backends: [...entries, { name: 'wedged', url: `http://127.0.0.1:${port}`, models: ['llama-8b'], capacity: 16 }] }));
+      const wedged = () => s.router.fleet.backends().find((b) => b.id === 'wedged');
+      await waitFor(() => wedged()?.health === 'healthy', 5000, 'the process to join');
+      // The official client, which retries a 503 by itself (as SDKs do).
+      const client = new OpenAI({ baseURL: `${s.envoy.url}/v1`, apiKey: 'unused', maxRetries: 2, timeout: 20_000 });
+      const outcomes: Array<{ ok: boolean; ms: number; startedAt: number }> = [];
+      const stopAt = Date.now() + 7000;
+      const load = Promise.all(
+        Array.from({ length: 8 }, async (_, i) => {
+          for (let n = 0; Date.now() < stopAt; n++) {
+            const startedAt = Date.now();
+            const ok = await client.completions
+              .create({ model: 'llama-8b', prompt: `client ${i} request ${n}`, max_tokens: 100 })
+              .then(() => true, () => false);
+            outcomes.push({ ok, ms: Date.now() - startedAt, startedAt });
+          }
+        }),
+      );
+      await waitFor(() => (wedged()?.routed ?? 0) > 10, 5000, 'traffic on the process');
+      process.kill(child.pid!, 'SIGSTOP');
+      const stoppedAt = Date.now();
+      await new Promise((r) => setTimeout(r, 1200));
+      const routedAfterASecond = wedged()!.routed;
+      await load;
+      expect(wedged()!.health).toBe('unhealthy');
+      // Nothing new went there after the first second...
+      expect(wedged()!.routed).toBe(routedAfterASecond);
+      // ...what it held ended (the router answered 503, the client retried elsewhere)...
+      const ended = await fetch(`http://127.0.0.1:${s.router.adminPort}/metrics`).then((r) => r.text());
+      expect(Number(/vllm_router_rejections_total\{code="backend_unresponsive",status="503"\} (\d+)/.exec(ended)?.[1] ?? 0)).toBeGreaterThan(0);
+      expect(outcomes.filter((o) => !o.ok)).toEqual([]);
+      // (the stack's scraping: 2 failed probes of 500 ms; the defaults, 3 of 1 s, take about 3 s)
+      expect(Math.max(...outcomes.map((o) => o.ms))).toBeLessThan(3000);
+      // ...and the other server kept serving throughout.
+      expect(outcomes.filter((o) => o.startedAt > stoppedAt + 1500).length).toBeGreaterThan(50);
+    } finally {
+      process.kill(child.pid!, 'SIGCONT');
+      child.kill('SIGKILL');
+    }
   });
 
   it('routes around a backend that answers 503, without client errors', async () => {
