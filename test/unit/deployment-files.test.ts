@@ -143,7 +143,7 @@ describe('Kubernetes manifests (parsed: no cluster runs here)', () => {
   it('deploy the router with its config, RBAC and a cluster-internal Service', () => {
     const objects = docs('envoy/kubernetes/router.yaml');
     const byKind = new Map(objects.map((o) => [o.kind as string, o]));
-    expect([...byKind.keys()].sort()).toEqual(['ConfigMap', 'Deployment', 'Namespace', 'Role', 'RoleBinding', 'Service', 'ServiceAccount']);
+    expect([...byKind.keys()].sort()).toEqual(['ConfigMap', 'Deployment', 'Namespace', 'NetworkPolicy', 'Role', 'RoleBinding', 'Service', 'ServiceAccount']);
     for (const o of objects) expect(o.apiVersion, o.kind).toBeTruthy();
 
     const config = parseConfigText(byKind.get('ConfigMap')!.data['router.yaml'], 'ConfigMap router.yaml');
@@ -157,6 +157,18 @@ describe('Kubernetes manifests (parsed: no cluster runs here)', () => {
     expect(ports).toEqual({ grpc: config.grpc.port, admin: config.admin.port });
     const service = byKind.get('Service')!;
     expect(service.spec.type).toBe('ClusterIP');
+    // The unauthenticated ports admit only the gateway (gRPC) and Prometheus (admin).
+    const policy = byKind.get('NetworkPolicy')!;
+    expect(policy.spec.podSelector.matchLabels).toEqual(deployment.spec.selector.matchLabels);
+    expect(policy.spec.policyTypes).toEqual(['Ingress']);
+    const admitted = Object.fromEntries(
+      policy.spec.ingress.map((rule: any) => [rule.ports.map((p: any) => p.port).join(), rule.from.map((f: any) => Object.keys(f.podSelector.matchLabels)[0])]),
+    );
+    expect(admitted).toEqual({
+      grpc: ['gateway.networking.k8s.io/gateway-name', 'gateway.envoyproxy.io/owning-gateway-name'],
+      admin: ['app.kubernetes.io/name'],
+    });
+    for (const rule of policy.spec.ingress) expect(rule.from.every((f: any) => Object.keys(f.podSelector.matchLabels).length > 0)).toBe(true);
     expect(service.spec.selector).toEqual(deployment.spec.selector.matchLabels);
     expect(deployment.spec.template.metadata.labels).toMatchObject(deployment.spec.selector.matchLabels);
     expect(container.image).toBe(parse(read('docker-compose.yml'), { merge: true }).services.router.image);
