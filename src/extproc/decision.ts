@@ -31,6 +31,16 @@ export type Outcome =
       rewriteContentType: boolean;
     };
 
+/** Whether a path is in the config's `api.paths`, with the list's set rebuilt only when the config changes. */
+export function publicPathCheck(config: () => RouterConfig): (path: string) => boolean {
+  let cached: { config: RouterConfig; paths: ReadonlySet<string> } | undefined;
+  return (path) => {
+    const current = config();
+    if (cached?.config !== current) cached = { config: current, paths: new Set(current.api.paths) };
+    return cached.paths.has(path);
+  };
+}
+
 /** Endpoints whose body may omit `model` (vLLM falls back to its one served model). */
 const MODEL_OPTIONAL = new Set(['/tokenize', '/detokenize']);
 
@@ -57,13 +67,8 @@ function rejectionError(r: Rejection): HttpError {
 export function createDecider(deps: DecisionDeps) {
   const { fleet, metrics } = deps;
 
-  let publicPaths: { config: RouterConfig; paths: ReadonlySet<string> } | undefined;
-  /** Only the public API (config `api.paths`) reaches a backend: a body naming a model is no pass to the rest. */
-  const isPublicPath = (path: string) => {
-    const config = deps.config();
-    if (publicPaths?.config !== config) publicPaths = { config, paths: new Set(config.api.paths) };
-    return publicPaths.paths.has(path);
-  };
+  // Only the public API reaches a backend: a body naming a model is no pass to the rest.
+  const isPublicPath = publicPathCheck(deps.config);
 
   const refuse = (error: HttpError): Outcome => {
     metrics.rejections.inc({ code: error.code, status: String(error.status) });

@@ -21,7 +21,7 @@ import type { MessageStream } from '../grpc/stream.js';
 import { whenStreamEnds } from '../grpc/when-stream-ends.js';
 import type { Scheduler } from '../scheduling/scheduler.js';
 import type { Logger } from '../support/log.js';
-import { createDecider, type Outcome } from './decision.js';
+import { createDecider, publicPathCheck, type Outcome } from './decision.js';
 import type { InflightRequests } from './inflight-requests.js';
 import { headersFromAttributes, readHeaders, type RequestHeaders } from './request-headers.js';
 import {
@@ -76,9 +76,10 @@ function outcomeResponse(outcome: Outcome, phase: 'requestHeaders' | 'requestBod
 export function createProcessor(deps: ProcessorDeps) {
   const { fleet, metrics, logger } = deps;
   const decide = createDecider(deps);
+  const isPublicPath = publicPathCheck(deps.config);
   const answerWithoutBody = (headers: RequestHeaders) =>
     answerLocally(headers.method, headers.path, localEndpoints(fleet.routableModels(), fleet.backends().filter(isRoutable).length, deps.version)) ??
-    (deps.config().api.paths.includes(headers.path) ? NEEDS_BODY : NOT_PUBLIC);
+    (isPublicPath(headers.path) ? NEEDS_BODY : NOT_PUBLIC);
 
   return function process(call: MessageStream<ProcessingRequest, ProcessingResponse>): void {
     let headers: RequestHeaders | undefined;
