@@ -52,10 +52,11 @@ export async function startRouter(initial: RouterConfig, logger: Logger): Promis
   fleet.onChange(publish);
   fleet.onChange(() => memory.retain(new Set(fleet.backends().map((b) => b.id))));
   // Requests held by a backend that stopped answering end now, not when (if ever) it recovers.
+  // Not those of one that refuses or resets: Envoy has retried them elsewhere.
   const inflight = createInflightRequests();
   fleet.onChange(() => {
     for (const b of fleet.backends()) {
-      if (b.health !== 'unhealthy') continue;
+      if (b.health !== 'unhealthy' || !b.stoppedAnswering) continue;
       const ended = inflight.endAll(b.id);
       if (ended > 0) logger.warn('ended the requests in flight on a backend that stopped answering', { backend: b.id, requests: ended });
     }

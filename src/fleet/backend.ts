@@ -56,6 +56,12 @@ export interface Backend extends BackendView {
   lastScrapeOkAt: number | undefined;
   /** Why the last health probe failed, if it did. */
   lastError: string | undefined;
+  /**
+   * Its probes went unanswered (timed out) rather than refused or reset: the requests it
+   * holds are stuck there. A server that refuses or resets fails its requests instead, and
+   * Envoy retries them on another backend.
+   */
+  stoppedAnswering: boolean;
   /** Why /metrics could not be used, if it could not (the backend may still be healthy). */
   metricsError: string | undefined;
   consecutiveFailures: number;

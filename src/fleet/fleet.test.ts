@@ -59,6 +59,7 @@ describe('fleet scraping and health', () => {
     sim.setFault({ kind: 'error', status: 503 });
     await waitFor(() => b.health === 'unhealthy', 3000, 'unhealthy');
     expect(b.lastError).toMatch(/503/);
+    expect(b.stoppedAnswering).toBe(false); // it answers, with errors
     sim.setFault({ kind: 'none' });
     await waitFor(() => b.health === 'healthy', 3000, 'healthy again');
   });
@@ -81,8 +82,11 @@ describe('fleet scraping and health', () => {
     await waitFor(() => b.suspect, 1000, 'suspect');
     expect(Date.now() - hungAt).toBeLessThan(600);
     expect(b.health).toBe('healthy'); // the probe has not even timed out yet
+    await waitFor(() => b.consecutiveFailures > 0, 5000, 'a probe timed out');
+    expect(b.stoppedAnswering).toBe(true);
     sim.setFault({ kind: 'none' });
     await waitFor(() => !b.suspect, 5000, 'no longer suspect after a good answer');
+    expect(b.stoppedAnswering).toBe(false);
   });
 
   it('marks a backend that refuses connections unhealthy, and readmits it on the same port', async () => {
@@ -93,6 +97,8 @@ describe('fleet scraping and health', () => {
     await sim.close();
     await waitFor(() => b.health === 'unhealthy', 3000, 'unhealthy');
     expect(b.lastError).toMatch(/ECONNREFUSED|fetch failed/);
+    // Refusing is not hanging: what it held has failed, and Envoy has retried it elsewhere.
+    expect(b.stoppedAnswering).toBe(false);
     sim = await startSimulator({ models: ['m'], port });
     await waitFor(() => b.health === 'healthy', 3000, 'healthy again');
   });

@@ -41,6 +41,7 @@ function newBackend(bc: BackendConfig): Backend {
     lastError: undefined,
     metricsError: undefined,
     consecutiveFailures: 0,
+    stoppedAnswering: false,
     dispatched: 0,
     routed: 0,
     recent: emptyRecentRates(),

@@ -2,6 +2,7 @@ import { isIP } from 'node:net';
 import type { RouterConfig } from '../config/schema.js';
 import type { Logger } from '../support/log.js';
 import { hostLiteral, type Backend } from './backend.js';
+import { GetError } from './http-get.js';
 import type { Probe } from './probe.js';
 import { updateRecentRates } from './recent-rates.js';
 import type { Registry } from './registry.js';
@@ -110,6 +111,7 @@ export function createScraper(options: ScraperOptions): Scraper {
       if (!running || !registry.has(backend)) return;
       if (health.status === 'rejected') throw health.reason;
       backend.suspect = false;
+      backend.stoppedAnswering = false;
       backend.lastError = undefined;
       backend.consecutiveFailures = 0;
       if (backend.health !== 'healthy') {
@@ -122,6 +124,7 @@ export function createScraper(options: ScraperOptions): Scraper {
       if (!running) return;
       const message = describe(err);
       backend.suspect = true;
+      backend.stoppedAnswering = err instanceof GetError && err.timedOut;
       backend.lastError = message;
       backend.consecutiveFailures++;
       if (backend.consecutiveFailures >= unhealthyAfterFailures && backend.health !== 'unhealthy') {
