@@ -35,6 +35,7 @@ import sys
 ROOTS = [
     "envoy/service/ext_proc/v3/external_processor.proto",
     "envoy/extensions/filters/http/ext_proc/v3/processing_mode.proto",
+    "envoy/extensions/filters/http/ext_proc/v3/ext_proc.proto",
     "envoy/service/discovery/v3/ads.proto",
     "envoy/service/discovery/v3/discovery.proto",
     "envoy/config/cluster/v3/cluster.proto",
