@@ -5,6 +5,7 @@ import { createRouterMetrics } from './admin/metrics.js';
 import { startAdminServer } from './admin/server.js';
 import type { RouterConfig } from './config/schema.js';
 import { createInflightRequests } from './extproc/inflight-requests.js';
+import { createLargeBodyBudget } from './extproc/large-body-budget.js';
 import { createProcessor } from './extproc/processor.js';
 import { createFleet, type Fleet } from './fleet/fleet.js';
 import { AggregatedDiscoveryServiceService } from './gen/envoy/service/discovery/v3/ads.js';
@@ -54,6 +55,7 @@ export async function startRouter(initial: RouterConfig, logger: Logger): Promis
   // Requests held by a backend that stopped answering end now, not when (if ever) it recovers.
   // Not those of one that refuses or resets: Envoy has retried them elsewhere.
   const inflight = createInflightRequests();
+  const largeBodies = createLargeBodyBudget();
   fleet.onChange(() => {
     for (const b of fleet.backends()) {
       if (b.health !== 'unhealthy' || !b.stoppedAnswering) continue;
@@ -73,7 +75,7 @@ export async function startRouter(initial: RouterConfig, logger: Logger): Promis
           path: ExternalProcessorService.process.path,
           requests: ProcessingRequest,
           responses: ProcessingResponse,
-          handler: createProcessor({ fleet, scheduler: () => scheduler, config: () => config, metrics, logger, version: VERSION, decisionLog, inflight }),
+          handler: createProcessor({ fleet, scheduler: () => scheduler, config: () => config, metrics, logger, version: VERSION, decisionLog, inflight, largeBodies }),
         },
         {
           path: AggregatedDiscoveryServiceService.streamAggregatedResources.path,

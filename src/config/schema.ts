@@ -190,6 +190,13 @@ const upstream = z
      * router has answered.
      */
     failOpenMaxBodyBytes: z.number().int().min(0).max(32 * 1024 * 1024).default(1_048_576),
+    /**
+     * Most bytes of bodies over failOpenMaxBodyBytes that Envoy may hold at once, by their
+     * content-length; past it, such a request gets 503 before Envoy buffers its body. Envoy
+     * holds about twice a body's size while it is routed: the default (640 MiB) suits the
+     * bootstrap's 2 GiB heap ceiling. At least one body of the largest size (32 MiB).
+     */
+    largeBodyBudgetBytes: z.number().int().min(32 * 1024 * 1024).default(640 * 1024 * 1024),
   })
   .strict()
   .default({
@@ -201,6 +208,7 @@ const upstream = z
     ejectionTimeMs: 5_000,
     fallbackPolicy: 'least_request',
     failOpenMaxBodyBytes: 1_048_576,
+    largeBodyBudgetBytes: 640 * 1024 * 1024,
   });
 
 /** What clients may reach on the backends. */

@@ -24,6 +24,23 @@ export const SUBSET_HINT_KEY = `${DESTINATION_HEADER}-subset`;
 /** Headers a client might send to choose its backend; never trusted, always removed. */
 export const ROUTING_HEADERS: readonly string[] = [CLUSTER_HEADER, DESTINATION_HEADER, `${DESTINATION_HEADER}-served`];
 
+/**
+ * How long Envoy waits for the router's answer to a body over the fail-open bound: such a
+ * body takes longer than the usual 1 s on the wire when several arrive together, and Envoy
+ * could not route it without the router anyway. The bootstrap's large-body ext_proc filter
+ * has this message_timeout, and the other one allows it as max_message_timeout (for bodies
+ * of unknown size, which the router asks more time for once it sees how large they are).
+ */
+export const LARGE_BODY_MESSAGE_TIMEOUT_MS = 10_000;
+
+/** The bootstrap's names for the filters that routes configure per route. */
+export const FILTERS = {
+  extProc: 'envoy.filters.http.ext_proc',
+  /** The same processor with LARGE_BODY_MESSAGE_TIMEOUT_MS, off unless a route turns it on. */
+  extProcLargeBody: 'vllm_router.ext_proc.large_body',
+  jsonToMetadata: 'envoy.filters.http.json_to_metadata',
+} as const;
+
 /** Our own dynamic metadata (model lifted from the body; routes match on it). */
 export const ROUTER_METADATA_NAMESPACE = 'vllm.router';
 

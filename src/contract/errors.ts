@@ -76,6 +76,13 @@ export const ERRORS = {
     503,
     () => 'The server handling this request stopped responding and was taken out of rotation; retry and the request goes to another.',
   ),
+  /** Refused at its headers, before Envoy buffers it (upstream.largeBodyBudgetBytes). */
+  large_bodies_busy: entry(
+    503,
+    (limitMiB: number) => `Large request bodies already hold ${limitMiB} MiB in the gateway, all it takes at once; retry shortly.`,
+  ),
+  /** Answered by Envoy's overload manager (envoy/envoy.yaml) when its heap is nearly full. */
+  proxy_overloaded: entry(503, () => 'The gateway is out of memory for new requests; retry shortly.'),
   no_eligible_endpoint: entry(503, (model: string) => `None of the endpoints the gateway allowed serves \`${model}\`.`),
   /** Answered by Envoy from a route the router serves, when neither the router nor the body's model chose a route. */
   router_unavailable: entry(503, () => 'The router could not choose a backend for this request; try again shortly.'),

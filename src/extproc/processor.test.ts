@@ -15,6 +15,7 @@ import { createSchedulerMemory } from '../scheduling/memory.js';
 import { schedulerFromConfig } from '../scheduling/registry.js';
 import { FakeStream } from '../../test/helpers/fake-stream.js';
 import { createInflightRequests } from './inflight-requests.js';
+import { createLargeBodyBudget } from './large-body-budget.js';
 import { createProcessor } from './processor.js';
 
 const config = parseConfig({
@@ -221,5 +222,70 @@ describe('ext_proc over the gRPC layer', () => {
       client.close();
       await server.close(0);
     }
+  });
+});
+
+describe('large bodies', () => {
+  const MiB = 1024 * 1024;
+  const budgeted = parseConfig({ ...config, upstream: { largeBodyBudgetBytes: 32 * MiB } });
+  const largeBodies = createLargeBodyBudget();
+  const handle = createProcessor({
+    fleet,
+    scheduler: () => schedulerFromConfig(budgeted, createSchedulerMemory(budgeted)),
+    config: () => budgeted,
+    metrics: createRouterMetrics(fleet),
+    logger: silentLogger,
+    version: 't',
+    largeBodies,
+  });
+  /** A request whose headers Envoy sends first (the large-body filter), declaring `bytes`. */
+  const declare = (bytes: number) => {
+    const call = new FakeStream<ProcessingRequest, ProcessingResponse>(ProcessingResponse);
+    handle(call);
+    call.send(
+      ProcessingRequest.fromPartial({
+        request: {
+          $case: 'requestHeaders',
+          value: {
+            headers: {
+              headers: [header(':method', 'POST'), header(':path', '/v1/completions'), header('content-type', 'application/json'), header('content-length', String(bytes))],
+            },
+          },
+        },
+      }),
+    );
+    return call;
+  };
+  const refusal = (r: ProcessingResponse | undefined) =>
+    r?.response?.$case === 'immediateResponse'
+      ? { status: r.response.value.status?.code, code: JSON.parse(r.response.value.body.toString()).error.code, retryAfter: r.response.value.headers?.setHeaders.find((h) => h.header?.key === 'retry-after')?.header?.rawValue.toString() }
+      : undefined;
+
+  it('admits bodies over the fail-open bound within the budget, refuses the next with 503 at its headers, and frees the budget when a stream ends', () => {
+    const first = declare(20 * MiB);
+    expect(first.written[0]?.response?.$case).toBe('requestHeaders');
+    expect(largeBodies.inUse()).toBe(20 * MiB);
+    const second = declare(20 * MiB);
+    expect(refusal(second.written[0])).toEqual({ status: 503, code: 'large_bodies_busy', retryAfter: '1' });
+    expect(second.ended).toBe(false); // Envoy ends the stream after an immediate response
+    // Small bodies are not counted.
+    expect(declare(100_000).written[0]?.response?.$case).toBe('requestHeaders');
+    expect(largeBodies.inUse()).toBe(20 * MiB);
+    first.emit('close');
+    expect(largeBodies.inUse()).toBe(0);
+    const third = declare(20 * MiB);
+    expect(third.written[0]?.response?.$case).toBe('requestHeaders');
+    third.emit('close');
+    expect(largeBodies.inUse()).toBe(0);
+  });
+
+  it('asks Envoy for more time when a body over the fail-open bound begins to arrive, and only then', () => {
+    const call = new FakeStream<ProcessingRequest, ProcessingResponse>(ProcessingResponse);
+    handle(call);
+    call.emit('incoming', 512 * 1024);
+    expect(call.written).toEqual([]);
+    call.emit('incoming', 4 * MiB);
+    expect(call.written.map((r) => [r.response, r.overrideMessageTimeout])).toEqual([[undefined, { seconds: 10, nanos: 0 }]]);
+    call.emit('close');
   });
 });

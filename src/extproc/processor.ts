@@ -6,6 +6,7 @@ import {
   DESTINATION_HEADER,
   LB_METADATA_NAMESPACE,
   ROUTER_METADATA_NAMESPACE,
+  LARGE_BODY_MESSAGE_TIMEOUT_MS,
   ROUTING_HEADERS,
   SUBSET_HINT_KEY,
   SUBSET_HINT_NAMESPACE,
@@ -23,12 +24,14 @@ import type { Scheduler } from '../scheduling/scheduler.js';
 import type { Logger } from '../support/log.js';
 import { createDecider, publicPathCheck, type Outcome } from './decision.js';
 import type { InflightRequests } from './inflight-requests.js';
+import type { LargeBodyBudget } from './large-body-budget.js';
 import { headersFromAttributes, readHeaders, type RequestHeaders } from './request-headers.js';
 import {
   continueBody,
   continueResponseHeaders,
   continueTrailers,
   errorResponse,
+  extendMessageTimeout,
   immediateResponse,
   routeResponse,
   streamedBody,
@@ -46,7 +49,11 @@ export interface ProcessorDeps {
   decisionLog?: DecisionLog;
   /** Where requests in flight are registered, so that those on a backend that stops answering can be ended. */
   inflight?: InflightRequests;
+  /** What large bodies are admitted against, when Envoy sends their headers first. */
+  largeBodies?: LargeBodyBudget;
 }
+
+const EXTEND_FOR_LARGE_BODY = extendMessageTimeout(LARGE_BODY_MESSAGE_TIMEOUT_MS);
 
 /** What a request in flight on a backend that stopped answering is ended with; SDKs retry it at once. */
 const BACKEND_UNRESPONSIVE = immediateResponse(503, errorBody(apiError('backend_unresponsive')), 'application/json', { 'retry-after': '0' });
@@ -93,12 +100,14 @@ export function createProcessor(deps: ProcessorDeps) {
     let released = false;
     let finished = false;
     let untrack: (() => void) | undefined;
+    let releaseBody: (() => void) | undefined;
 
     /** The request no longer occupies its backend: its response ended, or the stream did. */
     const release = () => {
       if (routedTo && !released) fleet.release(routedTo);
       released = true;
       untrack?.();
+      releaseBody?.();
     };
     const finish = () => {
       finished = true;
@@ -106,6 +115,19 @@ export function createProcessor(deps: ProcessorDeps) {
     };
     const reply = (response: ProcessingResponse) => {
       if (!finished) call.write(response);
+    };
+
+    /** A body over the fail-open bound is let in only within the budget for large bodies. */
+    const admitBody = (h: RequestHeaders): boolean => {
+      const upstream = deps.config().upstream;
+      if (!deps.largeBodies || h.contentLength === undefined || !(h.contentLength > upstream.failOpenMaxBodyBytes)) return true;
+      releaseBody = deps.largeBodies.admit(h.contentLength, upstream.largeBodyBudgetBytes);
+      if (releaseBody) return true;
+      const error = apiError('large_bodies_busy', Math.round(upstream.largeBodyBudgetBytes / 1048576));
+      metrics.rejections.inc({ code: error.code, status: String(error.status) });
+      reply(immediateResponse(error.status, errorBody(error), 'application/json', { 'retry-after': '1' }));
+      finish();
+      return false;
     };
 
     /** The whole body is in: decide, and answer in the shape the body mode wants. */
@@ -125,6 +147,12 @@ export function createProcessor(deps: ProcessorDeps) {
       if (streamed && routedTo) reply(streamedBody('request', body, bodyEnds));
     };
 
+    // A body over the fail-open bound whose size Envoy did not know when it chose the filter
+    // (chunked) can take longer to arrive than the 1 s message timeout; the router, alive and
+    // receiving it, asks for more time (a no-op on the large-body filter, already that long).
+    call.on('incoming', (bytes) => {
+      if (!streamed && !decided && bytes > deps.config().upstream.failOpenMaxBodyBytes) reply(EXTEND_FOR_LARGE_BODY);
+    });
     call.on('data', (message: ProcessingRequest) => {
       try {
         if (message.protocolConfig) {
@@ -143,6 +171,7 @@ export function createProcessor(deps: ProcessorDeps) {
               reply(immediateResponse(local.status, local.body));
               return;
             }
+            if (!admitBody(headers)) return;
             // Streamed: the headers reply waits for the body, which decides the route.
             if (streamed) return;
             // Client copies of routing headers are dropped here too, for Envoys whose

@@ -10,6 +10,8 @@ export interface RequestHeaders {
   contentEncoding: string | undefined;
   /** The configured session header's value, if sent. */
   session: string | undefined;
+  /** The declared body size, when Envoy sends the headers (the large-body filter does). */
+  contentLength?: number;
 }
 
 /** From a request headers message (an Envoy that sends them: a mesh gateway). */
@@ -32,6 +34,9 @@ export function readHeaders(map: HeaderMap | undefined, sessionHeader?: string):
         break;
       case 'content-encoding':
         out.contentEncoding = value;
+        break;
+      case 'content-length':
+        out.contentLength = Number(value);
         break;
     }
   }

@@ -82,3 +82,7 @@ export function immediateResponse(status: number, body: string, contentType = 'a
 export function errorResponse(error: HttpError): ProcessingResponse {
   return immediateResponse(error.status, errorBody(error));
 }
+
+/** Asks Envoy to wait this long for the answer to the message it is sending (ext_proc's override_message_timeout). */
+export const extendMessageTimeout = (ms: number): ProcessingResponse =>
+  ProcessingResponse.fromPartial({ overrideMessageTimeout: { seconds: Math.floor(ms / 1000), nanos: (ms % 1000) * 1_000_000 } });

@@ -71,6 +71,23 @@ describe('gRPC server', () => {
     expect(bodyOf(replies[3]!).equals(huge)).toBe(true);
   });
 
+  it('announces each message that needs more chunks once, with its length, before it is delivered', async () => {
+    const events: string[] = [];
+    const c = await start((call) => {
+      call.on('incoming', (bytes) => events.push(`incoming ${bytes}`));
+      call.on('data', (r: ProcessingRequest) => {
+        events.push(`data ${r.request?.$case === 'requestBody' ? r.request.value.body.length : 0}`);
+        call.write(echo(Buffer.alloc(0)));
+      });
+      call.on('end', () => call.end());
+    });
+    const big = Buffer.alloc(2 * 1024 * 1024, 'x');
+    const bigLength = ProcessingRequest.encode(body(big)).finish().length;
+    await exchange(c, [body(Buffer.from('a')), body(big), body(Buffer.from('b'))]);
+    // The small ones fit in a chunk: no announcement for them.
+    expect(events).toEqual(['data 1', `incoming ${bigLength}`, `data ${big.length}`, 'data 1']);
+  });
+
   it('ends a call with the status and message the handler gives', async () => {
     const c = await start((call) => call.on('data', () => call.destroy(Object.assign(new Error('no: not % allowed, é'), { code: GrpcStatus.INVALID_ARGUMENT }))));
     const { status } = await exchange(c, [body(Buffer.from('a'))]);

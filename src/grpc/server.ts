@@ -135,11 +135,15 @@ class MessageReader {
     private readonly assembly: AssemblyBuffer,
   ) {}
 
+  /** Whether the message now arriving has been announced to `begins` (once each). */
+  private announced = false;
+
   /**
    * Feeds a chunk and hands each message it completes to `deliver`, in order. A message may
-   * view the shared assembly buffer: it is valid until `deliver` returns.
+   * view the shared assembly buffer: it is valid until `deliver` returns. `begins` hears of
+   * each message that has started but needs more chunks, with its length.
    */
-  push(chunk: Buffer, deliver: (message: Buffer) => void): void {
+  push(chunk: Buffer, deliver: (message: Buffer) => void, begins: (length: number) => void): void {
     this.chunks.push(chunk);
     this.buffered += chunk.length;
     while (this.buffered >= 5) {
@@ -149,7 +153,12 @@ class MessageReader {
       if (length > this.maxBytes) {
         throw Object.assign(new Error(`message of ${length} bytes is over the limit of ${this.maxBytes}`), { code: GrpcStatus.RESOURCE_EXHAUSTED });
       }
-      if (this.buffered < 5 + length) break;
+      if (this.buffered < 5 + length) {
+        if (!this.announced) begins(length);
+        this.announced = true;
+        break;
+      }
+      this.announced = false;
       this.skip(5);
       deliver(this.take(length));
     }
@@ -255,7 +264,7 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
     };
     stream.on('data', (chunk: Buffer) => {
       try {
-        reader.push(chunk, deliver);
+        reader.push(chunk, deliver, (length) => call.emit('incoming', length));
       } catch (err) {
         call.destroy(err as Error);
       }

@@ -1,11 +1,18 @@
 import type { RouterConfig } from '../config/schema.js';
-import { CLUSTER_HEADER, ROUTER_METADATA_NAMESPACE, ROUTE_CONFIG_NAME, clusterNameForModel } from '../contract/envoy.js';
+import {
+  CLUSTER_HEADER,
+  FILTERS,
+  ROUTER_METADATA_NAMESPACE,
+  ROUTE_CONFIG_NAME,
+  clusterNameForModel,
+} from '../contract/envoy.js';
 import { apiError, errorBody } from '../contract/errors.js';
 import { NEEDS_BODY, NOT_PUBLIC, NO_ENDPOINT, READ_METHODS, UNKNOWN_MODEL, type LocalEndpoint } from '../contract/local-answers.js';
 import { exactPathsRegex } from '../contract/public-api.js';
 import { HeaderValueOption_HeaderAppendAction } from '../gen/envoy/config/core/v3/base.js';
 import { RouteConfiguration } from '../gen/envoy/config/route/v3/route.js';
 import { FilterConfig, RetryPolicy, Route } from '../gen/envoy/config/route/v3/route_components.js';
+import { ExtProcPerRoute } from '../gen/envoy/extensions/filters/http/ext_proc/v3/ext_proc.js';
 import { ms, pack } from './encoding.js';
 import { ENVOY_TUNING } from './envoy-tuning.js';
 
@@ -74,6 +81,10 @@ const contentTypeFromRouter = {
 /** What Envoy answers when neither the router nor the body's model chose a route. */
 const ROUTER_UNAVAILABLE = { status: 503, body: errorBody(apiError('router_unavailable')) };
 
+/** Per-route configs that turn a filter of the listener's chain off, or an ext_proc filter on, for the requests a route matches first. */
+const filterOff = pack('envoy.config.route.v3.FilterConfig', FilterConfig, FilterConfig.fromPartial({ disabled: true }));
+const extProcOn = pack('envoy.extensions.filters.http.ext_proc.v3.ExtProcPerRoute', ExtProcPerRoute, ExtProcPerRoute.fromPartial({ override: { $case: 'overrides', value: {} } }));
+
 /** A route action that answers with a fixed JSON body. */
 const answer = (a: { status: number; body: string }) => ({
   action: { $case: 'directResponse' as const, value: { status: a.status, body: { specifier: { $case: 'inlineString' as const, value: a.body } } } },
@@ -115,7 +126,7 @@ export function routeConfiguration(models: readonly string[], local: readonly Lo
         },
         action: forward({ $case: 'cluster', value: clusterNameForModel(model) }),
         requestHeadersToAdd: [contentTypeFromRouter],
-      }),
+        }),
     ),
     // Answers without a backend, given by Envoy itself: bodiless requests never reach the router.
     ...local.flatMap((endpoint, i) =>
@@ -134,12 +145,14 @@ export function routeConfiguration(models: readonly string[], local: readonly Lo
       match: { pathSpecifier: publicPath, headers: [absentHeader('content-length'), absentHeader('transfer-encoding')] },
       ...answer(NEEDS_BODY),
     },
-    // Chosen when the request starts, so json_to_metadata is switched off for large bodies
-    // before it parses them; once the router has answered, the route is chosen again.
+    // Chosen when the request starts, so it sets the filters a large body passes through:
+    // the ext_proc filter that asks the router to admit it (upstream.largeBodyBudgetBytes)
+    // and waits long enough for it (LARGE_BODY_MESSAGE_TIMEOUT_MS), and no json_to_metadata.
+    // Once the router has answered, the route is chosen again.
     {
       name: 'large-body',
       match: { pathSpecifier: publicPath, headers: [headerOver('content-length', config.upstream.failOpenMaxBodyBytes)] },
-      typedPerFilterConfig: { 'envoy.filters.http.json_to_metadata': pack('envoy.config.route.v3.FilterConfig', FilterConfig, FilterConfig.fromPartial({ disabled: true })) },
+      typedPerFilterConfig: { [FILTERS.extProc]: filterOff, [FILTERS.extProcLargeBody]: extProcOn, [FILTERS.jsonToMetadata]: filterOff },
       ...answer(ROUTER_UNAVAILABLE),
     },
     { name: 'no-route', match: { pathSpecifier: publicPath }, ...answer(ROUTER_UNAVAILABLE) },

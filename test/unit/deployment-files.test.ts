@@ -5,7 +5,7 @@ import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { parse, parseAllDocuments } from 'yaml';
 import { parseConfigText } from '../../src/config/load.js';
-import { REQUEST_ATTRIBUTES } from '../../src/contract/envoy.js';
+import { FILTERS, LARGE_BODY_MESSAGE_TIMEOUT_MS, REQUEST_ATTRIBUTES } from '../../src/contract/envoy.js';
 import { apiError } from '../../src/contract/errors.js';
 import { envoyBinary, REPO } from '../../src/launcher/envoy.js';
 
@@ -96,6 +96,7 @@ describe('Envoy configuration', () => {
     expect(names).toEqual([
       'envoy.filters.http.header_mutation',
       'envoy.filters.http.ext_proc',
+      'vllm_router.ext_proc.large_body',
       'envoy.filters.http.buffer',
       'envoy.filters.http.json_to_metadata',
       'envoy.filters.http.router',
@@ -103,6 +104,7 @@ describe('Envoy configuration', () => {
     const removed = hcm.http_filters[0].typed_config.mutations.request_mutations.map((m: any) => m.remove);
     expect(removed).toEqual(expect.arrayContaining(['x-vllm-router-cluster', 'x-gateway-destination-endpoint']));
     expect(hcm.http_filters[1].typed_config.failure_mode_allow).toBe(true);
+    expect(hcm.http_filters[2].typed_config.failure_mode_allow).toBe(true);
     expect(bootstrap.admin.address.socket_address.address).toBe('127.0.0.1');
   });
 
@@ -121,6 +123,31 @@ describe('Envoy configuration', () => {
     // Each proxied request holds a client connection and one to its backend.
     const { stdout } = await promisify(execFile)('sh', ['-c', 'ulimit -n']);
     expect(cap.typed_config.max_active_downstream_connections * 2).toBeLessThanOrEqual(Number(stdout.trim()));
+  });
+
+  it('has one ext_proc filter for large bodies, off unless a route turns it on, alike but for its headers and timeout', () => {
+    const hcm = bootstrap.static_resources.listeners[0].filter_chains[0].filters[0].typed_config;
+    const byName = (name: string) => hcm.http_filters.find((f: any) => f.name === name);
+    const usual = byName(FILTERS.extProc);
+    const large = byName(FILTERS.extProcLargeBody);
+    expect(large.disabled).toBe(true);
+    expect(usual.typed_config.message_timeout).toBe('1s');
+    // Both allow the router's request for more time on a large body.
+    expect(usual.typed_config.max_message_timeout).toBe(`${LARGE_BODY_MESSAGE_TIMEOUT_MS / 1000}s`);
+    expect(large.typed_config.message_timeout).toBe(`${LARGE_BODY_MESSAGE_TIMEOUT_MS / 1000}s`);
+    expect(large.typed_config.max_message_timeout).toBe(`${LARGE_BODY_MESSAGE_TIMEOUT_MS / 1000}s`);
+    // Its headers go to the router, which admits the body within its budget.
+    expect(large.typed_config.processing_mode.request_header_mode).toBe('SEND');
+    const rest = (c: any) => ({ ...c, message_timeout: undefined, max_message_timeout: undefined, processing_mode: { ...c.processing_mode, request_header_mode: undefined } });
+    expect(rest(large.typed_config)).toEqual(rest(usual.typed_config));
+    expect(byName(FILTERS.jsonToMetadata)).toBeDefined();
+  });
+
+  it("answers Envoy's overload refusal with the error catalogue's proxy_overloaded", () => {
+    const hcm = bootstrap.static_resources.listeners[0].filter_chains[0].filters[0].typed_config;
+    const overloaded = hcm.local_reply_config.mappers.find((m: any) => m.filter.extension_filter?.typed_config.expression?.includes('overload'));
+    const { message, type, param, code } = apiError('proxy_overloaded');
+    expect(overloaded.body_format_override.json_format).toEqual({ error: { message, type, param, code } });
   });
 
   it("answers a body over the limit with the error catalogue's request_too_large", () => {
