@@ -85,7 +85,7 @@ export function createProcessor(deps: ProcessorDeps) {
   const decide = createDecider(deps);
   const isPublicPath = publicPathCheck(deps.config);
   const answerWithoutBody = (headers: RequestHeaders) =>
-    answerLocally(headers.method, headers.path, localEndpoints(fleet.routableModels(), fleet.backends().filter(isRoutable).length, deps.version)) ??
+    answerLocally(headers.method, headers.path, localEndpoints(fleet.knownModels(), fleet.backends().filter(isRoutable).length, deps.version)) ??
     (isPublicPath(headers.path) ? NEEDS_BODY : NOT_PUBLIC);
 
   return function process(call: MessageStream<ProcessingRequest, ProcessingResponse>): void {

@@ -96,6 +96,11 @@ export interface FleetView {
   servingModel(model: string): readonly Backend[];
   /** Models served by at least one routable backend, sorted. */
   routableModels(): string[];
+  /**
+   * Every model a backend of the fleet serves, in rotation or not, sorted: what the fleet
+   * lists, so that a model whose servers are all down reads as unavailable (503), not gone.
+   */
+  knownModels(): string[];
   /** A request was routed to `backend`. */
   dispatch(backend: Backend): void;
   /** That request no longer occupies `backend`. */

@@ -77,6 +77,7 @@ export function createFleet(options: FleetOptions): Fleet {
     backends: registry.backends,
     servingModel: registry.servingModel,
     routableModels: registry.routableModels,
+    knownModels: registry.knownModels,
     dispatch: registry.dispatch,
     release: registry.release,
     start() {

@@ -115,6 +115,7 @@ export function createRegistry(logger: Logger): Registry {
     backends: () => [...backends.values()],
     servingModel: (model) => byModel.get(model) ?? [],
     routableModels: () => [...byModel.entries()].filter(([, list]) => list.some(isRoutable)).map(([m]) => m).sort(),
+    knownModels: () => [...byModel.keys()].sort(),
     dispatch(backend) {
       backend.dispatched++;
       backend.routed++;

@@ -26,10 +26,9 @@ export function buildResources(backends: readonly Backend[], config: RouterConfi
     }
   }
   const models = [...byModel.keys()].sort();
-  const routable = models.filter((m) => byModel.get(m)!.some(isRoutable));
   return {
     clusters: models.map((m) => modelCluster(m, config)),
     endpoints: models.map((m) => modelEndpoints(m, byModel.get(m)!)),
-    routes: [routeConfiguration(models, localEndpoints(routable, backends.filter(isRoutable).length, version), config)],
+    routes: [routeConfiguration(models, localEndpoints(models, backends.filter(isRoutable).length, version), config)],
   };
 }

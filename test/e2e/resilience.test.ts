@@ -140,6 +140,12 @@ describe('backend failures', () => {
     expect(res.contentType).toBe('application/json');
     expect(JSON.parse(res.body).error).toMatchObject({ code: 'no_healthy_backend', type: 'server_error' });
     expect((await complete(s.envoy.url, 'qwen-7b')).status).toBe(200);
+    // The model is still served, only unavailable for now: listed, and found by id, as its 503 says.
+    const listed = (await fetch(`${s.envoy.url}/v1/models`).then((r) => r.json())) as { data: Array<{ id: string }> };
+    expect(listed.data.map((m) => m.id)).toEqual(['llama-8b', 'qwen-7b']);
+    const one = await fetch(`${s.envoy.url}/v1/models/llama-8b`);
+    expect(one.status).toBe(200);
+    expect(((await one.json()) as { id: string }).id).toBe('llama-8b');
 
     // With the router down too, Envoy's own reply is in the same shape.
     await s.stopRouter();
