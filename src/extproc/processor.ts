@@ -12,7 +12,7 @@ import {
   SUBSET_HINT_NAMESPACE,
   clusterNameForModel,
 } from '../contract/envoy.js';
-import { apiError, errorBody } from '../contract/errors.js';
+import { apiError } from '../contract/errors.js';
 import { NEEDS_BODY, NOT_PUBLIC, answerLocally, localEndpoints } from '../contract/local-answers.js';
 import { isRoutable, type Backend, type FleetView } from '../fleet/backend.js';
 import type { Metadata } from '../gen/envoy/config/core/v3/base.js';
@@ -56,7 +56,7 @@ export interface ProcessorDeps {
 const EXTEND_FOR_LARGE_BODY = extendMessageTimeout(LARGE_BODY_MESSAGE_TIMEOUT_MS);
 
 /** What a request in flight on a backend that stopped answering is ended with; SDKs retry it at once. */
-const BACKEND_UNRESPONSIVE = immediateResponse(503, errorBody(apiError('backend_unresponsive')), 'application/json', { 'retry-after': '0' });
+const BACKEND_UNRESPONSIVE = errorResponse(apiError('backend_unresponsive'), { 'retry-after': '0' });
 
 /** The decision as ext_proc says it: the pick in headers and in the metadata Envoy's routes and override_host read. */
 function outcomeResponse(outcome: Outcome, phase: 'requestHeaders' | 'requestBody'): ProcessingResponse {
@@ -125,7 +125,7 @@ export function createProcessor(deps: ProcessorDeps) {
       if (releaseBody) return true;
       const error = apiError('large_bodies_busy', Math.round(upstream.largeBodyBudgetBytes / 1048576));
       metrics.rejections.inc({ code: error.code, status: String(error.status) });
-      reply(immediateResponse(error.status, errorBody(error), 'application/json', { 'retry-after': '1' }));
+      reply(errorResponse(error, { 'retry-after': '1' }));
       finish();
       return false;
     };

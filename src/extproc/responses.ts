@@ -79,8 +79,8 @@ export function immediateResponse(status: number, body: string, contentType = 'a
   });
 }
 
-export function errorResponse(error: HttpError): ProcessingResponse {
-  return immediateResponse(error.status, errorBody(error));
+export function errorResponse(error: HttpError, extraHeaders: Record<string, string> = {}): ProcessingResponse {
+  return immediateResponse(error.status, errorBody(error), 'application/json', extraHeaders);
 }
 
 /** Asks Envoy to wait this long for the answer to the message it is sending (ext_proc's override_message_timeout). */
