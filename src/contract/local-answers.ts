@@ -15,11 +15,36 @@ export interface LocalEndpoint {
   body: string;
 }
 
+/**
+ * A model as a vLLM server's /v1/models describes it: what clients read besides the id
+ * (`max_model_len` for the context size, `parent` for a LoRA adapter's base model).
+ */
+export interface ModelCard {
+  id: string;
+  owned_by: string;
+  /** The checkpoint the server loaded (a path or hub name); for an adapter, its path. */
+  root: string;
+  /** The base model of a LoRA adapter, else null. */
+  parent: string | null;
+  max_model_len?: number;
+  permission?: unknown[];
+}
+
 const STARTED = Math.floor(Date.now() / 1000);
 /** Methods that only read: answered locally, or 404 when no endpoint has the path. */
 export const READ_METHODS: readonly string[] = ['GET', 'HEAD'];
 
-const modelCard = (id: string) => ({ id, object: 'model', created: STARTED, owned_by: 'vllm', root: id, parent: null });
+/** vLLM's field order; `created` is when the router started, as vLLM's is its own start. */
+const modelObject = (c: ModelCard) => ({
+  id: c.id,
+  object: 'model',
+  created: STARTED,
+  owned_by: c.owned_by,
+  root: c.root,
+  parent: c.parent,
+  ...(c.max_model_len !== undefined ? { max_model_len: c.max_model_len } : {}),
+  ...(c.permission !== undefined ? { permission: c.permission } : {}),
+});
 const error = (e: HttpError) => ({ status: e.status, body: errorBody(e) });
 
 /** GET of a path under /v1/models/ that names no served model. */
@@ -31,12 +56,17 @@ export const NOT_PUBLIC = error(apiError('not_found', 'not-public'));
 /** A request to an inference path that carries no body. */
 export const NEEDS_BODY = error(apiError('invalid_request_body', 'missing'));
 
-export function localEndpoints(models: readonly string[], routableBackends: number, version: string): LocalEndpoint[] {
+export function localEndpoints(models: readonly ModelCard[], routableBackends: number, version: string): LocalEndpoint[] {
   const health =
     routableBackends > 0 ? { status: 200, body: JSON.stringify({ status: 'ok', backends: routableBackends }) } : error(apiError('no_healthy_backend'));
   return [
-    { paths: ['/v1/models'], methods: READ_METHODS, status: 200, body: JSON.stringify({ object: 'list', data: models.map(modelCard) }) },
-    ...models.map((id) => ({ paths: [...new Set([`/v1/models/${id}`, `/v1/models/${encodeURIComponent(id)}`])], methods: READ_METHODS, status: 200, body: JSON.stringify(modelCard(id)) })),
+    { paths: ['/v1/models'], methods: READ_METHODS, status: 200, body: JSON.stringify({ object: 'list', data: models.map(modelObject) }) },
+    ...models.map((m) => ({
+      paths: [...new Set([`/v1/models/${m.id}`, `/v1/models/${encodeURIComponent(m.id)}`])],
+      methods: READ_METHODS,
+      status: 200,
+      body: JSON.stringify(modelObject(m)),
+    })),
     // vLLM answers POST /ping too (SageMaker's health check).
     { paths: ['/health', '/ping'], methods: [...READ_METHODS, 'POST'], ...health },
     { paths: ['/version'], methods: READ_METHODS, status: 200, body: JSON.stringify({ version }) },

@@ -14,7 +14,7 @@ import {
 } from '../contract/envoy.js';
 import { apiError } from '../contract/errors.js';
 import { NEEDS_BODY, NOT_PUBLIC, answerLocally, localEndpoints } from '../contract/local-answers.js';
-import { isRoutable, type Backend, type FleetView } from '../fleet/backend.js';
+import { isRoutable, modelCards, type Backend, type FleetView } from '../fleet/backend.js';
 import type { Metadata } from '../gen/envoy/config/core/v3/base.js';
 import { ProcessingMode_BodySendMode } from '../gen/envoy/extensions/filters/http/ext_proc/v3/processing_mode.js';
 import type { ProcessingRequest, ProcessingResponse } from '../gen/envoy/service/ext_proc/v3/external_processor.js';
@@ -85,7 +85,7 @@ export function createProcessor(deps: ProcessorDeps) {
   const decide = createDecider(deps);
   const isPublicPath = publicPathCheck(deps.config);
   const answerWithoutBody = (headers: RequestHeaders) =>
-    answerLocally(headers.method, headers.path, localEndpoints(fleet.knownModels(), fleet.backends().filter(isRoutable).length, deps.version)) ??
+    answerLocally(headers.method, headers.path, localEndpoints(modelCards(fleet.backends()), fleet.backends().filter(isRoutable).length, deps.version)) ??
     (isPublicPath(headers.path) ? NEEDS_BODY : NOT_PUBLIC);
 
   return function process(call: MessageStream<ProcessingRequest, ProcessingResponse>): void {

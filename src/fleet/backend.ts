@@ -5,6 +5,7 @@
  */
 import { isIP } from 'node:net';
 import type { BackendConfig } from '../config/schema.js';
+import type { ModelCard } from '../contract/local-answers.js';
 import type { VllmLoad } from './vllm-metrics.js';
 
 export type Health = 'unknown' | 'healthy' | 'unhealthy';
@@ -44,6 +45,8 @@ export interface Backend extends BackendView {
   url: string;
   endpoint: string;
   models: string[];
+  /** What the server's /v1/models says of each model (none for models named in the config). */
+  cards: ModelCard[];
   modelsFromConfig: boolean;
   health: Health;
   capacity: number;
@@ -96,11 +99,6 @@ export interface FleetView {
   servingModel(model: string): readonly Backend[];
   /** Models served by at least one routable backend, sorted. */
   routableModels(): string[];
-  /**
-   * Every model a backend of the fleet serves, in rotation or not, sorted: what the fleet
-   * lists, so that a model whose servers are all down reads as unavailable (503), not gone.
-   */
-  knownModels(): string[];
   /** A request was routed to `backend`. */
   dispatch(backend: Backend): void;
   /** That request no longer occupies `backend`. */
@@ -120,4 +118,27 @@ export function backendId(config: BackendConfig): string {
 /** An IP as it stands in a URL or an `ip:port` endpoint (IPv6 in brackets). */
 export function hostLiteral(ip: string): string {
   return isIP(ip) === 6 ? `[${ip}]` : ip;
+}
+
+/**
+ * One card per model the backends serve, in rotation or not, sorted by id: the fleet's
+ * /v1/models, so a model whose servers are all down reads as unavailable (503), not gone.
+ * Where servers
+ * differ, `max_model_len` is the smallest (a request must fit whichever server it reaches), and
+ * the other fields come from the first backend, by id, that reported the model.
+ */
+export function modelCards(backends: readonly Pick<Backend, 'id' | 'models' | 'cards'>[]): ModelCard[] {
+  const cards = new Map<string, ModelCard>();
+  for (const backend of [...backends].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))) {
+    for (const id of backend.models) {
+      const reported = backend.cards.find((c) => c.id === id);
+      const card = cards.get(id);
+      if (!card) {
+        cards.set(id, reported ? { ...reported } : { id, owned_by: 'vllm', root: id, parent: null });
+      } else if (reported?.max_model_len !== undefined) {
+        card.max_model_len = Math.min(card.max_model_len ?? Infinity, reported.max_model_len);
+      }
+    }
+  }
+  return [...cards.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
 }

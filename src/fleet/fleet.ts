@@ -77,7 +77,6 @@ export function createFleet(options: FleetOptions): Fleet {
     backends: registry.backends,
     servingModel: registry.servingModel,
     routableModels: registry.routableModels,
-    knownModels: registry.knownModels,
     dispatch: registry.dispatch,
     release: registry.release,
     start() {

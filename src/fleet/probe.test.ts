@@ -7,6 +7,18 @@ vllm:num_requests_running{engine="0",model_name="m"} 2.0
 vllm:num_requests_waiting{engine="0",model_name="m"} 1.0
 `;
 
+/** An adapter's entry as vLLM 0.32 lists it. */
+const VLLM_CARD = {
+  id: 'b',
+  object: 'model',
+  created: 1,
+  owned_by: 'vllm',
+  root: '/adapters/b',
+  parent: 'a',
+  max_model_len: 4096,
+  permission: [{ id: 'modelperm-1', object: 'model_permission', allow_sampling: true }],
+};
+
 describe('probing backends', () => {
   let server: Server;
   let good: string;
@@ -23,7 +35,7 @@ describe('probing backends', () => {
       }
       if (path === 'health') return void res.end();
       if (path === 'metrics') return void res.end(METRICS);
-      if (path === 'v1/models') return void res.end('{"object":"list","data":[{"id":"b"},{"id":"a"}]}');
+      if (path === 'v1/models') return void res.end(JSON.stringify({ object: 'list', data: [VLLM_CARD, { id: 'a' }, { id: '' }, 'x'] }));
       res.writeHead(404).end();
     });
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
@@ -39,7 +51,10 @@ describe('probing backends', () => {
   it('reads health, load figures and models', async () => {
     await expect(probe.health(good, 1000)).resolves.toBeUndefined();
     expect(await probe.metrics(good, 1000)).toMatchObject({ running: 2, waiting: 1, modelNames: ['m'] });
-    expect(await probe.models(good, 1000)).toEqual(['a', 'b']);
+    expect(await probe.models(good, 1000)).toEqual([
+      { id: 'a', owned_by: 'vllm', root: 'a', parent: null },
+      { id: 'b', owned_by: 'vllm', root: '/adapters/b', parent: 'a', max_model_len: 4096, permission: VLLM_CARD.permission },
+    ]);
   });
 
   it('says what went wrong', async () => {

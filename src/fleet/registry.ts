@@ -28,6 +28,7 @@ function newBackend(bc: BackendConfig): Backend {
     url: origin(bc.url),
     endpoint: '',
     models: bc.models ? [...bc.models] : [],
+    cards: [],
     modelsFromConfig: bc.models !== undefined,
     health: 'unknown',
     capacity: bc.capacity,
@@ -96,6 +97,7 @@ export function createRegistry(logger: Logger): Registry {
           existing.capacity = bc.capacity;
           // Models named in the config win; dropped from it, they are read from the server again.
           existing.models = bc.models ? [...bc.models] : existing.modelsFromConfig ? [] : existing.models;
+          if (bc.models) existing.cards = [];
           existing.modelsFromConfig = bc.models !== undefined;
           continue;
         }
@@ -115,7 +117,6 @@ export function createRegistry(logger: Logger): Registry {
     backends: () => [...backends.values()],
     servingModel: (model) => byModel.get(model) ?? [],
     routableModels: () => [...byModel.entries()].filter(([, list]) => list.some(isRoutable)).map(([m]) => m).sort(),
-    knownModels: () => [...byModel.keys()].sort(),
     dispatch(backend) {
       backend.dispatched++;
       backend.routed++;

@@ -58,10 +58,12 @@ export function createScraper(options: ScraperOptions): Scraper {
   }
 
   async function refreshModels(backend: Backend): Promise<void> {
-    const ids = await probe.models(backend.url, settings().timeoutMs);
-    if (ids.join('\n') !== backend.models.join('\n')) {
-      logger.info('backend models', { backend: backend.id, models: ids });
+    const cards = await probe.models(backend.url, settings().timeoutMs);
+    if (JSON.stringify(cards) !== JSON.stringify(backend.cards)) {
+      const ids = cards.map((c) => c.id);
+      if (ids.join('\n') !== backend.models.join('\n')) logger.info('backend models', { backend: backend.id, models: ids });
       backend.models = ids;
+      backend.cards = cards;
       registry.changed();
     }
   }

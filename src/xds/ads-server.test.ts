@@ -1,3 +1,4 @@
+import type { ModelCard } from '../contract/local-answers.js';
 import { describe, expect, it } from 'vitest';
 import { FakeStream } from '../../test/helpers/fake-stream.js';
 import { parseConfig } from '../config/load.js';
@@ -11,7 +12,7 @@ import { buildResources } from './resources.js';
 import { createSnapshotCache } from './snapshot-cache.js';
 
 const config = parseConfig({ backends: [] });
-const backend = (id: string, model: string, ip: string) => ({ id, endpoint: `${ip}:8000`, models: [model], health: 'healthy' }) as Backend;
+const backend = (id: string, model: string, ip: string) => ({ id, endpoint: `${ip}:8000`, models: [model], cards: [] as ModelCard[], health: 'healthy' }) as Backend;
 const fleetOf = (...backends: Backend[]) => buildResources(backends, config, 't');
 /** The endpoint sets a response carries, by cluster name. */
 const namesIn = (response: DiscoveryResponse) => response.resources.map((any) => ClusterLoadAssignment.decode(any.value).clusterName);

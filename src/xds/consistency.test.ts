@@ -1,3 +1,4 @@
+import type { ModelCard } from '../contract/local-answers.js';
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../config/load.js';
 import type { Backend } from '../fleet/backend.js';
@@ -8,7 +9,7 @@ import { buildResources, type Resources } from './resources.js';
 import { InconsistentSnapshotError, createSnapshotCache } from './snapshot-cache.js';
 
 const config = parseConfig({ backends: [] });
-const backend = (id: string, models: string[], endpoint = '10.0.0.1:8000') => ({ id, endpoint, models, health: 'healthy' }) as Backend;
+const backend = (id: string, models: string[], endpoint = '10.0.0.1:8000') => ({ id, endpoint, models, cards: [] as ModelCard[], health: 'healthy' }) as Backend;
 const fleet = () => buildResources([backend('a', ['llama-8b', 'org/Model.v2']), backend('b', ['qwen'], '[fd00::2]:8000'), backend('c', ['qwen'], '')], config, 't');
 
 describe('snapshot consistency', () => {

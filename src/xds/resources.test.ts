@@ -1,3 +1,4 @@
+import type { ModelCard } from '../contract/local-answers.js';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../config/load.js';
@@ -18,7 +19,7 @@ describe('route resources', () => {
 
   it('switches off the fail-open body parse for bodies over upstream.failOpenMaxBodyBytes', () => {
     const config = parseConfig({ backends: [], upstream: { failOpenMaxBodyBytes: 1000 } });
-    const backend = { id: 'a', endpoint: '10.0.0.1:8000', models: ['m'], health: 'healthy' } as Backend;
+    const backend = { id: 'a', endpoint: '10.0.0.1:8000', models: ['m'], cards: [] as ModelCard[], health: 'healthy' } as Backend;
     const routes = buildResources([backend], config, 't').routes[0]!.virtualHosts[0]!.routes;
     const large = routes.find((r) => r.name === 'large-body')!;
     const matcher = large.match!.headers[0]!;

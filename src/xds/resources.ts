@@ -1,6 +1,6 @@
 import type { RouterConfig } from '../config/schema.js';
 import { localEndpoints } from '../contract/local-answers.js';
-import { isRoutable, type Backend } from '../fleet/backend.js';
+import { isRoutable, modelCards, type Backend } from '../fleet/backend.js';
 import type { Cluster } from '../gen/envoy/config/cluster/v3/cluster.js';
 import type { ClusterLoadAssignment } from '../gen/envoy/config/endpoint/v3/endpoint.js';
 import type { RouteConfiguration } from '../gen/envoy/config/route/v3/route.js';
@@ -29,6 +29,6 @@ export function buildResources(backends: readonly Backend[], config: RouterConfi
   return {
     clusters: models.map((m) => modelCluster(m, config)),
     endpoints: models.map((m) => modelEndpoints(m, byModel.get(m)!)),
-    routes: [routeConfiguration(models, localEndpoints(models, backends.filter(isRoutable).length, version), config)],
+    routes: [routeConfiguration(models, localEndpoints(modelCards(backends), backends.filter(isRoutable).length, version), config)],
   };
 }
