@@ -3,7 +3,7 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['src/**/*.test.ts', 'test/**/*.test.ts'],
-    exclude: ['**/node_modules/**', 'test/soak/**'],
+    exclude: ['**/node_modules/**', 'test/soak/**', 'test/vllm/**'],
     // End-to-end suites start real Envoy processes and simulators; keep them from fighting
     // over 2 cores, and give their setup room.
     fileParallelism: true,

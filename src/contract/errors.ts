@@ -91,10 +91,11 @@ export const ERRORS = {
 
 export type ErrorCode = keyof typeof ERRORS;
 
-/** OpenAI's error type for a status. A missing model is the client's mistake, not a missing route. */
+/** OpenAI's error type for a status; an unknown model is typed as vLLM types it. */
 function openAiType(status: number, code: ErrorCode): string {
+  if (code === 'model_not_found') return 'NotFoundError';
   if (status === 401) return 'authentication_error';
-  if (status === 404 && code !== 'model_not_found') return 'not_found_error';
+  if (status === 404) return 'not_found_error';
   if (status === 429) return 'rate_limit_error';
   if (status >= 500) return 'server_error';
   return 'invalid_request_error';

@@ -112,7 +112,7 @@ describe.each([
       expect(res.status).toBe(404);
       expect(res.headers.get('content-type')).toBe('application/json');
       expect(await res.json()).toEqual({
-        error: { message: 'The model `gpt-9` does not exist.', type: 'invalid_request_error', param: 'model', code: 'model_not_found' },
+        error: { message: 'The model `gpt-9` does not exist.', type: 'NotFoundError', param: 'model', code: 'model_not_found' },
       });
       await expect(client.chat.completions.create({ model: 'gpt-9', messages: [{ role: 'user', content: 'x' }] })).rejects.toBeInstanceOf(
         NotFoundError,

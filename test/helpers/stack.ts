@@ -44,6 +44,13 @@ export interface StackOptions {
   config?: Record<string, unknown>;
   envoy?: Partial<StartEnvoyOptions>;
   defaultEngine?: Partial<EngineOptions>;
+  /**
+   * Servers already running (real vLLM) to use instead of simulators, one per entry of
+   * `backends`, in order.
+   */
+  backendUrls?: string[];
+  /** How long the backends may take to turn healthy in the router (default 10 s). */
+  readyTimeoutMs?: number;
   /** Called with the simulators once they listen, before Envoy starts (to render its config). */
   beforeEnvoy?: (sims: SimulatorHandle[]) => void;
 }
@@ -51,7 +58,7 @@ export interface StackOptions {
 /** Fast engines for tests: real queueing and caching, at a small fraction of real time. */
 export const FAST_ENGINE: Partial<EngineOptions> = { timeScale: 0.05 };
 
-export function backendEntries(sims: SimulatorHandle[], specs: BackendSpec[]) {
+export function backendEntries(sims: Array<{ url: string }>, specs: BackendSpec[]) {
   return sims.map((sim, i) => ({
     name: `sim-${i}`,
     url: sim.url,
@@ -72,7 +79,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
   const configPath = join(dir, 'router.yaml');
   let stopWatcher = () => {};
   try {
-    for (const spec of options.backends) {
+    for (const spec of options.backendUrls ? [] : options.backends) {
       sims.push(await startSimulator({ models: [...spec.models, ...(spec.aliases ?? [])], engine: { ...FAST_ENGINE, ...options.defaultEngine, ...spec.engine } }));
     }
     const raw = {
@@ -80,13 +87,13 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       admin: { host: '127.0.0.1', port: 0 },
       scraping: { intervalMs: 50, timeoutMs: 500, staleAfterMs: 1000, unhealthyAfterFailures: 2, modelsRefreshMs: 500 },
       upstream: { healthCheckIntervalMs: 500, ejectionTimeMs: 2000 },
-      backends: backendEntries(sims, options.backends),
+      backends: backendEntries(options.backendUrls?.map((url) => ({ url })) ?? sims, options.backends),
       ...options.config,
     };
     await writeFile(configPath, stringify(raw));
     const logger = process.env.TEST_LOG ? createLogger('debug') : silentLogger;
     router = await startRouter(parseConfig(raw), logger);
-    await waitFor(() => router!.fleet.backends().every((b) => b.health === 'healthy' && b.models.length > 0), 10_000, 'backends healthy');
+    await waitFor(() => router!.fleet.backends().every((b) => b.health === 'healthy' && b.models.length > 0), options.readyTimeoutMs ?? 10_000, 'backends healthy');
     const config = parseConfig(raw);
     const reloadErrors: Error[] = [];
     const grpcPort = router.grpcPort;

@@ -1,0 +1,148 @@
+import OpenAI from 'openai';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseVllmMetrics } from '../../src/fleet/vllm-metrics.js';
+import { startStack, type Stack } from '../helpers/stack.js';
+import { startVllmServers, vllmInstalled, type VllmServer } from '../helpers/vllm.js';
+
+/**
+ * The real-vLLM tier: two real vLLM servers (CPU build, tiny model with dummy weights, one core
+ * each) behind a real Envoy and the router. Slow to start (65-100 s), so everything shares one
+ * fleet; every request is small and bounded.
+ */
+const MODEL = 'tiny';
+const KV_BLOCKS = 256;
+
+describe.skipIf(!vllmInstalled())('real vLLM behind Envoy and the router', () => {
+  let servers: VllmServer[] = [];
+  let stack: Stack;
+  let client: OpenAI;
+
+  const post = (url: string, path: string, body: unknown) =>
+    fetch(`${url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body), signal: AbortSignal.timeout(60_000) });
+  const metricsOf = async (server: VllmServer) => parseVllmMetrics(await (await fetch(`${server.url}/metrics`)).text());
+  const prefixHits = async () => (await Promise.all(servers.map(metricsOf))).reduce((sum, m) => sum + (m.prefixCacheHits ?? 0), 0);
+
+  beforeAll(async () => {
+    servers = await startVllmServers(2, { model: MODEL, kvBlocks: KV_BLOCKS });
+    stack = await startStack({
+      backends: servers.map(() => ({ models: [MODEL], declareModels: false })),
+      backendUrls: servers.map((s) => s.url),
+      // Real servers: probe at the default pace, with the default timeouts.
+      config: { scraping: { intervalMs: 200 } },
+      readyTimeoutMs: 30_000,
+    });
+    client = new OpenAI({ baseURL: `${stack.envoy.url}/v1`, apiKey: 'unused', maxRetries: 0, timeout: 60_000 });
+  }, 360_000);
+  afterAll(async () => {
+    await stack?.close();
+    await Promise.all(servers.map((s) => s.stop()));
+  }, 60_000);
+
+  it('lists the model with the fields vLLM itself returns', async () => {
+    const direct = (await (await fetch(`${servers[0]!.url}/v1/models`)).json()) as { data: Array<Record<string, unknown>> };
+    const routed = (await (await fetch(`${stack.envoy.url}/v1/models`)).json()) as { data: Array<Record<string, unknown>> };
+    expect(routed.data.map((m) => m.id)).toEqual([MODEL]);
+    const card = routed.data[0]!;
+    expect(Object.keys(card).sort()).toEqual(Object.keys(direct.data[0]!).sort());
+    expect(card).toMatchObject({ id: MODEL, object: 'model', owned_by: 'vllm', root: direct.data[0]!.root, parent: null, max_model_len: 4096 });
+    expect(String(card.root)).toContain('model');
+    expect((card.permission as unknown[]).length).toBe(1);
+    const one = await fetch(`${stack.envoy.url}/v1/models/${MODEL}`);
+    expect(one.status).toBe(200);
+    expect(await one.json()).toMatchObject({ id: MODEL, max_model_len: 4096 });
+  });
+
+  it('serves chat and completions through the official OpenAI client, streaming with usage', async () => {
+    const chat = await client.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: 'Hello there' }], max_tokens: 8, temperature: 0 });
+    expect(chat.object).toBe('chat.completion');
+    expect(chat.model).toBe(MODEL);
+    expect(chat.usage?.completion_tokens).toBeGreaterThan(0);
+    expect(chat.usage?.completion_tokens).toBeLessThanOrEqual(8);
+
+    const completion = await client.completions.create({ model: MODEL, prompt: 'Once upon a time', max_tokens: 6, temperature: 0 });
+    expect(completion.object).toBe('text_completion');
+    expect(completion.choices).toHaveLength(1);
+
+    const stream = await client.chat.completions.create({
+      model: MODEL,
+      messages: [{ role: 'user', content: 'Tell me a story' }],
+      max_tokens: 10,
+      stream: true,
+      stream_options: { include_usage: true },
+    });
+    let content = 0;
+    let usage: OpenAI.CompletionUsage | null | undefined;
+    for await (const chunk of stream) {
+      if (chunk.choices[0]?.delta?.content) content++;
+      if (chunk.usage) usage = chunk.usage;
+    }
+    expect(content).toBeGreaterThan(0);
+    expect(usage?.completion_tokens).toBeGreaterThan(0);
+    expect(usage?.prompt_tokens).toBeGreaterThan(0);
+
+    // The raw framing: data: chunks, then the usage chunk, then [DONE].
+    const raw = await post(stack.envoy.url, '/v1/completions', { model: MODEL, prompt: 'abc', max_tokens: 3, stream: true, stream_options: { include_usage: true } });
+    const text = await raw.text();
+    expect(raw.headers.get('content-type')).toContain('text/event-stream');
+    const events = text.split('\n\n').filter((e) => e.trim() !== '');
+    expect(events.at(-1)).toBe('data: [DONE]');
+    expect(JSON.parse(events.at(-2)!.slice('data: '.length))).toMatchObject({ choices: [], usage: { completion_tokens: expect.any(Number) } });
+  });
+
+  it("reads vLLM's metrics as vLLM reports them", async () => {
+    const text = await (await fetch(`${servers[0]!.url}/metrics`)).text();
+    // Every series carries the engine label; the cache config says block size 32.
+    expect(text).toMatch(/vllm:num_requests_running\{engine="0",model_name="tiny"\}/);
+    expect(text).toMatch(/vllm:num_requests_waiting_by_reason\{engine="0",model_name="tiny",reason="capacity"\}/);
+    expect(text).toMatch(/vllm:cache_config_info\{[^}]*block_size="32"/);
+    for (const backend of stack.router.fleet.backends()) {
+      expect(backend.metrics).toMatchObject({ blockSize: 32, numGpuBlocks: KV_BLOCKS, modelNames: [MODEL] });
+      expect(backend.models).toEqual([MODEL]);
+    }
+  });
+
+  it('passes vLLM errors through unchanged (prompt too long), and answers an unknown model as vLLM does', async () => {
+    const long = { model: MODEL, prompt: 'word '.repeat(6000), max_tokens: 4 };
+    const [direct, routed] = await Promise.all([post(servers[0]!.url, '/v1/completions', long), post(stack.envoy.url, '/v1/completions', long)]);
+    expect(routed.status).toBe(direct.status);
+    expect(direct.status).toBe(400);
+    const [d, r] = [(await direct.json()) as { error: Record<string, unknown> }, (await routed.json()) as { error: Record<string, unknown> }];
+    expect(r).toEqual(d);
+
+    const unknown = { model: 'no-such-model', prompt: 'x', max_tokens: 1 };
+    const [du, ru] = await Promise.all([post(servers[0]!.url, '/v1/completions', unknown), post(stack.envoy.url, '/v1/completions', unknown)]);
+    expect(ru.status).toBe(du.status);
+    const [dub, rub] = [(await du.json()) as { error: Record<string, unknown> }, (await ru.json()) as { error: Record<string, unknown> }];
+    expect(Object.keys(rub.error).sort()).toEqual(Object.keys(dub.error).sort());
+    expect(rub.error.type).toBe(dub.error.type);
+  });
+
+  it("gets more prefix-cache hits on vLLM's own counters than round robin, on the same prompts", async () => {
+    // Three long system prompts, four questions each, in an order where round robin over two
+    // servers sends each prompt to both. Fresh prompts for each run so neither finds the
+    // other's cache.
+    const words = ['alpha', 'bravo', 'charlie', 'delta', 'echo', 'foxtrot', 'golf', 'hotel', 'india', 'juliet', 'kilo', 'lima'];
+    const systemPrompt = (run: string, p: number) =>
+      `${run} prompt ${p}: ` + Array.from({ length: 700 }, (_, i) => words[(i * 7 + p * 3 + run.length) % words.length]).join(' ');
+    const requests = (run: string) => Array.from({ length: 12 }, (_, i) => ({ model: MODEL, prompt: `${systemPrompt(run, i % 3)}\nQuestion ${i}?`, max_tokens: 2 }));
+
+    const before = await prefixHits();
+    let turn = 0;
+    for (const body of requests('round robin')) {
+      const res = await post(servers[turn++ % 2]!.url, '/v1/completions', body);
+      expect(res.status).toBe(200);
+      await res.arrayBuffer();
+    }
+    const afterRoundRobin = await prefixHits();
+    for (const body of requests('router')) {
+      const res = await post(stack.envoy.url, '/v1/completions', body);
+      expect(res.status).toBe(200);
+      await res.arrayBuffer();
+    }
+    const afterRouter = await prefixHits();
+    const roundRobinHits = afterRoundRobin - before;
+    const routerHits = afterRouter - afterRoundRobin;
+    expect(roundRobinHits).toBeGreaterThan(0);
+    expect(routerHits).toBeGreaterThan(roundRobinHits * 1.2);
+  });
+});
