@@ -69,6 +69,8 @@ export interface EngineStats {
   kvCacheUsage: number;
   /** Prompt tokens of requests that produced their first token (vllm:prompt_tokens). */
   promptTokens: number;
+  /** Of those, the tokens found in the prefix cache (vllm:prompt_tokens_cached). */
+  promptTokensCached: number;
   generationTokens: number;
   prefixCacheQueries: number;
   prefixCacheHits: number;
@@ -132,6 +134,7 @@ export function createEngine(overrides: Partial<EngineOptions> = {}, deps: Engin
   const byId = new Map<string, Sequence>();
   const counters = {
     promptTokens: 0,
+    promptTokensCached: 0,
     generationTokens: 0,
     prefixCacheQueries: 0,
     prefixCacheHits: 0,
@@ -326,6 +329,7 @@ export function createEngine(overrides: Partial<EngineOptions> = {}, deps: Engin
       if (seq.timings.firstTokenMs === null) {
         seq.timings.firstTokenMs = nowMs;
         counters.promptTokens += seq.numPrompt;
+        counters.promptTokensCached += Math.min(seq.cachedTokens ?? 0, seq.numPrompt);
         observer.onFirstToken?.((nowMs - seq.timings.arrivalMs) / 1000);
       } else if (seq.timings.lastTokenMs !== null) {
         observer.onInterToken?.((nowMs - seq.timings.lastTokenMs) / 1000);

@@ -4,7 +4,7 @@
  */
 import type { EngineObserver, EngineStats, FinishReason, FinishedRequest } from './engine.js';
 import type { EngineOptions } from './engine-options.js';
-import { build125Buckets, createHistogram, header, sampleLine, type Histogram, type Labels } from './prometheus.js';
+import { build125Buckets, createHistogram, formatValue, header, sampleLine, type Histogram, type Labels } from './prometheus.js';
 
 const TTFT_BUCKETS = [
   0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0, 160.0,
@@ -120,21 +120,45 @@ export function createMetrics({ models, engine }: MetricsOptions): SimulatorMetr
     onFinish,
   };
 
+  // vLLM 0.32's CacheConfig labels (test/fixtures/vllm-sample), with this engine's sizes.
   const cacheInfo: Labels = [
+    ['_block_size_resolved', 'True'],
     ['block_size', String(engine.blockSize)],
     ['cache_dtype', 'auto'],
-    ['calculate_kv_scales', 'False'],
-    ['cpu_offload_gb', '0'],
+    ['cache_hit_alignment_tokens', 'None'],
+    ['effective_attention_block_size', String(engine.blockSize)],
+    ['enable_mamba_shared_prefix_checkpoint', 'False'],
     ['enable_prefix_caching', 'True'],
     ['engine', '0'],
-    ['gpu_memory_utilization', '0.9'],
+    ['gpu_memory_utilization', '0.92'],
+    ['hash_block_size', 'None'],
     ['is_attention_free', 'False'],
+    ['kv_cache_dtype_skip_layers', '[]'],
+    ['kv_cache_layout', 'None'],
+    ['kv_cache_max_concurrency', formatValue((engine.numGpuBlocks * engine.blockSize) / engine.maxModelLen)],
+    ['kv_cache_memory_bytes', '1073741824'],
+    ['kv_cache_size_tokens', String(engine.numGpuBlocks * engine.blockSize)],
+    ['kv_offloading_backend', 'native'],
+    ['kv_offloading_size', 'None'],
+    ['kv_sharing_fast_prefill', 'False'],
+    ['mamba_block_size', 'None'],
+    ['mamba_cache_dtype', 'auto'],
+    ['mamba_cache_mode', 'none'],
+    ['mamba_page_size_padded', 'None'],
+    ['mamba_ssm_cache_dtype', 'float32'],
     ['num_cpu_blocks', 'None'],
     ['num_gpu_blocks', String(engine.numGpuBlocks)],
     ['num_gpu_blocks_override', String(engine.numGpuBlocks)],
+    ['prefix_cache_retention_interval', '0'],
     ['prefix_caching_hash_algo', 'sha256'],
+    ['prefix_match_unit', 'None'],
+    ['replayssm_buffer_len', '16'],
+    ['skip_page_size_padded', 'None'],
     ['sliding_window', 'None'],
-    ['swap_space', '4'],
+    ['swa_bounded_replay', 'True'],
+    ['use_kda_recoverssm', 'False'],
+    ['use_replayssm', 'False'],
+    ['user_specified_block_size', 'True'],
   ];
 
   function render(stats: EngineStats): string {
@@ -146,6 +170,10 @@ export function createMetrics({ models, engine }: MetricsOptions): SimulatorMetr
 
     gauge('vllm:num_requests_running', 'Number of requests in model execution batches.', stats.running);
     gauge('vllm:num_requests_waiting', 'Number of requests waiting to be processed.', stats.waiting);
+    // Every waiting request here waits for a free slot or KV blocks; none is deferred.
+    lines.push(...header('vllm:num_requests_waiting_by_reason', 'gauge', 'Number of requests waiting, by reason.'));
+    lines.push(sampleLine('vllm:num_requests_waiting_by_reason', [...base, ['reason', 'capacity']], stats.waiting));
+    lines.push(sampleLine('vllm:num_requests_waiting_by_reason', [...base, ['reason', 'deferred']], 0));
     gauge('vllm:kv_cache_usage_perc', 'KV-cache usage. 1 means 100 percent usage.', stats.kvCacheUsage);
     counter(
       'vllm:prefix_cache_queries_total',
@@ -155,6 +183,14 @@ export function createMetrics({ models, engine }: MetricsOptions): SimulatorMetr
     counter('vllm:prefix_cache_hits_total', 'Prefix cache hits, in terms of number of cached tokens.', stats.prefixCacheHits);
     counter('vllm:num_preemptions_total', 'Cumulative number of preemption from the engine.', stats.numPreemptions);
     counter('vllm:prompt_tokens_total', 'Number of prefill tokens processed.', stats.promptTokens);
+    counter('vllm:prompt_tokens_cached_total', 'Number of cached prompt tokens (local prefix cache hits).', stats.promptTokensCached);
+    lines.push(...header('vllm:prompt_tokens_by_source_total', 'counter', 'Number of prompt tokens by source.'));
+    const bySource: Array<[string, number]> = [
+      ['local_compute', stats.promptTokens - stats.promptTokensCached],
+      ['local_cache_hit', stats.promptTokensCached],
+      ['external_kv_transfer', 0],
+    ];
+    for (const [source, value] of bySource) lines.push(sampleLine('vllm:prompt_tokens_by_source_total', [...base, ['source', source]], value));
     counter('vllm:generation_tokens_total', 'Number of generation tokens processed.', stats.generationTokens);
 
     lines.push(...header('vllm:request_success_total', 'counter', 'Count of successfully processed requests.'));

@@ -5,7 +5,7 @@ describe('prometheus text', () => {
   it('formats values like prometheus_client', () => {
     expect([formatValue(3), formatValue(0.25), formatValue(Infinity), formatValue(NaN)]).toEqual(['3.0', '0.25', '+Inf', 'NaN']);
     expect(sampleLine('vllm:x_total', [['model_name', 'a"b\\c'], ['engine', '0']], 2)).toBe(
-      'vllm:x_total{model_name="a\\"b\\\\c",engine="0"} 2.0',
+      'vllm:x_total{engine="0",model_name="a\\"b\\\\c"} 2.0',
     );
   });
 

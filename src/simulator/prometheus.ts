@@ -1,6 +1,6 @@
 /**
- * Minimal Prometheus text exposition (format 0.0.4), written the way Python's
- * prometheus_client renders vLLM's metrics: labels in declaration order, float values.
+ * Minimal Prometheus text exposition (format 0.0.4), written the way vLLM 0.32 renders its
+ * metrics: labels sorted by name (`engine` before `le` before `model_name`), float values.
  */
 
 export type Labels = ReadonlyArray<readonly [string, string]>;
@@ -20,7 +20,8 @@ function escapeLabel(value: string): string {
 
 export function formatLabels(labels: Labels): string {
   if (labels.length === 0) return '';
-  return `{${labels.map(([k, v]) => `${k}="${escapeLabel(v)}"`).join(',')}}`;
+  const sorted = [...labels].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  return `{${sorted.map(([k, v]) => `${k}="${escapeLabel(v)}"`).join(',')}}`;
 }
 
 export function sampleLine(name: string, labels: Labels, value: number): string {

@@ -326,7 +326,7 @@ describe('load, metrics and lifecycle', () => {
       expect(before).toContain(`# HELP ${name} `);
       expect(before).toMatch(new RegExp(`# TYPE ${name} (gauge|counter|histogram)`));
     }
-    expect(before).toContain('vllm:num_requests_running{model_name="llama-8b",engine="0"} 0.0');
+    expect(before).toContain('vllm:num_requests_running{engine="0",model_name="llama-8b"} 0.0');
     expect(before).toMatch(/vllm:cache_config_info\{[^}]*block_size="16"[^}]*enable_prefix_caching="True"[^}]*num_gpu_blocks="4096"[^}]*\} 1\.0/);
 
     const long = stream(sim.url, '/v1/chat/completions', { messages, max_tokens: 2000, stream: true });
@@ -341,8 +341,8 @@ describe('load, metrics and lifecycle', () => {
     expect(metricValue(after, 'vllm:num_requests_running')).toBe(0);
     expect(metricValue(after, 'vllm:generation_tokens_total')).toBeGreaterThan(7);
     expect(metricValue(after, 'vllm:prefix_cache_hits_total')).toBeGreaterThan(0);
-    expect(metricValue(after, 'vllm:request_success_total', 'model_name="llama-alias",engine="0",finished_reason="length"')).toBe(1);
-    expect(metricValue(after, 'vllm:request_success_total', 'model_name="llama-8b",engine="0",finished_reason="abort"')).toBe(1);
+    expect(metricValue(after, 'vllm:request_success_total', 'engine="0",finished_reason="length",model_name="llama-alias"')).toBe(1);
+    expect(metricValue(after, 'vllm:request_success_total', 'engine="0",finished_reason="abort",model_name="llama-8b"')).toBe(1);
     expect(metricValue(after, 'vllm:time_to_first_token_seconds_count')).toBe(2);
     expect(metricValue(after, 'vllm:inter_token_latency_seconds_count')).toBeGreaterThan(4);
     const stats = JSON.parse((await call(sim.url, 'GET', '/_sim/stats')).text);
