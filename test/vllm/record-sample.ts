@@ -20,7 +20,9 @@ try {
   const version = (await (await fetch(`${server!.url}/version`)).json()) as { version: string };
   mkdirSync(SAMPLE_DIR, { recursive: true });
   writeFileSync(join(SAMPLE_DIR, 'metrics.txt'), await (await fetch(`${server!.url}/metrics`)).text());
-  writeFileSync(join(SAMPLE_DIR, 'models.json'), `${JSON.stringify(await (await fetch(`${server!.url}/v1/models`)).json(), null, 2)}\n`);
+  // The model's path on this machine becomes repository-relative.
+  const models = (await (await fetch(`${server!.url}/v1/models`)).text()).replaceAll(REPO, '.');
+  writeFileSync(join(SAMPLE_DIR, 'models.json'), `${JSON.stringify(JSON.parse(models), null, 2)}\n`);
   writeFileSync(join(SAMPLE_DIR, 'VERSION'), `${version.version}\n`);
   console.log(`recorded vLLM ${version.version} into ${SAMPLE_DIR}`);
 } finally {
