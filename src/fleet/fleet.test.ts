@@ -36,6 +36,23 @@ describe('fleet scraping and health', () => {
     expect(isRoutable(b)).toBe(true);
   });
 
+  it("does not announce a change when only vLLM's per-call permission id differs", async () => {
+    sim = await startSimulator({ models: ['m'] });
+    fleet = createFleet({
+      config: parseConfig({ backends: [{ name: 'a', url: sim.url }], scraping: { intervalMs: 20, modelsRefreshMs: 100 } }),
+      logger: silentLogger,
+    });
+    let changes = 0;
+    fleet.onChange(() => changes++);
+    fleet.start();
+    const b = fleet.backends()[0]!;
+    await waitFor(() => b.health === 'healthy' && b.models.length > 0, 3000, 'models read');
+    const settled = changes;
+    await new Promise((r) => setTimeout(r, 600)); // five model refreshes
+    expect(changes).toBe(settled);
+    expect(b.cards[0]).toMatchObject({ id: 'm', max_model_len: expect.any(Number) });
+  });
+
   it('keeps a backend whose /metrics is garbage in rotation, scored without metrics', async () => {
     sim = await startSimulator({ models: ['m'] });
     const b = start(sim.url, ['m']);

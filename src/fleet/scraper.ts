@@ -1,6 +1,7 @@
 import { isIP } from 'node:net';
 import type { RouterConfig } from '../config/schema.js';
 import type { Logger } from '../support/log.js';
+import type { ModelCard } from '../contract/local-answers.js';
 import { hostLiteral, type Backend } from './backend.js';
 import { GetError } from './http-get.js';
 import type { Probe } from './probe.js';
@@ -59,7 +60,10 @@ export function createScraper(options: ScraperOptions): Scraper {
 
   async function refreshModels(backend: Backend): Promise<void> {
     const cards = await probe.models(backend.url, settings().timeoutMs);
-    if (JSON.stringify(cards) !== JSON.stringify(backend.cards)) {
+    // vLLM makes a fresh permission id and time on every call: compare without them, so a
+    // refresh that changes nothing else does not republish Envoy's routes.
+    const stable = (list: readonly ModelCard[]) => JSON.stringify(list.map(({ permission: _, ...rest }) => rest));
+    if (stable(cards) !== stable(backend.cards)) {
       const ids = cards.map((c) => c.id);
       if (ids.join('\n') !== backend.models.join('\n')) logger.info('backend models', { backend: backend.id, models: ids });
       backend.models = ids;

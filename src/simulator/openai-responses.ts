@@ -3,6 +3,7 @@
  * (ChatCompletionResponse, ChatCompletionStreamResponse, CompletionResponse, ...). Stream
  * chunks follow serving_chat.py (exclude_unset) and serving_completion.py (all fields).
  */
+import { randomBytes } from 'node:crypto';
 
 export interface Usage {
   prompt_tokens: number;
@@ -156,7 +157,8 @@ export function modelList(models: readonly string[], maxModelLen: number, create
       max_model_len: maxModelLen,
       permission: [
         {
-          id: `modelperm-${id}`,
+          // vLLM makes a fresh permission id on every call.
+          id: `modelperm-${randomBytes(8).toString('hex')}`,
           object: 'model_permission',
           created,
           allow_create_engine: false,

@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, openSync, readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
+import { freePort } from '../../bench/stack.js';
 import { REPO } from '../../src/launcher/envoy.js';
 
 /**
@@ -37,14 +37,6 @@ export interface VllmServer {
   /** The end of its log, for failure messages. */
   logTail(lines?: number): string;
   stop(): Promise<void>;
-}
-
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as { port: number }).port;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
 }
 
 function spawnServer(index: number, options: VllmOptions, port: number, replayPort: number, logDir: string): { child: ChildProcess; server: Omit<VllmServer, 'stop'> } {
