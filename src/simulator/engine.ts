@@ -83,12 +83,14 @@ export interface EngineStats {
 
 export interface Engine {
   readonly options: EngineOptions;
-  /** KV block stored / removed events (vLLM KV events, without the ZMQ transport). */
+  /** KV block stored / removed / cleared events (vLLM KV events, without the ZMQ transport). */
   readonly kvEvents: KvEvents;
   addRequest(request: EngineRequest, listener: RequestListener): void;
   /** Aborts a waiting or running request, freeing its slot and blocks; false if unknown. */
   abort(requestId: string): boolean;
   abortAll(): void;
+  /** Drops the prefix cache (vLLM's /reset_prefix_cache); false while requests hold blocks. */
+  resetPrefixCache(): boolean;
   stats(): EngineStats;
   /** Aborts everything, cancels the step timer and refuses further requests. */
   stop(): void;
@@ -409,6 +411,7 @@ export function createEngine(overrides: Partial<EngineOptions> = {}, deps: Engin
       return true;
     },
     abortAll,
+    resetPrefixCache: () => kv.resetPrefixCache(),
     stats() {
       return {
         running: running.length,

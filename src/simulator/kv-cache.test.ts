@@ -45,4 +45,25 @@ describe('kv cache block pool', () => {
     expect(kv.numFreeBlocks()).toBe(4);
     expect(() => kv.free([b1 as number])).toThrow(/freed more often/);
   });
+
+  it('resets the prefix cache only when no request holds a block, and reports it', () => {
+    const kv = createKvCache({ numBlocks: 4, blockSize: 4 });
+    let cleared = 0;
+    kv.events.on('cleared', () => cleared++);
+    const blocks = kv.allocate(2) ?? [];
+    blocks.forEach((b, i) => kv.cacheBlock(b, 10 + i));
+    expect(kv.resetPrefixCache()).toBe(false);
+    expect(cleared).toBe(0);
+    expect(kv.isCached(10)).toBe(true);
+    kv.free(blocks);
+    expect(kv.resetPrefixCache()).toBe(true);
+    expect(cleared).toBe(1);
+    expect(kv.numCachedBlocks()).toBe(0);
+    expect(kv.findPrefix([10, 11], 8)).toEqual([]);
+    // A block whose hash was forgotten can be cached again without a stale removal.
+    const removed: number[] = [];
+    kv.events.on('removed', (e) => removed.push(...e.blockHashes));
+    expect(kv.allocate(4)).toHaveLength(4);
+    expect(removed).toEqual([]);
+  });
 });

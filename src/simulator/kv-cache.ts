@@ -21,6 +21,8 @@ export interface BlockRemovedEvent {
 export interface KvEventMap {
   stored: [BlockStoredEvent];
   removed: [BlockRemovedEvent];
+  /** The whole prefix cache was dropped (vLLM's AllBlocksCleared). */
+  cleared: [];
 }
 
 export type KvEvents = EventEmitter<KvEventMap>;
@@ -45,6 +47,11 @@ export interface KvCache {
   cacheBlock(blockId: number, hash: number): boolean;
   isCached(hash: number): boolean;
   numCachedBlocks(): number;
+  /**
+   * Forgets every cached block, as vLLM's reset_prefix_cache: refused (false, nothing
+   * changed) while any block is referenced by a request.
+   */
+  resetPrefixCache(): boolean;
 }
 
 export function createKvCache(options: { numBlocks: number; blockSize: number }): KvCache {
@@ -149,5 +156,12 @@ export function createKvCache(options: { numBlocks: number; blockSize: number })
     },
     isCached: (hash) => hashToBlock.has(hash),
     numCachedBlocks: () => hashToBlock.size,
+    resetPrefixCache() {
+      if (numFree !== numBlocks) return false;
+      hashToBlock.clear();
+      blockHash.fill(-1);
+      events.emit('cleared');
+      return true;
+    },
   };
 }

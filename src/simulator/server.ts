@@ -67,7 +67,7 @@ export interface SimulatorHandle {
   stats(): SimulatorStats;
   /** Injects a failure mode (also POST /_sim/fault with the same JSON); `{kind:'none'}` heals. */
   setFault(fault: Fault): void;
-  /** KV cache block stored / removed events, shaped like vLLM's KV events. */
+  /** KV cache block stored / removed / cleared events, shaped like vLLM's KV events. */
   kvEvents: KvEvents;
   /** Stops accepting, aborts in-flight work, resolves once every connection is closed. */
   close(): Promise<void>;
@@ -116,6 +116,14 @@ export async function startSimulator(options: SimulatorOptions): Promise<Simulat
     },
     '/metrics': {
       GET: (_req, res) => sendText(res, 200, 'text/plain; version=0.0.4; charset=utf-8', metrics.render(engine.stats())),
+    },
+    // As vLLM: 200 whether or not the cache could be dropped (it cannot while requests hold blocks).
+    '/reset_prefix_cache': {
+      POST: (req, res) => {
+        req.resume();
+        engine.resetPrefixCache();
+        sendEmpty(res, 200);
+      },
     },
     '/_sim/stats': { GET: (_req, res) => sendJson(res, 200, stats()) },
     '/_sim/fault': {
