@@ -4,19 +4,25 @@
  *
  *   npm run bench:routing [-- --quick] [--out FILE.json] [--time-scale 1] [--only w1,w2] [--strategies s1,s2]
  *                         [--scheduler '{"cost":{"queuedRequestTokens":1024}}']   (config for "ours")
+ *                         [--rounds 1]   (runs of every strategy, taking turns; figures pool them)
+ *   npm run bench:routing -- --backend vllm [--vllm-servers 2]   (real vLLM, CPU build: npm run setup:vllm)
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { parseArgs } from 'node:util';
 import { groupedBarsSvg } from './chart.js';
 import { closeClient, streamChat, type RequestResult } from './client.js';
-import { BENCH_ENGINE, STRATEGIES, startBenchStack, type RunningStack, type Strategy } from './stack.js';
+import { countersSince, readCounters, type ServerCounters } from './server-counters.js';
+import { BENCH_ENGINE, STRATEGIES, startRoutingLayer, startSimFleet, type BenchServer, type Strategy } from './stack.js';
 import { upperBoundHits } from './upper-bound.js';
+import { startVllmFleet, type VllmFleet } from './vllm-fleet.js';
 import { allWorkloads, type BenchRequest, type Workload } from './workloads.js';
 
 interface RunResult {
   workload: string;
   strategy: string;
+  /** Runs pooled into this row. */
+  rounds: number;
   requests: number;
   completed: number;
   errors: number;
@@ -39,17 +45,6 @@ const summary = (values: number[]) => {
   return { p50: round(percentile(s, 50)), p90: round(percentile(s, 90)), p99: round(percentile(s, 99)) };
 };
 const round = (x: number, d = 1) => Math.round(x * 10 ** d) / 10 ** d;
-
-interface SimStats {
-  numPreemptions: number;
-  requestsTotal: number;
-  prefixCacheQueries: number;
-  prefixCacheHits: number;
-}
-
-async function simStats(stack: RunningStack): Promise<SimStats[]> {
-  return Promise.all(stack.sims.map((s) => fetch(`${s.url}/_sim/stats`).then((r) => r.json() as Promise<SimStats>)));
-}
 
 /** Closed loop: `concurrency` workers take sessions in order and play their turns. */
 async function drive(url: string, workload: Workload, deadlineMs: number) {
@@ -74,47 +69,80 @@ async function drive(url: string, workload: Workload, deadlineMs: number) {
   return { results, sent, durationS: (performance.now() - started) / 1000 };
 }
 
-async function runOne(workload: Workload, strategy: Strategy, timeScale: number, budgetMs: number) {
-  const stack = await startBenchStack(workload.fleet, strategy, timeScale);
+/** Where the model servers come from: fresh simulators for every run, or real vLLM started once. */
+type Backend = { kind: 'sim'; timeScale: number } | { kind: 'vllm'; fleet: VllmFleet };
+
+interface Run {
+  results: RequestResult[];
+  sent: Array<{ request: BenchRequest; reply: string }>;
+  durationS: number;
+  servers: BenchServer[];
+  counters: ServerCounters[];
+}
+
+async function runOne(workload: Workload, strategy: Strategy, backend: Backend, budgetMs: number): Promise<Run> {
+  const sims = backend.kind === 'sim' ? await startSimFleet(workload.fleet, backend.timeScale) : undefined;
   try {
-    const { results, sent, durationS } = await drive(stack.url, workload, Date.now() + budgetMs);
-    const stats = await simStats(stack);
-    const ok = results.filter((r) => r.ok);
-    const queries = stats.reduce((a, s) => a + s.prefixCacheQueries, 0);
-    const hits = stats.reduce((a, s) => a + s.prefixCacheHits, 0);
-    const served = stats.map((s) => s.requestsTotal);
-    const imbalance = Math.max(
-      ...workload.fleet.map(({ model }) => {
-        const group = stack.sims.map((s, i) => (s.model === model ? served[i]! : -1)).filter((n) => n >= 0);
-        const mean = group.reduce((a, b) => a + b, 0) / group.length;
-        return mean > 0 ? Math.max(...group) / mean : 1;
-      }),
-    );
-    const result: RunResult = {
-      workload: workload.name,
-      strategy: strategy.name,
-      requests: results.length,
-      completed: ok.length,
-      errors: results.length - ok.length,
-      durationS: round(durationS, 2),
-      requestsPerS: round(ok.length / durationS),
-      tokensPerS: round(ok.reduce((a, r) => a + r.completionTokens, 0) / durationS),
-      ttftMs: summary(ok.map((r) => r.ttftMs)),
-      e2eMs: summary(ok.map((r) => r.e2eMs)),
-      hitRate: round(queries > 0 ? hits / queries : 0, 4),
-      imbalance: round(imbalance, 2),
-      servers: stats.map((s, i) => ({
-        model: stack.sims[i]!.model,
-        served: s.requestsTotal,
-        hitRate: round(s.prefixCacheQueries > 0 ? s.prefixCacheHits / s.prefixCacheQueries : 0, 4),
-        preemptions: s.numPreemptions,
-      })),
-      firstErrors: results.filter((r) => !r.ok).slice(0, 3).map((r) => r.error ?? `status ${r.status}`),
-    };
-    return { result, sent };
+    let servers: BenchServer[];
+    let routing;
+    if (backend.kind === 'vllm') {
+      // Real vLLM with the router's default config: nothing about the servers is declared.
+      servers = backend.fleet.servers;
+      await backend.fleet.resetCaches();
+      routing = await startRoutingLayer(servers, strategy);
+    } else {
+      servers = sims!.sims;
+      routing = await startRoutingLayer(servers, strategy, { extras: { capacity: BENCH_ENGINE.maxNumSeqs }, scraping: { intervalMs: 100 } });
+    }
+    try {
+      const before = await Promise.all(servers.map((s) => readCounters(s.url)));
+      const { results, sent, durationS } = await drive(routing.url, workload, Date.now() + budgetMs);
+      const after = await Promise.all(servers.map((s) => readCounters(s.url)));
+      return { results, sent, durationS, servers, counters: after.map((a, i) => countersSince(before[i]!, a)) };
+    } finally {
+      await routing.stop();
+    }
   } finally {
-    await stack.stop();
+    await sims?.stop();
   }
+}
+
+/** One row of figures for a (workload, strategy), pooling its runs (rounds). */
+function summarize(workload: Workload, strategy: Strategy, runs: Run[]): RunResult {
+  const results = runs.flatMap((r) => r.results);
+  const ok = results.filter((r) => r.ok);
+  const durationS = runs.reduce((a, r) => a + r.durationS, 0);
+  const servers = runs[0]!.servers.map((s, i) => {
+    const c = runs.map((r) => r.counters[i]!);
+    const sum = (k: keyof ServerCounters) => c.reduce((a, x) => a + x[k], 0);
+    return { model: s.model, served: sum('served'), queries: sum('prefixQueries'), hits: sum('prefixHits'), preemptions: sum('preemptions') };
+  });
+  const queries = servers.reduce((a, s) => a + s.queries, 0);
+  const hits = servers.reduce((a, s) => a + s.hits, 0);
+  const imbalance = Math.max(
+    ...workload.fleet.map(({ model }) => {
+      const group = servers.filter((s) => s.model === model).map((s) => s.served);
+      const mean = group.reduce((a, b) => a + b, 0) / group.length;
+      return mean > 0 ? Math.max(...group) / mean : 1;
+    }),
+  );
+  return {
+    workload: workload.name,
+    strategy: strategy.name,
+    rounds: runs.length,
+    requests: results.length,
+    completed: ok.length,
+    errors: results.length - ok.length,
+    durationS: round(durationS, 2),
+    requestsPerS: round(ok.length / durationS, 2),
+    tokensPerS: round(ok.reduce((a, r) => a + r.completionTokens, 0) / durationS),
+    ttftMs: summary(ok.map((r) => r.ttftMs)),
+    e2eMs: summary(ok.map((r) => r.e2eMs)),
+    hitRate: round(queries > 0 ? hits / queries : 0, 4),
+    imbalance: round(imbalance, 2),
+    servers: servers.map((s) => ({ model: s.model, served: s.served, hitRate: round(s.queries > 0 ? s.hits / s.queries : 0, 4), preemptions: s.preemptions })),
+    firstErrors: results.filter((r) => !r.ok).slice(0, 3).map((r) => r.error ?? `status ${r.status}`),
+  };
 }
 
 function table(rows: RunResult[], bounds: Map<string, number>): string {
@@ -127,10 +155,10 @@ function table(rows: RunResult[], bounds: Map<string, number>): string {
     r.ttftMs.p90.toFixed(1),
     r.ttftMs.p99.toFixed(1),
     r.e2eMs.p50.toFixed(1),
-    r.requestsPerS.toFixed(1),
+    r.requestsPerS.toFixed(2),
     r.tokensPerS.toFixed(0),
     (r.hitRate * 100).toFixed(1) + '%',
-    ((bounds.get(r.workload) ?? 0) * 100).toFixed(1) + '%',
+    bounds.has(r.workload) ? (bounds.get(r.workload)! * 100).toFixed(1) + '%' : '-',
     r.imbalance.toFixed(2),
   ]);
   const widths = head.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));
@@ -168,6 +196,25 @@ function verdicts(rows: RunResult[], bounds: Map<string, number>, quick: boolean
   return out;
 }
 
+/** The targets on real vLLM: at least least-request's throughput everywhere, 1.25x where prompts share prefixes. */
+function vllmVerdicts(rows: RunResult[]): string[] {
+  const out: string[] = [];
+  for (const w of [...new Set(rows.map((r) => r.workload))]) {
+    const ours = rows.find((r) => r.workload === w && r.strategy === 'ours');
+    const lr = rows.find((r) => r.workload === w && r.strategy === 'envoy-least-request');
+    if (!ours || !lr) continue;
+    const target = w === 'random-prompts' ? 1 : 1.25;
+    const tput = ours.requestsPerS / lr.requestsPerS;
+    const ttft = ours.ttftMs.p50 / lr.ttftMs.p50;
+    const met = tput >= target && ttft <= 1;
+    out.push(
+      `${w}: throughput ${ours.requestsPerS} vs least request ${lr.requestsPerS} req/s = ${tput.toFixed(2)}x (target >= ${target}x), ` +
+        `TTFT p50 ${ours.ttftMs.p50} vs ${lr.ttftMs.p50} ms = ${ttft.toFixed(2)}x (target <= 1x): ${met ? 'met' : 'NOT met'}`,
+    );
+  }
+  return out;
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
@@ -179,12 +226,23 @@ async function main(): Promise<void> {
       strategies: { type: 'string' },
       // Scheduler section (JSON) for the "ours" strategy, to evaluate another configuration.
       scheduler: { type: 'string' },
+      backend: { type: 'string', default: 'sim' },
+      'vllm-servers': { type: 'string', default: '2' },
+      rounds: { type: 'string' },
     },
   });
   const quick = values.quick!;
+  const onVllm = values.backend === 'vllm';
+  if (!onVllm && values.backend !== 'sim') throw new Error(`--backend must be sim or vllm, got '${values.backend}'`);
+  const vllmServers = Number(values['vllm-servers']);
+  if (!Number.isInteger(vllmServers) || vllmServers < 1 || vllmServers > 4) throw new Error(`--vllm-servers must be 1 to 4, got '${values['vllm-servers']}'`);
+  const rounds = Number(values.rounds ?? (onVllm ? 2 : 1));
+  if (!Number.isInteger(rounds) || rounds < 1) throw new Error(`--rounds must be a positive integer, got '${values.rounds}'`);
   const timeScale = Number(values['time-scale']);
-  const out = values.out ?? `bench/results/routing${quick ? '-quick' : ''}.json`;
-  let workloads = allWorkloads(Number(values.seed), quick);
+  const out = values.out ?? `bench/results/routing${onVllm ? '-vllm' : ''}${quick ? '-quick' : ''}.json`;
+  const size = onVllm ? 'vllm' : quick ? 'quick' : 'full';
+  let workloads = allWorkloads(Number(values.seed), size, onVllm ? { model: 'tiny', servers: vllmServers } : undefined);
+  if (onVllm && quick) workloads = workloads.filter((w) => ['shared-system-prompts', 'random-prompts'].includes(w.name));
   if (values.only) workloads = workloads.filter((w) => values.only!.split(',').includes(w.name));
   let strategies = values.strategies ? STRATEGIES.filter((s) => values.strategies!.split(',').includes(s.name)) : STRATEGIES;
   if (values.scheduler) {
@@ -192,24 +250,36 @@ async function main(): Promise<void> {
     strategies = strategies.map((s) => (s.name === 'ours' ? { ...s, label: `ours with ${values.scheduler}`, scheduler } : s));
   }
   if (strategies.length === 0) throw new Error(`--strategies: none of ${STRATEGIES.map((s) => s.name).join(', ')}`);
-  const budgetMs = quick ? 8_000 : 60_000;
+  const budgetMs = quick ? (onVllm ? 15_000 : 8_000) : 60_000;
   const started = Date.now();
 
+  const fleet = onVllm ? await startVllmFleet(vllmServers, 'tiny') : undefined;
+  const backend: Backend = fleet ? { kind: 'vllm', fleet } : { kind: 'sim', timeScale };
+  const engine = fleet ? fleet.engine : BENCH_ENGINE;
   const rows: RunResult[] = [];
   const bounds = new Map<string, number>();
-  for (const workload of workloads) {
-    for (const strategy of strategies) {
-      const { result, sent } = await runOne(workload, strategy, timeScale, budgetMs);
-      rows.push(result);
-      process.stderr.write(
-        `${workload.name} / ${strategy.name}: ${result.completed}/${result.requests} ok, TTFT p50 ${result.ttftMs.p50} ms, ${result.requestsPerS} req/s, hit ${(result.hitRate * 100).toFixed(1)}%\n`,
-      );
-      if (!bounds.has(workload.name)) {
+  try {
+    for (const workload of workloads) {
+      const runs = new Map<string, Run[]>(strategies.map((s) => [s.name, []]));
+      for (let r = 0; r < rounds; r++) {
+        // Each round starts one strategy later, so no strategy always follows the same one.
+        for (let k = 0; k < strategies.length; k++) {
+          const strategy = strategies[(k + r) % strategies.length]!;
+          const run = await runOne(workload, strategy, backend, budgetMs);
+          runs.get(strategy.name)!.push(run);
+          const ok = run.results.filter((x) => x.ok).length;
+          process.stderr.write(`${workload.name} / ${strategy.name} (round ${r + 1}): ${ok}/${run.results.length} ok, ${(ok / run.durationS).toFixed(2)} req/s\n`);
+        }
+      }
+      for (const strategy of strategies) rows.push(summarize(workload, strategy, runs.get(strategy.name)!));
+      // The bound replays through the simulator's engine and tokenizer: meaningful for simulated fleets only.
+      if (!onVllm) {
+        const sent = runs.get(strategies[0]!.name)![0]!.sent;
         // Per model: one server with all of that model's servers' blocks; tokens summed over models.
         let hits = 0;
         let queries = 0;
         for (const { model, servers } of workload.fleet) {
-          const mine = sent.filter((s) => s.request.model === model);
+          const mine = sent.filter((x) => x.request.model === model);
           const bound = upperBoundHits(mine, BENCH_ENGINE.numGpuBlocks * servers, BENCH_ENGINE.blockSize);
           hits += bound.hits;
           queries += bound.queries;
@@ -217,19 +287,24 @@ async function main(): Promise<void> {
         bounds.set(workload.name, round(queries > 0 ? hits / queries : 0, 4));
       }
     }
+  } finally {
+    closeClient();
+    await fleet?.stop();
   }
-  closeClient();
 
+  const args = process.argv.slice(2).join(' ');
   const report = {
-    command: `npm run bench:routing${quick ? ' -- --quick' : ''}`,
+    command: `npm run bench:routing${args ? ` -- ${args}` : ''}`,
     date: new Date().toISOString(),
+    backend: onVllm ? `real vLLM (CPU build), ${vllmServers} servers, one core each` : 'simulated vLLM, 4 servers',
     quick,
+    rounds,
     timeScale,
-    engine: BENCH_ENGINE,
+    engine,
     strategies: strategies.map((s) => ({ name: s.name, label: s.label })),
     workloads: workloads.map((w) => ({ name: w.name, description: w.description, fleet: w.fleet, concurrency: w.concurrency, upperBoundHitRate: bounds.get(w.name) })),
     results: rows,
-    verdicts: verdicts(rows, bounds, quick),
+    verdicts: onVllm ? vllmVerdicts(rows) : verdicts(rows, bounds, quick),
     elapsedS: round((Date.now() - started) / 1000),
   };
   await mkdir(dirname(out), { recursive: true });

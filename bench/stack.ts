@@ -42,22 +42,33 @@ export async function freePort(): Promise<number> {
   });
 }
 
-export interface SimServer {
+/** One model server of the fleet under test: a simulator or a real vLLM. */
+export interface BenchServer {
   url: string;
   model: string;
 }
 
-export interface RunningStack {
-  url: string;
-  sims: SimServer[];
-  routerAdmin: string;
-  /** The router's config file (watched: rewrite it to reload). */
-  configPath: string;
-  routerPid: number;
+/** The router's config fields for a backend beyond its URL and model (e.g. `capacity`). */
+export type BackendExtras = Record<string, unknown>;
+
+export interface SimFleet {
+  sims: BenchServer[];
   /** Kills simulated server i (in-flight work is cut), waits `downMs`, starts it again on its port. */
   restartSim(i: number, downMs: number): Promise<void>;
   stop(): Promise<void>;
 }
+
+/** Envoy, and the router unless the strategy is Envoy alone, in front of a running fleet. */
+export interface RoutingLayer {
+  url: string;
+  routerAdmin: string;
+  /** The router's config file (watched: rewrite it to reload). */
+  configPath: string;
+  routerPid: number;
+  stop(): Promise<void>;
+}
+
+export type RunningStack = RoutingLayer & SimFleet;
 
 function node(script: string, args: string[]): ChildProcess {
   const child = spawn(process.execPath, [join(REPO, 'dist', script), ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -69,43 +80,72 @@ function node(script: string, args: string[]): ChildProcess {
   return child;
 }
 
-/** Fresh simulated servers (empty caches), a fresh router and Envoy, all on loopback. */
-export async function startBenchStack(
-  fleet: Array<{ model: string; servers: number }>,
-  strategy: Strategy,
-  timeScale: number,
-): Promise<RunningStack> {
+/** Fresh simulated servers (empty caches) on loopback, each its own process. */
+export async function startSimFleet(fleet: Array<{ model: string; servers: number }>, timeScale: number): Promise<SimFleet> {
   const children: ChildProcess[] = [];
-  let envoy: EnvoyHandle | undefined;
-  const dir = await mkdtemp(join(tmpdir(), 'bench-routing-'));
+  const sims: BenchServer[] = [];
+  const startSim = (port: number, model: string) =>
+    node('simulator/main.js', [
+      '--port', String(port), '--model', model, '--time-scale', String(timeScale),
+      '--max-num-seqs', String(BENCH_ENGINE.maxNumSeqs), '--num-gpu-blocks', String(BENCH_ENGINE.numGpuBlocks),
+      '--block-size', String(BENCH_ENGINE.blockSize), '--max-num-batched-tokens', String(BENCH_ENGINE.maxNumBatchedTokens),
+      '--max-model-len', String(BENCH_ENGINE.maxModelLen),
+    ]);
   try {
-    const sims: SimServer[] = [];
-    const simProcesses: ChildProcess[] = [];
-    const startSim = (port: number, model: string) =>
-      node('simulator/main.js', [
-        '--port', String(port), '--model', model, '--time-scale', String(timeScale),
-        '--max-num-seqs', String(BENCH_ENGINE.maxNumSeqs), '--num-gpu-blocks', String(BENCH_ENGINE.numGpuBlocks),
-        '--block-size', String(BENCH_ENGINE.blockSize), '--max-num-batched-tokens', String(BENCH_ENGINE.maxNumBatchedTokens),
-        '--max-model-len', String(BENCH_ENGINE.maxModelLen),
-      ]);
     for (const { model, servers } of fleet) {
       for (let i = 0; i < servers; i++) {
         const port = await freePort();
-        const child = startSim(port, model);
-        children.push(child);
-        simProcesses.push(child);
+        children.push(startSim(port, model));
         sims.push({ url: `http://127.0.0.1:${port}`, model });
       }
     }
     await Promise.all(sims.map((s) => waitForHttp(`${s.url}/health`, 'simulator')));
+  } catch (err) {
+    await stopChildren(children);
+    throw err;
+  }
+  const current = [...children];
+  return {
+    sims,
+    async restartSim(i, downMs) {
+      const old = current[i]!;
+      markStopping(old);
+      const exited = new Promise((r) => old.once('exit', r));
+      old.kill('SIGKILL');
+      await exited;
+      await new Promise((r) => setTimeout(r, downMs));
+      const sim = sims[i]!;
+      const fresh = startSim(Number(new URL(sim.url).port), sim.model);
+      current[i] = fresh;
+      children.push(fresh);
+      await waitForHttp(`${sim.url}/health`, 'restarted simulator');
+    },
+    stop: () => stopChildren(children),
+  };
+}
 
+/**
+ * A fresh router (its config listing `servers`, with `extras` on each backend) and Envoy, on
+ * loopback. For an Envoy-only strategy the router still serves Envoy's clusters over xDS, but
+ * Envoy's ext_proc filter is removed, so Envoy balances on its own (the large-body filter stays:
+ * routes name it, and it is off unless a body is over the fail-open bound).
+ */
+export async function startRoutingLayer(
+  servers: readonly BenchServer[],
+  strategy: Strategy,
+  options: { extras?: BackendExtras; scraping?: Record<string, unknown> } = {},
+): Promise<RoutingLayer> {
+  const children: ChildProcess[] = [];
+  const dir = await mkdtemp(join(tmpdir(), 'bench-routing-'));
+  let envoy: EnvoyHandle | undefined;
+  try {
     const grpcPort = await freePort();
     const adminPort = await freePort();
     const config = {
       grpc: { host: '127.0.0.1', port: grpcPort },
       admin: { host: '127.0.0.1', port: adminPort },
-      backends: sims.map((s, i) => ({ name: `sim-${i}`, url: s.url, models: [s.model], capacity: BENCH_ENGINE.maxNumSeqs })),
-      scraping: { intervalMs: 100 },
+      backends: servers.map((s, i) => ({ name: `server-${i}`, url: s.url, models: [s.model], ...options.extras })),
+      ...(options.scraping ? { scraping: options.scraping } : {}),
       upstream: { fallbackPolicy: strategy.envoyOnly ?? 'least_request' },
       ...(strategy.scheduler ? { scheduler: strategy.scheduler } : {}),
     };
@@ -127,23 +167,9 @@ export async function startBenchStack(
     const handle = envoy;
     return {
       url: handle.url,
-      sims,
       routerAdmin,
       configPath,
       routerPid: router.pid!,
-      async restartSim(i, downMs) {
-        const old = simProcesses[i]!;
-        markStopping(old);
-        const exited = new Promise((r) => old.once('exit', r));
-        old.kill('SIGKILL');
-        await exited;
-        await new Promise((r) => setTimeout(r, downMs));
-        const sim = sims[i]!;
-        const fresh = startSim(Number(new URL(sim.url).port), sim.model);
-        simProcesses[i] = fresh;
-        children.push(fresh);
-        await waitForHttp(`${sim.url}/health`, 'restarted simulator');
-      },
       async stop() {
         await handle.stop();
         await stopChildren(children);
@@ -154,6 +180,29 @@ export async function startBenchStack(
     await envoy?.stop();
     await stopChildren(children);
     await rm(dir, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+/** Fresh simulated servers, a fresh router and Envoy, all on loopback. */
+export async function startBenchStack(
+  fleet: Array<{ model: string; servers: number }>,
+  strategy: Strategy,
+  timeScale: number,
+): Promise<RunningStack> {
+  const sims = await startSimFleet(fleet, timeScale);
+  try {
+    const routing = await startRoutingLayer(sims.sims, strategy, { extras: { capacity: BENCH_ENGINE.maxNumSeqs }, scraping: { intervalMs: 100 } });
+    return {
+      ...sims,
+      ...routing,
+      async stop() {
+        await routing.stop();
+        await sims.stop();
+      },
+    };
+  } catch (err) {
+    await sims.stop();
     throw err;
   }
 }

@@ -69,41 +69,67 @@ function zipf(random: () => number, n: number, s = 1.1): number {
 const single = (request: BenchRequest): Session => ({ turns: 1, turn: () => request });
 
 
-export function multiTurnChat(seed: number, quick: boolean): Workload {
+/**
+ * How big a run is: `full` for the simulated fleet (4 servers, 8 slots each, real time),
+ * `quick` a smoke test of the harness, `vllm` for two or three real vLLM servers on CPU (one
+ * core each), which serve a few requests per second: fewer, shorter prompts, fewer clients.
+ */
+export type WorkloadSize = 'full' | 'quick' | 'vllm';
+
+/** A workload's model and how many servers serve it. */
+export interface FleetShape {
+  model: string;
+  servers: number;
+}
+
+const FLEET_OF_4: FleetShape = { model: 'llama-8b', servers: 4 };
+
+export function multiTurnChat(seed: number, size: WorkloadSize, fleet = FLEET_OF_4): Workload {
   const random = prng(seed);
-  const sessions = quick ? 16 : 48;
-  const turns = quick ? 4 : 6;
+  const { sessions, turns, concurrency, systemTokens, questionTokens } = {
+    full: { sessions: 48, turns: 6, concurrency: 24, systemTokens: 300, questionTokens: 150 },
+    quick: { sessions: 16, turns: 4, concurrency: 16, systemTokens: 300, questionTokens: 150 },
+    vllm: { sessions: 16, turns: 4, concurrency: 4, systemTokens: 300, questionTokens: 100 },
+  }[size];
+  const model = fleet.model;
   return {
     name: 'multi-turn-chat',
     description: `${sessions} chat sessions of ${turns} turns; each turn resends the growing history`,
-    fleet: [{ model: 'llama-8b', servers: 4 }],
-    concurrency: quick ? 16 : 24,
+    fleet: [fleet],
+    concurrency,
     sessions: Array.from({ length: sessions }, () => {
-      const system = text(random, 300);
-      const questions = Array.from({ length: turns }, () => text(random, 150));
+      const system = text(random, systemTokens);
+      const questions = Array.from({ length: turns }, () => text(random, questionTokens));
       return {
         turns,
         turn(i, replies) {
           const messages: ChatMessage[] = [{ role: 'system', content: system }];
           for (let t = 0; t < i; t++) messages.push({ role: 'user', content: questions[t]! }, { role: 'assistant', content: replies[t] ?? '' });
           messages.push({ role: 'user', content: questions[i]! });
-          return { model: 'llama-8b', messages, maxTokens: 48 };
+          return { model, messages, maxTokens: 48 };
         },
       };
     }),
   };
 }
 
-export function sharedSystemPrompts(seed: number, quick: boolean, model = 'llama-8b', servers = 4): Workload {
+export function sharedSystemPrompts(seed: number, size: WorkloadSize, fleet = FLEET_OF_4): Workload {
   const random = prng(seed);
-  // 16 prompts of 2000 tokens: twice what one server's cache holds, half of the fleet's.
-  const prompts = Array.from({ length: 16 }, () => text(random, 2000));
-  const requests = quick ? 96 : 640;
+  // Simulated fleet: 16 prompts of 2000 tokens, twice what one server's cache holds, half of
+  // the fleet's. Real vLLM (256 blocks of 32 tokens): 10 prompts of ~1100 tokens, about
+  // 1.5x what one server holds.
+  const { prompts: count, promptTokens, requests, concurrency } = {
+    full: { prompts: 16, promptTokens: 2000, requests: 640, concurrency: 32 },
+    quick: { prompts: 16, promptTokens: 2000, requests: 96, concurrency: 32 },
+    vllm: { prompts: 10, promptTokens: 1100, requests: 160, concurrency: 4 },
+  }[size];
+  const prompts = Array.from({ length: count }, () => text(random, promptTokens));
+  const model = fleet.model;
   return {
     name: 'shared-system-prompts',
-    description: `${requests} users, ${prompts.length} long system prompts (~2000 tokens, Zipf popularity), short questions`,
-    fleet: [{ model, servers }],
-    concurrency: 32,
+    description: `${requests} users, ${prompts.length} long system prompts (~${promptTokens} tokens, Zipf popularity), short questions`,
+    fleet: [fleet],
+    concurrency,
     sessions: Array.from({ length: requests }, () =>
       single({
         model,
@@ -117,19 +143,25 @@ export function sharedSystemPrompts(seed: number, quick: boolean, model = 'llama
   };
 }
 
-export function longDocumentQa(seed: number, quick: boolean): Workload {
+export function longDocumentQa(seed: number, size: WorkloadSize, fleet = FLEET_OF_4): Workload {
   const random = prng(seed);
-  // 8 documents of ~5000 tokens: more than twice what one server's cache holds, two thirds of the fleet's.
-  const docs = Array.from({ length: 8 }, () => text(random, 5000));
-  const requests = quick ? 48 : 400;
+  // Simulated fleet: 8 documents of ~5000 tokens, more than twice what one server's cache
+  // holds, two thirds of the fleet's. Real vLLM: 4 documents of ~2500 tokens.
+  const { documents, documentTokens, requests, concurrency } = {
+    full: { documents: 8, documentTokens: 5000, requests: 400, concurrency: 24 },
+    quick: { documents: 8, documentTokens: 5000, requests: 48, concurrency: 24 },
+    vllm: { documents: 4, documentTokens: 2500, requests: 100, concurrency: 4 },
+  }[size];
+  const docs = Array.from({ length: documents }, () => text(random, documentTokens));
+  const model = fleet.model;
   return {
     name: 'long-document-qa',
-    description: `${requests} questions over ${docs.length} documents of ~5000 tokens`,
-    fleet: [{ model: 'llama-8b', servers: 4 }],
-    concurrency: 24,
+    description: `${requests} questions over ${docs.length} documents of ~${documentTokens} tokens`,
+    fleet: [fleet],
+    concurrency,
     sessions: Array.from({ length: requests }, () =>
       single({
-        model: 'llama-8b',
+        model,
         messages: [
           { role: 'system', content: 'Answer from the document.' },
           { role: 'user', content: `${docs[Math.floor(random() * docs.length)]!}\n\nQuestion: ${text(random, 30)}` },
@@ -140,23 +172,28 @@ export function longDocumentQa(seed: number, quick: boolean): Workload {
   };
 }
 
-export function randomPrompts(seed: number, quick: boolean, model = 'llama-8b', servers = 4): Workload {
+export function randomPrompts(seed: number, size: WorkloadSize, fleet = FLEET_OF_4): Workload {
   const random = prng(seed);
-  const requests = quick ? 64 : 480;
+  const { requests, promptTokens, concurrency } = {
+    full: { requests: 480, promptTokens: 800, concurrency: 32 },
+    quick: { requests: 64, promptTokens: 800, concurrency: 32 },
+    vllm: { requests: 160, promptTokens: 500, concurrency: 4 },
+  }[size];
+  const model = fleet.model;
   return {
     name: 'random-prompts',
-    description: `${requests} unrelated prompts of ~800 tokens: nothing to cache`,
-    fleet: [{ model, servers }],
-    concurrency: 32,
+    description: `${requests} unrelated prompts of ~${promptTokens} tokens: nothing to cache`,
+    fleet: [fleet],
+    concurrency,
     sessions: Array.from({ length: requests }, () =>
-      single({ model, messages: [{ role: 'user', content: text(random, 800) }], maxTokens: 16 }),
+      single({ model, messages: [{ role: 'user', content: text(random, promptTokens) }], maxTokens: 16 }),
     ),
   };
 }
 
-export function mixedTwoModels(seed: number, quick: boolean): Workload {
-  const a = sharedSystemPrompts(seed, quick, 'llama-8b', 2);
-  const b = randomPrompts(seed + 1, quick, 'qwen-7b', 2);
+export function mixedTwoModels(seed: number, size: WorkloadSize): Workload {
+  const a = sharedSystemPrompts(seed, size, { model: 'llama-8b', servers: 2 });
+  const b = randomPrompts(seed + 1, size, { model: 'qwen-7b', servers: 2 });
   const random = prng(seed + 2);
   const sessions = [...a.sessions.slice(0, a.sessions.length / 2), ...b.sessions.slice(0, b.sessions.length / 2)];
   for (let i = sessions.length - 1; i > 0; i--) {
@@ -166,16 +203,23 @@ export function mixedTwoModels(seed: number, quick: boolean): Workload {
   return {
     name: 'mixed-two-models',
     description: 'llama-8b with shared system prompts on 2 servers, qwen-7b with random prompts on 2 servers, interleaved',
-    fleet: [
-      { model: 'llama-8b', servers: 2 },
-      { model: 'qwen-7b', servers: 2 },
-    ],
-    concurrency: 32,
+    fleet: [a.fleet[0]!, b.fleet[0]!],
+    concurrency: a.concurrency,
     sessions,
   };
 }
 
-export function allWorkloads(seed: number, quick: boolean): Workload[] {
-  const list = [multiTurnChat(seed, quick), sharedSystemPrompts(seed + 1, quick), longDocumentQa(seed + 2, quick), randomPrompts(seed + 3, quick), mixedTwoModels(seed + 4, quick)];
-  return quick ? list.filter((w) => ['shared-system-prompts', 'long-document-qa', 'random-prompts'].includes(w.name)) : list;
+/**
+ * The benchmark's workloads at a size. On real vLLM every server serves one model (`fleet`),
+ * so the two-model workload is left out there.
+ */
+export function allWorkloads(seed: number, size: WorkloadSize, fleet = FLEET_OF_4): Workload[] {
+  const list = [
+    multiTurnChat(seed, size, fleet),
+    sharedSystemPrompts(seed + 1, size, fleet),
+    longDocumentQa(seed + 2, size, fleet),
+    randomPrompts(seed + 3, size, fleet),
+    ...(size === 'vllm' ? [] : [mixedTwoModels(seed + 4, size)]),
+  ];
+  return size === 'quick' ? list.filter((w) => ['shared-system-prompts', 'long-document-qa', 'random-prompts'].includes(w.name)) : list;
 }

@@ -25,6 +25,8 @@ export interface VllmOptions {
   /** Publish KV events on an ipc:// socket in the log folder, with a replay socket on loopback. */
   kvEvents?: boolean;
   extraArgs?: string[];
+  /** More environment for the server (e.g. VLLM_SERVER_DEV_MODE=1 for /reset_prefix_cache). */
+  env?: Record<string, string>;
 }
 
 export interface VllmServer {
@@ -70,6 +72,7 @@ function spawnServer(index: number, options: VllmOptions, port: number, replayPo
       VLLM_CPU_OMP_THREADS_BIND: String(index % 2),
       VLLM_NO_USAGE_STATS: '1',
       DO_NOT_TRACK: '1',
+      ...options.env,
     },
   });
   const logTail = (lines = 30) => {

@@ -5,12 +5,12 @@ import { allWorkloads, multiTurnChat, sharedSystemPrompts, type BenchRequest } f
 
 describe('routing benchmark workloads', () => {
   it('are deterministic for a seed', () => {
-    const a = allWorkloads(7, false).map((w) => w.sessions.slice(0, 3).map((s) => JSON.stringify(s.turn(0, []))));
-    const b = allWorkloads(7, false).map((w) => w.sessions.slice(0, 3).map((s) => JSON.stringify(s.turn(0, []))));
-    const c = allWorkloads(8, false).map((w) => w.sessions.slice(0, 3).map((s) => JSON.stringify(s.turn(0, []))));
+    const a = allWorkloads(7, 'full').map((w) => w.sessions.slice(0, 3).map((s) => JSON.stringify(s.turn(0, []))));
+    const b = allWorkloads(7, 'full').map((w) => w.sessions.slice(0, 3).map((s) => JSON.stringify(s.turn(0, []))));
+    const c = allWorkloads(8, 'full').map((w) => w.sessions.slice(0, 3).map((s) => JSON.stringify(s.turn(0, []))));
     expect(a).toEqual(b);
     expect(a).not.toEqual(c);
-    expect(allWorkloads(7, false).map((w) => w.name)).toEqual([
+    expect(allWorkloads(7, 'full').map((w) => w.name)).toEqual([
       'multi-turn-chat',
       'shared-system-prompts',
       'long-document-qa',
@@ -20,7 +20,7 @@ describe('routing benchmark workloads', () => {
   });
 
   it('grow chat history turn by turn', () => {
-    const session = multiTurnChat(1, true).sessions[0]!;
+    const session = multiTurnChat(1, 'quick').sessions[0]!;
     const t0 = session.turn(0, []);
     const t2 = session.turn(2, ['first reply', 'second reply']);
     expect(t2.messages.slice(0, t0.messages.length - 1)).toEqual(t0.messages.slice(0, -1));
@@ -30,7 +30,7 @@ describe('routing benchmark workloads', () => {
 
 describe('upper bound of the hit rate', () => {
   it('counts repeats of a prompt as hits and unrelated prompts as misses', () => {
-    const shared = sharedSystemPrompts(3, true).sessions.slice(0, 40).map((s) => ({ request: s.turn(0, []), reply: '' }));
+    const shared = sharedSystemPrompts(3, 'quick').sessions.slice(0, 40).map((s) => ({ request: s.turn(0, []), reply: '' }));
     expect(upperBoundHitRate(shared, 8192, 16)).toBeGreaterThan(0.6);
     const unrelated: Array<{ request: BenchRequest; reply: string }> = Array.from({ length: 20 }, (_, i) => ({
       request: { model: 'm', maxTokens: 4, messages: [{ role: 'user', content: `${i} `.repeat(400 + i) }] },
