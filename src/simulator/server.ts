@@ -11,6 +11,8 @@ import { apiError, METHOD_NOT_ALLOWED_DETAIL, NOT_FOUND_DETAIL } from './errors.
 import { resolveModel, type ServingContext } from './generation.js';
 import { readJsonBody, sendEmpty, sendError, sendJson, sendText } from './http-io.js';
 import type { KvEvents } from './kv-cache.js';
+import type { KvEventsOptions } from './kv-events-config.js';
+import { startKvEventPublisher, type KvEventPublisher } from './kv-events.js';
 import { createMetrics } from './metrics.js';
 import { handleChatCompletion, handleCompletion } from './openai-handlers.js';
 import { parseDetokenizeRequest, parseTokenizeRequest } from './openai-requests.js';
@@ -25,6 +27,8 @@ export interface SimulatorOptions {
   /** Served model names (vLLM --served-model-name); the first is the primary. */
   models: string[];
   engine?: Partial<EngineOptions>;
+  /** Publish KV cache events over ZMQ as vLLM's --kv-events-config does; off when absent. */
+  kvEvents?: KvEventsOptions;
 }
 
 export interface SimulatorStats {
@@ -69,6 +73,8 @@ export interface SimulatorHandle {
   setFault(fault: Fault): void;
   /** KV cache block stored / removed / cleared events, shaped like vLLM's KV events. */
   kvEvents: KvEvents;
+  /** The ZMQ publisher of those events, when kvEvents was given. */
+  kvEventPublisher: KvEventPublisher | null;
   /** Stops accepting, aborts in-flight work, resolves once every connection is closed. */
   close(): Promise<void>;
 }
@@ -86,6 +92,7 @@ export async function startSimulator(options: SimulatorOptions): Promise<Simulat
   const ctx: ServingContext = { engine, models, maxModelLen: engineOptions.maxModelLen, seed: engineOptions.seed };
   let closing = false;
   let fault: Fault = { kind: 'none' };
+  const publisher = options.kvEvents ? await startKvEventPublisher(engine.kvEvents, options.kvEvents) : null;
 
   function stats(): SimulatorStats {
     const s: EngineStats = engine.stats();
@@ -218,13 +225,19 @@ export async function startSimulator(options: SimulatorOptions): Promise<Simulat
     dispatch(req, res).catch((err: unknown) => sendError(res, err));
   });
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen({ port: options.port ?? 0, host: options.host ?? '127.0.0.1' }, () => {
-      server.off('error', reject);
-      resolve();
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen({ port: options.port ?? 0, host: options.host ?? '127.0.0.1' }, () => {
+        server.off('error', reject);
+        resolve();
+      });
     });
-  });
+  } catch (err) {
+    engine.stop();
+    await publisher?.close();
+    throw err;
+  }
   const address = server.address() as AddressInfo;
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
 
@@ -234,6 +247,7 @@ export async function startSimulator(options: SimulatorOptions): Promise<Simulat
     port: address.port,
     stats,
     kvEvents: engine.kvEvents,
+    kvEventPublisher: publisher,
     setFault(next) {
       fault = next;
     },
@@ -243,7 +257,7 @@ export async function startSimulator(options: SimulatorOptions): Promise<Simulat
         server.close(() => resolve());
         engine.stop();
         server.closeAllConnections();
-      });
+      }).then(() => publisher?.close());
       return closed;
     },
   };
