@@ -1,11 +1,14 @@
 /** Command line of the simulator, in vLLM's flag names where vLLM has one. */
 import { parseArgs } from 'node:util';
 import type { EngineOptions } from './engine-options.js';
+import { parseKvEventsConfig } from './kv-events-config.js';
+import { KV_EVENT_ENCODINGS, type KvEventEncoding } from './kv-events-wire.js';
 import type { SimulatorOptions } from './server.js';
 
 export const USAGE = `usage: vllm-sim --model NAME [--model NAME ...] [--port 8000] [--host 127.0.0.1]
                 [--time-scale 1] [--max-num-seqs 64] [--max-num-batched-tokens 2048]
-                [--num-gpu-blocks 4096] [--block-size 16] [--max-model-len 32768] [--seed 0]`;
+                [--num-gpu-blocks 4096] [--block-size 16] [--max-model-len 32768] [--seed 0]
+                [--kv-events-config JSON] [--kv-events-encoding maps|arrays]`;
 
 export class UsageError extends Error {}
 
@@ -42,6 +45,8 @@ export function parseCliArgs(argv: readonly string[]): SimulatorOptions | 'help'
         'served-model-name': { type: 'string', multiple: true },
         'time-scale': { type: 'string' },
         seed: { type: 'string' },
+        'kv-events-config': { type: 'string' },
+        'kv-events-encoding': { type: 'string' },
         ...Object.fromEntries(Object.keys(INTEGER_FLAGS).map((flag) => [flag, { type: 'string' as const }])),
       },
     }));
@@ -72,10 +77,27 @@ export function parseCliArgs(argv: readonly string[]): SimulatorOptions | 'help'
   if (values.seed !== undefined) engine.seed = parseInteger('seed', values.seed, 0);
 
   const options: SimulatorOptions = { models, engine };
+  const kvEvents = parseKvEventsFlags(values['kv-events-config'], values['kv-events-encoding']);
+  if (kvEvents) options.kvEvents = kvEvents;
   if (values.port !== undefined) options.port = parseInteger('port', values.port, 0, 65535);
   if (values.host !== undefined) {
     if (values.host.trim() === '') throw new UsageError('--host must not be empty');
     options.host = values.host;
   }
   return options;
+}
+
+function parseKvEventsFlags(config: string | undefined, encoding: string | undefined): SimulatorOptions['kvEvents'] {
+  if (encoding !== undefined && !(KV_EVENT_ENCODINGS as readonly string[]).includes(encoding)) {
+    throw new UsageError(`--kv-events-encoding must be one of ${KV_EVENT_ENCODINGS.join(', ')}, got '${encoding}'`);
+  }
+  if (config === undefined) {
+    if (encoding !== undefined) throw new UsageError('--kv-events-encoding needs --kv-events-config');
+    return undefined;
+  }
+  try {
+    return parseKvEventsConfig(config, encoding as KvEventEncoding | undefined) ?? undefined;
+  } catch (err) {
+    throw new UsageError(`--kv-events-config: ${err instanceof Error ? err.message : String(err)}`);
+  }
 }

@@ -1,5 +1,6 @@
 /** CLI: node dist/simulator/main.js --port 8001 --model llama-8b [--time-scale 0.1] ... */
 import { parseCliArgs, UsageError, USAGE } from './cli-args.js';
+import { pubBinds } from './kv-events-config.js';
 import { startSimulator } from './server.js';
 
 async function main(): Promise<void> {
@@ -24,7 +25,12 @@ async function main(): Promise<void> {
     process.stderr.write(`vllm-sim: error: ${message}\n`);
     process.exit(err instanceof RangeError ? 2 : 1);
   }
-  process.stdout.write(`vllm-sim listening on ${sim.url}\n`);
+  const publisher = sim.kvEventPublisher;
+  const kvLine = publisher
+    ? `vllm-sim KV events: PUB ${pubBinds(publisher.endpoint) ? 'bound at' : 'connecting to'} ${publisher.endpoint}` +
+      `${publisher.replayEndpoint ? `, replay ROUTER bound at ${publisher.replayEndpoint}` : ''}\n`
+    : '';
+  process.stdout.write(`vllm-sim listening on ${sim.url}\n${kvLine}`);
   const handle = sim;
   let stopping = false;
   const stop = (signal: NodeJS.Signals) => {
