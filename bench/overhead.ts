@@ -118,11 +118,13 @@ function decisionsPerSecond(payload: string, budgetMs: number): number {
     models: ['m'],
     health: 'healthy',
     capacity: 256,
-    metrics: { running: i, waiting: 0, kvCacheUsage: 0.1, prefixCacheQueries: 0, prefixCacheHits: 0, promptTokensTotal: 0, blockSize: 16, numGpuBlocks: 65536, modelNames: ['m'] },
+    metrics: { running: i, waiting: 0, kvCacheUsage: 0.1, prefixCacheQueries: 0, prefixCacheHits: 0, promptTokensTotal: 0, requestsCompleted: 0, blockSize: 16, numGpuBlocks: 65536, modelNames: ['m'] },
     inflight: 0,
     unseenDispatches: 0,
+    unseenFinishes: 0,
     queueing: false,
     suspect: false,
+    recent: { prefixHitShare: undefined, othersShare: undefined },
   }));
   const bytes = Buffer.from(payload);
   let n = 0;

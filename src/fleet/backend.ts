@@ -28,6 +28,11 @@ export interface BackendView {
   /** Requests routed there since the last good scrape began: not yet visible in its metrics. */
   readonly unseenDispatches: number;
   /**
+   * Requests of ours that finished since the last good scrape began: its figures still count
+   * those that were there when it was read.
+   */
+  readonly unseenFinishes: number;
+  /**
    * Requests waited in two scrapes running: the server is saturated. One scrape's waiting
    * count alone is often a request that arrived just before the next scheduler step.
    */
@@ -37,6 +42,12 @@ export interface BackendView {
    * answering (a wedged GPU, a stopped process). New requests prefer other backends.
    */
   readonly suspect: boolean;
+  /**
+   * Share of prompt tokens its own prefix cache served lately, and share of the requests it
+   * completed lately that did not come through this router (its vLLM counters against ours),
+   * once known.
+   */
+  readonly recent: { readonly prefixHitShare: number | undefined; readonly othersShare: number | undefined };
 }
 
 /** Live state of one backend, mutated only by the fleet. */
@@ -53,6 +64,7 @@ export interface Backend extends BackendView {
   metrics: VllmLoad | undefined;
   inflight: number;
   unseenDispatches: number;
+  unseenFinishes: number;
   queueing: boolean;
   suspect: boolean;
   lastScrapeAt: number | undefined;
@@ -70,6 +82,8 @@ export interface Backend extends BackendView {
   consecutiveFailures: number;
   /** Total picks, monotonic; snapshotted at scrape start to compute unseenDispatches. */
   dispatched: number;
+  /** Total releases, monotonic; snapshotted at scrape start to compute unseenFinishes. */
+  finished: number;
   routed: number;
   /** Recent rates for the operator's view, decayed with a 30 s half-life. */
   recent: RecentRates;
@@ -78,13 +92,20 @@ export interface Backend extends BackendView {
 export interface RecentRates {
   /** Share of prompt tokens served from the backend's prefix cache. */
   prefixHitShare: number | undefined;
+  /** Share of the requests it completed that other clients sent (other router replicas, direct callers). */
+  othersShare: number | undefined;
   /** Requests routed there per second. */
   routedPerSecond: number;
   /** Internal: decayed sums and the last counters seen. */
   hits: number;
   queries: number;
+  completed: number;
+  completedByOthers: number;
   lastHits: number | undefined;
   lastQueries: number | undefined;
+  lastCompleted: number | undefined;
+  lastByOthers: number;
+  lastFinished: number;
   lastRouted: number;
   lastAt: number;
 }

@@ -106,6 +106,35 @@ describe('fleet scraping and health', () => {
     expect(b.stoppedAnswering).toBe(false);
   });
 
+  it('does not take a backend that answers its probes slowly for a hung one, and still catches a hang', async () => {
+    sim = await startSimulator({ models: ['m'] });
+    fleet = createFleet({
+      config: parseConfig({
+        backends: [{ name: 'a', url: sim.url, models: ['m'] }],
+        scraping: { intervalMs: 20, timeoutMs: 1000, suspectAfterMs: 100, unhealthyAfterFailures: 3 },
+      }),
+      logger: silentLogger,
+    });
+    fleet.start();
+    const b = fleet.backends()[0]!;
+    await waitFor(() => b.health === 'healthy', 3000, 'healthy');
+    // A busy server's API process answers in 150-250 ms: past suspectAfterMs, but answering.
+    sim.setFault({ kind: 'slow-health', delayMs: 150 });
+    await new Promise((r) => setTimeout(r, 400)); // its first slow answers teach the patience
+    sim.setFault({ kind: 'slow-health', delayMs: 250 });
+    let suspectSeen = 0;
+    const watchUntil = Date.now() + 1500;
+    while (Date.now() < watchUntil) {
+      if (b.suspect) suspectSeen++;
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    expect(suspectSeen).toBe(0);
+    sim.setFault({ kind: 'hang' });
+    const hungAt = Date.now();
+    await waitFor(() => b.suspect, 2000, 'suspect');
+    expect(Date.now() - hungAt).toBeLessThan(1000); // twice the slowest answer, within the probe timeout
+  });
+
   it('marks a backend that refuses connections unhealthy, and readmits it on the same port', async () => {
     sim = await startSimulator({ models: ['m'] });
     const port = sim.port;

@@ -51,5 +51,9 @@ describe('fleet registry (the datastore: no I/O)', () => {
     expect(registry.routableModels()).toEqual(['n']);
     registry.release(b!);
     expect(b!.inflight).toBe(0); // never below zero
+    expect(b!.finished).toBe(0); // and a release with nothing in flight finishes nothing
+    registry.dispatch(b!);
+    registry.release(b!);
+    expect([b!.dispatched, b!.finished, b!.inflight]).toEqual([1, 1, 0]);
   });
 });

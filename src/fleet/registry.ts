@@ -35,6 +35,7 @@ function newBackend(bc: BackendConfig): Backend {
     metrics: undefined,
     inflight: 0,
     unseenDispatches: 0,
+    unseenFinishes: 0,
     queueing: false,
     suspect: false,
     lastScrapeAt: undefined,
@@ -44,6 +45,7 @@ function newBackend(bc: BackendConfig): Backend {
     consecutiveFailures: 0,
     stoppedAnswering: false,
     dispatched: 0,
+    finished: 0,
     routed: 0,
     recent: emptyRecentRates(),
   };
@@ -124,7 +126,9 @@ export function createRegistry(logger: Logger): Registry {
       backend.inflight++;
     },
     release(backend) {
-      if (backend.inflight > 0) backend.inflight--;
+      if (backend.inflight === 0) return;
+      backend.inflight--;
+      backend.finished++;
     },
   };
 }

@@ -45,6 +45,27 @@ export function createScraper(options: ScraperOptions): Scraper {
   const timers = new Map<string, NodeJS.Timeout>();
   let modelsCheckedAt = new WeakMap<Backend, number>();
   let running = false;
+  /** The slowest /health answer of each backend lately, decayed (half-life 30 s). */
+  const slowestAnswer = new WeakMap<Backend, { ms: number; at: number }>();
+  const slowestLately = (backend: Backend, now: number) => {
+    const slowest = slowestAnswer.get(backend);
+    return slowest ? slowest.ms * 0.5 ** ((now - slowest.at) / 30_000) : 0;
+  };
+
+  /**
+   * How long a /health probe may go unanswered before the backend is suspect: suspectAfterMs,
+   * or twice the slowest answer the backend gave lately if that is longer (a busy server on a
+   * CPU answers in hundreds of milliseconds, and is slow, not hung), never past the timeout.
+   */
+  function patience(backend: Backend): number {
+    const { suspectAfterMs, timeoutMs } = settings();
+    return Math.min(timeoutMs, Math.max(suspectAfterMs, 2 * slowestLately(backend, Date.now())));
+  }
+
+  function answeredIn(backend: Backend, ms: number): void {
+    const now = Date.now();
+    slowestAnswer.set(backend, { ms: Math.max(ms, slowestLately(backend, now)), at: now });
+  }
 
   async function resolveEndpoint(backend: Backend): Promise<void> {
     const url = new URL(backend.url);
@@ -73,13 +94,14 @@ export function createScraper(options: ScraperOptions): Scraper {
   }
 
   /** GET /metrics. A failure here only makes the figures stale; it says nothing of health. */
-  async function readMetrics(backend: Backend, dispatchedAtStart: number): Promise<void> {
+  async function readMetrics(backend: Backend, dispatchedAtStart: number, finishedAtStart: number): Promise<void> {
     try {
       const metrics = await probe.metrics(backend.url, settings().timeoutMs);
       backend.queueing = metrics.waiting > 0 && (backend.metrics?.waiting ?? 0) > 0;
       backend.metrics = metrics;
-      updateRecentRates(backend, metrics.prefixCacheHits, metrics.prefixCacheQueries);
+      updateRecentRates(backend, metrics);
       backend.unseenDispatches = backend.dispatched - dispatchedAtStart;
+      backend.unseenFinishes = backend.finished - finishedAtStart;
       backend.lastScrapeOkAt = Date.now();
       backend.metricsError = undefined;
     } catch (err) {
@@ -102,6 +124,7 @@ export function createScraper(options: ScraperOptions): Scraper {
     const { unhealthyAfterFailures, timeoutMs } = settings();
     const startedAt = Date.now();
     const dispatchedAtStart = backend.dispatched;
+    const finishedAtStart = backend.finished;
     backend.lastScrapeAt = startedAt;
     try {
       if (backend.endpoint === '') await resolveEndpoint(backend);
@@ -109,13 +132,15 @@ export function createScraper(options: ScraperOptions): Scraper {
         modelsCheckedAt.set(backend, startedAt);
         await refreshModels(backend);
       }
-      // A probe still unanswered after suspectAfterMs marks the backend suspect at once,
+      // A probe still unanswered past its patience marks the backend suspect at once,
       // seconds before enough failures take it out of rotation.
-      const overdue = setTimeout(() => (backend.suspect = true), settings().suspectAfterMs);
-      const [health] = await Promise.allSettled([probe.health(backend.url, timeoutMs), readMetrics(backend, dispatchedAtStart)]);
+      const overdue = setTimeout(() => (backend.suspect = true), patience(backend));
+      const probedAt = performance.now();
+      const health = probe.health(backend.url, timeoutMs).then(() => answeredIn(backend, performance.now() - probedAt));
+      const [healthResult] = await Promise.allSettled([health, readMetrics(backend, dispatchedAtStart, finishedAtStart)]);
       clearTimeout(overdue);
       if (!running || !registry.has(backend)) return;
-      if (health.status === 'rejected') throw health.reason;
+      if (healthResult.status === 'rejected') throw healthResult.reason;
       backend.suspect = false;
       backend.stoppedAnswering = false;
       backend.lastError = undefined;

@@ -10,6 +10,8 @@ export interface VllmLoad {
   prefixCacheHits: number | undefined;
   /** Prompt tokens processed since the server started (vllm:prompt_tokens_total). */
   promptTokensTotal: number | undefined;
+  /** Requests it has completed since it started (vllm:request_success_total, every finish reason). */
+  requestsCompleted: number | undefined;
   blockSize: number | undefined;
   numGpuBlocks: number | undefined;
   /** Model names seen in the `model_name` label. */
@@ -23,9 +25,10 @@ const KV_USAGE = ['vllm:kv_cache_usage_perc', 'vllm:gpu_cache_usage_perc'];
 const PREFIX_QUERIES = ['vllm:prefix_cache_queries_total', 'vllm:prefix_cache_queries'];
 const PREFIX_HITS = ['vllm:prefix_cache_hits_total', 'vllm:prefix_cache_hits'];
 const PROMPT_TOKENS = ['vllm:prompt_tokens_total', 'vllm:prompt_tokens'];
+const COMPLETED = ['vllm:request_success_total', 'vllm:request_success'];
 const CACHE_CONFIG = 'vllm:cache_config_info';
 
-const WANTED = new Set([...RUNNING, ...WAITING, ...KV_USAGE, ...PREFIX_QUERIES, ...PREFIX_HITS, ...PROMPT_TOKENS, CACHE_CONFIG]);
+const WANTED = new Set([...RUNNING, ...WAITING, ...KV_USAGE, ...PREFIX_QUERIES, ...PREFIX_HITS, ...PROMPT_TOKENS, ...COMPLETED, CACHE_CONFIG]);
 
 export class MetricsFormatError extends Error {
   override name = 'MetricsFormatError';
@@ -70,6 +73,7 @@ export function parseVllmMetrics(text: string): VllmLoad {
     prefixCacheQueries: sum(PREFIX_QUERIES),
     prefixCacheHits: sum(PREFIX_HITS),
     promptTokensTotal: sum(PROMPT_TOKENS),
+    requestsCompleted: sum(COMPLETED),
     blockSize,
     numGpuBlocks: gpuBlocks.length > 0 ? gpuBlocks.reduce((a, b) => a + b, 0) : undefined,
     modelNames: [...modelNames],

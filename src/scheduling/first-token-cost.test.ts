@@ -14,6 +14,7 @@ const metrics = (running: number, waiting: number): VllmLoad => ({
   prefixCacheQueries: undefined,
   prefixCacheHits: undefined,
   promptTokensTotal: undefined,
+  requestsCompleted: undefined,
   blockSize: 16,
   numGpuBlocks: 100_000,
   modelNames: [],
@@ -29,8 +30,10 @@ const backend = (id: string, over: Partial<BackendView> = {}): Mutable => ({
   metrics: metrics(0, 0),
   inflight: 0,
   unseenDispatches: 0,
+  unseenFinishes: 0,
   queueing: false,
   suspect: false,
+  recent: { prefixHitShare: undefined, othersShare: undefined },
   ...over,
 });
 
@@ -106,6 +109,25 @@ describe('first-token-cost scheduler (the default)', () => {
     expect(route(s, { model: 'm', stream: false, prompt: { kind: 'text', bytes: Buffer.from(`unique ${Math.random()}`) } }, [a, b, c]).id).toBe('b');
   });
 
+  it('balances unshared prompts by load when one cache looks fuller but its blocks are never hit', () => {
+    // Real vLLM with its default 256 slots and small caches: how full each cache looks differs
+    // from server to server; with nothing ever hit there, that must not outweigh their queues.
+    const small = { ...metrics(0, 0), blockSize: 32, numGpuBlocks: 64 };
+    const distinct = (i: number): SchedulingRequest => ({ model: 'm', stream: true, prompt: { kind: 'text', bytes: Buffer.from(`${i} ${random().toString(36)} `.repeat(80)) } });
+    const fleetWith = (hitShare: number | undefined) => {
+      const s = ours();
+      const full = backend('a', { capacity: 256, metrics: small, recent: { prefixHitShare: hitShare, othersShare: undefined } });
+      const half = backend('b', { capacity: 256, metrics: small, recent: { prefixHitShare: hitShare, othersShare: undefined } });
+      for (let i = 0; i < 12; i++) route(s, distinct(i), [full]);
+      for (let i = 12; i < 14; i++) route(s, distinct(i), [half]);
+      half.inflight = 3;
+      return route(s, distinct(99), [full, half]).id;
+    };
+    expect(fleetWith(0)).toBe('a');
+    // Where its cache is hit, a fuller cache does cost evictions: the half-full one is worth its queue.
+    expect(fleetWith(0.9)).toBe('b');
+  });
+
   it('counts requests routed since the last scrape, so a burst spreads', () => {
     const s = ours();
     const fleet = [backend('a'), backend('b')];
@@ -122,6 +144,30 @@ describe('first-token-cost scheduler (the default)', () => {
     const quick = backend('a', { unseenDispatches: 10, inflight: 0 }); // answered them all already
     const busy = backend('b', { metrics: metrics(3, 0) });
     expect(route(s, { model: 'm', stream: false, prompt: { kind: 'text', bytes: Buffer.from('x') } }, [quick, busy]).id).toBe('a');
+  });
+
+  it('does not count requests seen in the last scrape that have finished since as load', () => {
+    const s = ours();
+    const text: SchedulingRequest = { model: 'm', stream: false, prompt: { kind: 'text', bytes: Buffer.from('x') } };
+    // a was read with 3 running, all three ours, and all three have ended since; b holds one.
+    const drained = backend('a', { metrics: metrics(3, 0), unseenFinishes: 3, inflight: 0 });
+    const busy = backend('b', { metrics: metrics(1, 0), inflight: 1 });
+    expect(route(s, text, [drained, busy]).id).toBe('a');
+    // Finishes of requests sent after the scrape began were never in its figures.
+    const sentSince = backend('c', { metrics: metrics(3, 0), unseenDispatches: 2, unseenFinishes: 2, inflight: 0 });
+    expect(route(s, text, [sentSince, busy]).id).toBe('b');
+  });
+
+  it("judges a backend only this router sends to by its own in-flight count, not the server's trailing gauges", () => {
+    const s = ours();
+    const text: SchedulingRequest = { model: 'm', stream: false, prompt: { kind: 'text', bytes: Buffer.from('y') } };
+    // The server's last figures say 3 running, but we hold nothing there, and it serves only us.
+    const onlyOurs = backend('a', { metrics: metrics(3, 0), inflight: 0, recent: { prefixHitShare: undefined, othersShare: 0 } });
+    const busy = backend('b', { metrics: metrics(1, 0), inflight: 1, recent: { prefixHitShare: undefined, othersShare: 0 } });
+    expect(route(s, text, [onlyOurs, busy]).id).toBe('a');
+    // Shared with other clients (another router replica sends most of its traffic), its figures stand.
+    const shared = backend('c', { metrics: metrics(3, 0), inflight: 0, recent: { prefixHitShare: undefined, othersShare: 0.9 } });
+    expect(route(s, text, [shared, busy]).id).toBe('b');
   });
 
   it('treats one scrape of a waiting request as arrival, two as saturation', () => {

@@ -16,7 +16,8 @@ export function estimateLoad(backend: BackendView, weights: LoadWeights): number
   const own = backend.inflight;
   const m = backend.metrics;
   if (!m) return own / backend.capacity;
-  const reported = m.running + weights.waitingWeight * m.waiting + activeUnseen(backend);
+  const now = reportedNow(backend, m);
+  const reported = now.running + weights.waitingWeight * now.waiting + activeUnseen(backend);
   return Math.max(own, reported) / backend.capacity + weights.kvCacheWeight * (m.kvCacheUsage ?? 0);
 }
 
@@ -28,13 +29,40 @@ export function activeUnseen(b: BackendView): number {
   return Math.min(b.unseenDispatches, b.inflight);
 }
 
+/**
+ * The last figures less the requests in them that we have seen finish since: between scrapes
+ * a server that has just answered must not look as busy as when it was read. A finished
+ * request frees a slot that a waiting one takes, so the queue shrinks first. Other routers'
+ * traffic shows only at the next scrape.
+ */
+function reportedNow(b: BackendView, m: NonNullable<BackendView['metrics']>): { running: number; waiting: number } {
+  // Of our finishes since the scrape began, those of requests sent after it were never in it.
+  const finishedUnseen = b.unseenDispatches - activeUnseen(b);
+  const gone = Math.max(0, b.unseenFinishes - finishedUnseen);
+  const fromQueue = Math.min(m.waiting, gone);
+  let running = Math.max(0, m.running - (gone - fromQueue));
+  let waiting = m.waiting - fromQueue;
+  // Beyond our requests it held when read, the figures count other clients' requests, or ours
+  // counted early or late (its gauges trail its work by a step): keep only others' share of
+  // the excess, so a server only we send to is judged by our own exact counts, as Envoy's
+  // least-request is. Until that share is known, all of the excess counts.
+  const othersShare = b.recent.othersShare ?? 1;
+  const excess = running + waiting - (b.inflight - activeUnseen(b));
+  if (excess > 0 && othersShare < 1) {
+    const drop = excess * (1 - othersShare);
+    const fromWaiting = Math.min(waiting, drop);
+    waiting -= fromWaiting;
+    running -= drop - fromWaiting;
+  }
+  return { running, waiting };
+}
+
 /** Estimated running and waiting requests, and whether a new one would wait for a slot. */
 export function estimateQueue(b: BackendView): { running: number; waiting: number; full: boolean } {
   let running: number;
   let waiting: number;
   if (b.metrics) {
-    running = b.metrics.running;
-    waiting = b.metrics.waiting;
+    ({ running, waiting } = reportedNow(b, b.metrics));
     const unseen = activeUnseen(b);
     const free = b.queueing ? 0 : Math.max(0, b.capacity - running);
     const admitted = Math.min(unseen, free);

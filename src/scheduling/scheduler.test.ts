@@ -15,6 +15,7 @@ const metrics = (running: number, waiting: number, kvCacheUsage = 0): VllmLoad =
   prefixCacheQueries: undefined,
   prefixCacheHits: undefined,
   promptTokensTotal: undefined,
+  requestsCompleted: undefined,
   blockSize: 16,
   numGpuBlocks: 1000,
   modelNames: [],
@@ -30,8 +31,10 @@ function backend(id: string, over: Partial<BackendView> = {}): BackendView {
     metrics: metrics(0, 0),
     inflight: 0,
     unseenDispatches: 0,
+    unseenFinishes: 0,
     queueing: false,
     suspect: false,
+    recent: { prefixHitShare: undefined, othersShare: undefined },
     ...over,
   };
 }

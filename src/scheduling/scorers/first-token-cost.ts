@@ -11,7 +11,8 @@ export interface FirstTokenCostSettings {
   runningRequestTokens: number;
   /**
    * How much a prefill into a full cache costs again later: the blocks it evicts were
-   * someone's cached prefix. 1 counts evicted tokens as fully lost work.
+   * someone's cached prefix. 1 counts evicted tokens as fully lost work when the backend's
+   * cache is hit for every token; the backend's own recent hit share scales it down.
    */
   evictionWeight: number;
 }
@@ -36,7 +37,10 @@ export function createFirstTokenCostScorer(settings: FirstTokenCostSettings, mea
     const fullness = input.cacheFullness();
     return input.backends.map((b, i) => {
       const uncached = Math.max(1, prompt - cached[i]!);
-      const eviction = uncached * fullness[i]! * settings.evictionWeight;
+      // Evicted blocks are lost work only as often as that cache's blocks are hit: on a server
+      // whose prompts share nothing, a full cache costs nothing, and tiny differences in how
+      // full two such caches look must not outweigh their queues. Unknown yet: assume hit.
+      const eviction = uncached * fullness[i]! * settings.evictionWeight * (b.recent.prefixHitShare ?? 1);
       const { running, waiting, full } = estimateQueue(b);
       // Queued requests' prefill runs before ours; when the server is full we also wait for
       // a slot behind each of them.
