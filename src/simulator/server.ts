@@ -62,6 +62,8 @@ export type Fault =
   | { kind: 'die-mid-stream'; afterEvents: number }
   /** /metrics answers after a delay. */
   | { kind: 'slow-metrics'; delayMs: number }
+  /** /health answers after a delay, as a busy server's API process does. */
+  | { kind: 'slow-health'; delayMs: number }
   /** /metrics answers 200 with text that is not a metrics page. */
   | { kind: 'garbage-metrics' };
 
@@ -208,6 +210,12 @@ export async function startSimulator(options: SimulatorOptions): Promise<Simulat
         }) as typeof res.write;
         return false;
       }
+      case 'slow-health':
+        if (path !== '/health') return false;
+        setTimeout(() => {
+          if (!res.destroyed) res.writeHead(200, { 'content-length': '0' }).end();
+        }, fault.delayMs);
+        return true;
       case 'slow-metrics':
         if (path !== '/metrics') return false;
         setTimeout(() => {
