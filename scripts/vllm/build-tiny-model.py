@@ -3,6 +3,9 @@ generation config, and a byte-level BPE tokenizer trained on a seeded synthetic 
 chat template. No weights: vLLM starts it with `--load-format dummy` (random weights), so its
 text is gibberish while its metrics, prefix cache, KV events, errors and streaming are real.
 
+Beside it, OUT_DIR-lora: a LoRA adapter of the model (PEFT layout, rank 8 on q_proj and v_proj,
+seeded random weights), which a server loads with `--enable-lora --lora-modules NAME=PATH`.
+
 Usage: python build-tiny-model.py OUT_DIR. Deterministic and idempotent: a model already built
 with the same recipe (see RECIPE) is left as it is.
 """
@@ -79,9 +82,49 @@ def build_tokenizer(out: Path):
     tokenizer.save(str(out / 'tokenizer.json'))
 
 
+LORA_RANK = 8
+
+
+def build_lora(out: Path, base: Path):
+    """A PEFT LoRA adapter for every layer's q_proj and v_proj, small seeded random weights."""
+    import torch
+    from safetensors.torch import save_file
+
+    out.mkdir(parents=True, exist_ok=True)
+    generator = torch.Generator().manual_seed(20261205)
+    hidden = CONFIG['hidden_size']
+    outputs = {'q_proj': CONFIG['num_attention_heads'] * CONFIG['head_dim'],
+               'v_proj': CONFIG['num_key_value_heads'] * CONFIG['head_dim']}
+    tensors = {}
+    for layer in range(CONFIG['num_hidden_layers']):
+        for module, width in outputs.items():
+            prefix = f'base_model.model.model.layers.{layer}.self_attn.{module}'
+            tensors[f'{prefix}.lora_A.weight'] = torch.randn(LORA_RANK, hidden, generator=generator) * 0.01
+            tensors[f'{prefix}.lora_B.weight'] = torch.randn(width, LORA_RANK, generator=generator) * 0.01
+    save_file(tensors, str(out / 'adapter_model.safetensors'))
+    (out / 'adapter_config.json').write_text(json.dumps({
+        'peft_type': 'LORA',
+        'task_type': 'CAUSAL_LM',
+        'base_model_name_or_path': str(base),
+        'r': LORA_RANK,
+        'lora_alpha': 2 * LORA_RANK,
+        'lora_dropout': 0.0,
+        'target_modules': sorted(outputs),
+        'bias': 'none',
+        'fan_in_fan_out': False,
+        'modules_to_save': None,
+        'use_rslora': False,
+        'use_dora': False,
+    }, indent=2))
+
+
 def main():
     out = Path(sys.argv[1] if len(sys.argv) > 1 else '.vllm/model')
     stamp = out / '.recipe'
+    lora = out.parent / f'{out.name}-lora'
+    if not (lora / 'adapter_model.safetensors').exists():
+        build_lora(lora, out)
+        print(f'build-tiny-model: built {lora}')
     if stamp.exists() and stamp.read_text() == RECIPE and (out / 'tokenizer.json').exists():
         return
     out.mkdir(parents=True, exist_ok=True)

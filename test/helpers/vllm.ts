@@ -11,9 +11,11 @@ import { REPO } from '../../src/launcher/envoy.js';
 export const VLLM_HOME = process.env.VLLM_HOME ?? join(REPO, '.vllm');
 const PYTHON = join(VLLM_HOME, 'venv/bin/python');
 export const TINY_MODEL = join(VLLM_HOME, 'model');
+/** A LoRA adapter of the tiny model (rank 8), built beside it. */
+export const TINY_LORA = join(VLLM_HOME, 'model-lora');
 
 export function vllmInstalled(): boolean {
-  return existsSync(PYTHON) && existsSync(join(TINY_MODEL, 'tokenizer.json'));
+  return existsSync(PYTHON) && existsSync(join(TINY_MODEL, 'tokenizer.json')) && existsSync(join(TINY_LORA, 'adapter_config.json'));
 }
 
 export interface VllmOptions {

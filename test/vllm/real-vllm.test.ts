@@ -2,7 +2,7 @@ import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseVllmMetrics } from '../../src/fleet/vllm-metrics.js';
 import { startStack, type Stack } from '../helpers/stack.js';
-import { startVllmServers, vllmInstalled, type VllmServer } from '../helpers/vllm.js';
+import { TINY_LORA, startVllmServers, vllmInstalled, type VllmServer } from '../helpers/vllm.js';
 
 /**
  * The real-vLLM tier: two real vLLM servers (CPU build, tiny model with dummy weights, one core
@@ -10,6 +10,7 @@ import { startVllmServers, vllmInstalled, type VllmServer } from '../helpers/vll
  * fleet; every request is small and bounded.
  */
 const MODEL = 'tiny';
+const ADAPTER = 'tiny-lora';
 const KV_BLOCKS = 256;
 
 describe.skipIf(!vllmInstalled())('real vLLM behind Envoy and the router', () => {
@@ -23,7 +24,9 @@ describe.skipIf(!vllmInstalled())('real vLLM behind Envoy and the router', () =>
   const prefixHits = async () => (await Promise.all(servers.map(metricsOf))).reduce((sum, m) => sum + (m.prefixCacheHits ?? 0), 0);
 
   beforeAll(async () => {
-    servers = await startVllmServers(2, { model: MODEL, kvBlocks: KV_BLOCKS });
+    // Each serves a LoRA adapter of the model too, listed by vLLM as a model whose parent is it.
+    const lora = ['--enable-lora', '--lora-modules', `${ADAPTER}=${TINY_LORA}`, '--max-lora-rank', '8'];
+    servers = await startVllmServers(2, { model: MODEL, kvBlocks: KV_BLOCKS, extraArgs: lora });
     stack = await startStack({
       backends: servers.map(() => ({ models: [MODEL], declareModels: false })),
       backendUrls: servers.map((s) => s.url),
@@ -38,10 +41,16 @@ describe.skipIf(!vllmInstalled())('real vLLM behind Envoy and the router', () =>
     await Promise.all(servers.map((s) => s.stop()));
   }, 60_000);
 
-  it('lists the model with the fields vLLM itself returns', async () => {
+  it('lists the model and its LoRA adapter with the fields vLLM itself returns', async () => {
     const direct = (await (await fetch(`${servers[0]!.url}/v1/models`)).json()) as { data: Array<Record<string, unknown>> };
     const routed = (await (await fetch(`${stack.envoy.url}/v1/models`)).json()) as { data: Array<Record<string, unknown>> };
-    expect(routed.data.map((m) => m.id)).toEqual([MODEL]);
+    expect(routed.data.map((m) => m.id)).toEqual([MODEL, ADAPTER]); // once each, though both servers serve both
+    const adapter = routed.data[1]!;
+    expect(Object.keys(adapter).sort()).toEqual(Object.keys(direct.data.find((m) => m.id === ADAPTER)!).sort());
+    expect(adapter).toMatchObject({ id: ADAPTER, object: 'model', parent: MODEL, root: TINY_LORA });
+    const viaAdapter = await client.completions.create({ model: ADAPTER, prompt: 'Once upon a time', max_tokens: 4 });
+    expect(viaAdapter.model).toBe(ADAPTER);
+    expect(viaAdapter.usage?.completion_tokens).toBeGreaterThan(0);
     const card = routed.data[0]!;
     expect(Object.keys(card).sort()).toEqual(Object.keys(direct.data[0]!).sort());
     expect(card).toMatchObject({ id: MODEL, object: 'model', owned_by: 'vllm', root: direct.data[0]!.root, parent: null, max_model_len: 4096 });
@@ -97,7 +106,7 @@ describe.skipIf(!vllmInstalled())('real vLLM behind Envoy and the router', () =>
     expect(text).toMatch(/vllm:cache_config_info\{[^}]*block_size="32"/);
     for (const backend of stack.router.fleet.backends()) {
       expect(backend.metrics).toMatchObject({ blockSize: 32, numGpuBlocks: KV_BLOCKS, modelNames: [MODEL] });
-      expect(backend.models).toEqual([MODEL]);
+      expect(backend.models).toEqual([MODEL, ADAPTER]);
     }
   });
 
