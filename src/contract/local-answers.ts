@@ -26,7 +26,8 @@ export interface ModelCard {
   root: string;
   /** The base model of a LoRA adapter, else null. */
   parent: string | null;
-  max_model_len?: number;
+  /** Context size; null where vLLM sends null (a LoRA adapter's card). */
+  max_model_len?: number | null;
   permission?: unknown[];
 }
 

@@ -156,7 +156,7 @@ export function modelCards(backends: readonly Pick<Backend, 'id' | 'models' | 'c
       const card = cards.get(id);
       if (!card) {
         cards.set(id, reported ? { ...reported } : { id, owned_by: 'vllm', root: id, parent: null });
-      } else if (reported?.max_model_len !== undefined) {
+      } else if (typeof reported?.max_model_len === 'number') {
         card.max_model_len = Math.min(card.max_model_len ?? Infinity, reported.max_model_len);
       }
     }

@@ -7,13 +7,14 @@ const card = (id: string, extra: Partial<ModelCard> = {}): ModelCard => ({ id, o
 describe('the fleet model list', () => {
   it('lists each model once, with the smallest context length any of its servers has', () => {
     const cards = modelCards([
-      { id: 'b', models: ['llama', 'llama-lora'], cards: [card('llama', { max_model_len: 8192 }), card('llama-lora', { parent: 'llama', root: '/lora' })] },
-      { id: 'a', models: ['llama'], cards: [card('llama', { max_model_len: 4096, root: '/first' })] },
+      { id: 'b', models: ['llama', 'llama-lora'], cards: [card('llama', { max_model_len: 8192 }), card('llama-lora', { parent: 'llama', root: '/lora', max_model_len: null })] },
+      { id: 'a', models: ['llama', 'llama-lora'], cards: [card('llama', { max_model_len: 4096, root: '/first' }), card('llama-lora', { parent: 'llama', root: '/lora', max_model_len: null })] },
       { id: 'c', models: ['qwen'], cards: [] },
     ]);
     expect(cards).toEqual([
       { id: 'llama', owned_by: 'vllm', root: '/first', parent: null, max_model_len: 4096 },
-      { id: 'llama-lora', owned_by: 'vllm', root: '/lora', parent: 'llama' },
+      // An adapter's card as vLLM gives it: its context length is null, and stays null.
+      { id: 'llama-lora', owned_by: 'vllm', root: '/lora', parent: 'llama', max_model_len: null },
       // Named in the config: no server card, a plain one.
       { id: 'qwen', owned_by: 'vllm', root: 'qwen', parent: null },
     ]);

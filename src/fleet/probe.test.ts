@@ -7,7 +7,7 @@ vllm:num_requests_running{engine="0",model_name="m"} 2.0
 vllm:num_requests_waiting{engine="0",model_name="m"} 1.0
 `;
 
-/** An adapter's entry as vLLM 0.32 lists it. */
+/** An adapter's entry as vLLM 0.32 lists it (no context length of its own: null). */
 const VLLM_CARD = {
   id: 'b',
   object: 'model',
@@ -15,7 +15,7 @@ const VLLM_CARD = {
   owned_by: 'vllm',
   root: '/adapters/b',
   parent: 'a',
-  max_model_len: 4096,
+  max_model_len: null,
   permission: [{ id: 'modelperm-1', object: 'model_permission', allow_sampling: true }],
 };
 
@@ -53,7 +53,7 @@ describe('probing backends', () => {
     expect(await probe.metrics(good, 1000)).toMatchObject({ running: 2, waiting: 1, modelNames: ['m'] });
     expect(await probe.models(good, 1000)).toEqual([
       { id: 'a', owned_by: 'vllm', root: 'a', parent: null },
-      { id: 'b', owned_by: 'vllm', root: '/adapters/b', parent: 'a', max_model_len: 4096, permission: VLLM_CARD.permission },
+      { id: 'b', owned_by: 'vllm', root: '/adapters/b', parent: 'a', max_model_len: null, permission: VLLM_CARD.permission },
     ]);
   });
 

@@ -59,6 +59,7 @@ function readCard(entry: unknown): ModelCard | undefined {
     parent: typeof e.parent === 'string' && e.parent !== '' ? e.parent : null,
   };
   if (typeof e.max_model_len === 'number' && Number.isSafeInteger(e.max_model_len) && e.max_model_len > 0) card.max_model_len = e.max_model_len;
+  else if (e.max_model_len === null) card.max_model_len = null; // vLLM's adapter cards
   if (Array.isArray(e.permission)) card.permission = e.permission;
   return card;
 }
