@@ -32,6 +32,8 @@ interface RunResult {
   ttftMs: { p50: number; p90: number; p99: number };
   e2eMs: { p50: number; p90: number; p99: number };
   hitRate: number;
+  /** Prompt tokens per request, as the servers counted them (their tokenizer). */
+  meanPromptTokens: number;
   /** max/mean requests served per server, worst model group. */
   imbalance: number;
   /** Per simulated server: requests served, its own hit rate, preemptions. */
@@ -115,7 +117,7 @@ function summarize(workload: Workload, strategy: Strategy, runs: Run[]): RunResu
   const servers = runs[0]!.servers.map((s, i) => {
     const c = runs.map((r) => r.counters[i]!);
     const sum = (k: keyof ServerCounters) => c.reduce((a, x) => a + x[k], 0);
-    return { model: s.model, served: sum('served'), queries: sum('prefixQueries'), hits: sum('prefixHits'), preemptions: sum('preemptions') };
+    return { model: s.model, served: sum('served'), queries: sum('prefixQueries'), hits: sum('prefixHits'), preemptions: sum('preemptions'), promptTokens: sum('promptTokens') };
   });
   const queries = servers.reduce((a, s) => a + s.queries, 0);
   const hits = servers.reduce((a, s) => a + s.hits, 0);
@@ -139,6 +141,7 @@ function summarize(workload: Workload, strategy: Strategy, runs: Run[]): RunResu
     ttftMs: summary(ok.map((r) => r.ttftMs)),
     e2eMs: summary(ok.map((r) => r.e2eMs)),
     hitRate: round(queries > 0 ? hits / queries : 0, 4),
+    meanPromptTokens: Math.round(servers.reduce((a, s) => a + s.promptTokens, 0) / Math.max(1, servers.reduce((a, s) => a + s.served, 0))),
     imbalance: round(imbalance, 2),
     servers: servers.map((s) => ({ model: s.model, served: s.served, hitRate: round(s.queries > 0 ? s.hits / s.queries : 0, 4), preemptions: s.preemptions })),
     firstErrors: results.filter((r) => !r.ok).slice(0, 3).map((r) => r.error ?? `status ${r.status}`),

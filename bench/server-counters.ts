@@ -11,6 +11,7 @@ export interface ServerCounters {
   prefixQueries: number;
   prefixHits: number;
   preemptions: number;
+  promptTokens: number;
 }
 
 const FAMILIES: Record<string, keyof ServerCounters> = {
@@ -18,12 +19,13 @@ const FAMILIES: Record<string, keyof ServerCounters> = {
   'vllm:prefix_cache_queries_total': 'prefixQueries',
   'vllm:prefix_cache_hits_total': 'prefixHits',
   'vllm:num_preemptions_total': 'preemptions',
+  'vllm:prompt_tokens_total': 'promptTokens',
 };
 
 export async function readCounters(baseUrl: string): Promise<ServerCounters> {
   const res = await fetch(`${baseUrl}/metrics`, { signal: AbortSignal.timeout(10_000) });
   if (!res.ok) throw new Error(`${baseUrl}/metrics: ${res.status}`);
-  const counters: ServerCounters = { served: 0, prefixQueries: 0, prefixHits: 0, preemptions: 0 };
+  const counters: ServerCounters = { served: 0, prefixQueries: 0, prefixHits: 0, preemptions: 0, promptTokens: 0 };
   // Sums over labels (request_success_total has one series per finish reason).
   for (const sample of parsePrometheusText(await res.text(), (name) => name in FAMILIES).samples) counters[FAMILIES[sample.name]!] += sample.value;
   return counters;
@@ -35,5 +37,6 @@ export function countersSince(before: ServerCounters, after: ServerCounters): Se
     prefixQueries: after.prefixQueries - before.prefixQueries,
     prefixHits: after.prefixHits - before.prefixHits,
     preemptions: after.preemptions - before.preemptions,
+    promptTokens: after.promptTokens - before.promptTokens,
   };
 }

@@ -89,7 +89,7 @@ export function multiTurnChat(seed: number, size: WorkloadSize, fleet = FLEET_OF
   const { sessions, turns, concurrency, systemTokens, questionTokens } = {
     full: { sessions: 48, turns: 6, concurrency: 24, systemTokens: 300, questionTokens: 150 },
     quick: { sessions: 16, turns: 4, concurrency: 16, systemTokens: 300, questionTokens: 150 },
-    vllm: { sessions: 16, turns: 4, concurrency: 4, systemTokens: 300, questionTokens: 100 },
+    vllm: { sessions: 16, turns: 4, concurrency: 4, systemTokens: 150, questionTokens: 40 },
   }[size];
   const model = fleet.model;
   return {
@@ -116,12 +116,12 @@ export function multiTurnChat(seed: number, size: WorkloadSize, fleet = FLEET_OF
 export function sharedSystemPrompts(seed: number, size: WorkloadSize, fleet = FLEET_OF_4): Workload {
   const random = prng(seed);
   // Simulated fleet: 16 prompts of 2000 tokens, twice what one server's cache holds, half of
-  // the fleet's. Real vLLM (256 blocks of 32 tokens): 10 prompts of ~1100 tokens, about
-  // 1.5x what one server holds.
+  // the fleet's. Real vLLM (256 blocks of 32 tokens; its tokenizer makes ~2.7 tokens of each
+  // of ours): 10 prompts of ~1100 tokens, about 1.3x what one server holds.
   const { prompts: count, promptTokens, requests, concurrency } = {
     full: { prompts: 16, promptTokens: 2000, requests: 640, concurrency: 32 },
     quick: { prompts: 16, promptTokens: 2000, requests: 96, concurrency: 32 },
-    vllm: { prompts: 10, promptTokens: 1100, requests: 160, concurrency: 4 },
+    vllm: { prompts: 10, promptTokens: 400, requests: 160, concurrency: 4 },
   }[size];
   const prompts = Array.from({ length: count }, () => text(random, promptTokens));
   const model = fleet.model;
@@ -146,11 +146,12 @@ export function sharedSystemPrompts(seed: number, size: WorkloadSize, fleet = FL
 export function longDocumentQa(seed: number, size: WorkloadSize, fleet = FLEET_OF_4): Workload {
   const random = prng(seed);
   // Simulated fleet: 8 documents of ~5000 tokens, more than twice what one server's cache
-  // holds, two thirds of the fleet's. Real vLLM: 4 documents of ~2500 tokens.
+  // holds, two thirds of the fleet's. Real vLLM: 5 documents of ~2700 of its tokens, 1.6x what
+  // one server holds.
   const { documents, documentTokens, requests, concurrency } = {
     full: { documents: 8, documentTokens: 5000, requests: 400, concurrency: 24 },
     quick: { documents: 8, documentTokens: 5000, requests: 48, concurrency: 24 },
-    vllm: { documents: 4, documentTokens: 2500, requests: 100, concurrency: 4 },
+    vllm: { documents: 5, documentTokens: 1000, requests: 100, concurrency: 4 },
   }[size];
   const docs = Array.from({ length: documents }, () => text(random, documentTokens));
   const model = fleet.model;
@@ -177,7 +178,7 @@ export function randomPrompts(seed: number, size: WorkloadSize, fleet = FLEET_OF
   const { requests, promptTokens, concurrency } = {
     full: { requests: 480, promptTokens: 800, concurrency: 32 },
     quick: { requests: 64, promptTokens: 800, concurrency: 32 },
-    vllm: { requests: 160, promptTokens: 500, concurrency: 4 },
+    vllm: { requests: 160, promptTokens: 200, concurrency: 4 },
   }[size];
   const model = fleet.model;
   return {

@@ -85,7 +85,8 @@ const scraping = z
     unhealthyAfterFailures: z.number().int().min(1).max(100).default(3),
     /**
      * A /health probe unanswered this long (or one that failed) makes a backend suspect: new
-     * requests go to the others while any is not suspect. Its next good answer clears it.
+     * requests go to the others while any is not suspect. Its next good answer clears it. A
+     * backend whose answers have lately taken longer gets twice its slowest, up to timeoutMs.
      */
     suspectAfterMs: z.number().int().min(10).max(60_000).default(500),
     /** How often /v1/models is re-read for backends whose models are not configured. */
