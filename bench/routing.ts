@@ -28,6 +28,8 @@ interface RunResult {
   errors: number;
   durationS: number;
   requestsPerS: number;
+  /** Each round's own rate, for ratios between strategies that ran side by side. */
+  perRoundRequestsPerS: number[];
   tokensPerS: number;
   ttftMs: { p50: number; p90: number; p99: number };
   e2eMs: { p50: number; p90: number; p99: number };
@@ -137,6 +139,7 @@ function summarize(workload: Workload, strategy: Strategy, runs: Run[]): RunResu
     errors: results.length - ok.length,
     durationS: round(durationS, 2),
     requestsPerS: round(ok.length / durationS, 2),
+    perRoundRequestsPerS: runs.map((r) => round(r.results.filter((x) => x.ok).length / r.durationS, 2)),
     tokensPerS: round(ok.reduce((a, r) => a + r.completionTokens, 0) / durationS),
     ttftMs: summary(ok.map((r) => r.ttftMs)),
     e2eMs: summary(ok.map((r) => r.e2eMs)),
@@ -210,8 +213,13 @@ function vllmVerdicts(rows: RunResult[]): string[] {
     const tput = ours.requestsPerS / lr.requestsPerS;
     const ttft = ours.ttftMs.p50 / lr.ttftMs.p50;
     const met = tput >= target && ttft <= 1;
+    // A host's speed drifts over minutes: the ratio within each round, where the two ran one
+    // after the other, shows how much of the pooled ratio is noise.
+    const paired = ours.perRoundRequestsPerS.map((x, i) => x / lr.perRoundRequestsPerS[i]!);
+    const geomean = Math.exp(paired.reduce((a, x) => a + Math.log(x), 0) / paired.length);
     out.push(
-      `${w}: throughput ${ours.requestsPerS} vs least request ${lr.requestsPerS} req/s = ${tput.toFixed(2)}x (target >= ${target}x), ` +
+      `${w}: throughput ${ours.requestsPerS} vs least request ${lr.requestsPerS} req/s = ${tput.toFixed(2)}x (target >= ${target}x; ` +
+        `per round ${paired.map((x) => x.toFixed(2)).join(', ')}, geometric mean ${geomean.toFixed(2)}x), ` +
         `TTFT p50 ${ours.ttftMs.p50} vs ${lr.ttftMs.p50} ms = ${ttft.toFixed(2)}x (target <= 1x): ${met ? 'met' : 'NOT met'}`,
     );
   }

@@ -133,7 +133,7 @@ export async function startSimFleet(fleet: Array<{ model: string; servers: numbe
 export async function startRoutingLayer(
   servers: readonly BenchServer[],
   strategy: Strategy,
-  options: { extras?: BackendExtras; scraping?: Record<string, unknown> } = {},
+  options: { extras?: BackendExtras; scraping?: Record<string, unknown>; editEnvoy?: (bootstrap: any) => void } = {},
 ): Promise<RoutingLayer> {
   const children: ChildProcess[] = [];
   const dir = await mkdtemp(join(tmpdir(), 'bench-routing-'));
@@ -159,6 +159,7 @@ export async function startRoutingLayer(
     envoy = await startEnvoy({
       controlPlane: { host: '127.0.0.1', port: grpcPort },
       edit: (bootstrap) => {
+        options.editEnvoy?.(bootstrap);
         if (!strategy.envoyOnly) return;
         const hcm = bootstrap.static_resources.listeners[0].filter_chains[0].filters[0].typed_config;
         hcm.http_filters = hcm.http_filters.filter((f: { name: string }) => f.name !== 'envoy.filters.http.ext_proc');
