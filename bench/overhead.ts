@@ -122,6 +122,7 @@ function decisionsPerSecond(payload: string, budgetMs: number): number {
     inflight: 0,
     unseenDispatches: 0,
     unseenFinishes: 0,
+    lastingExcess: 0,
     queueing: false,
     suspect: false,
     recent: { prefixHitShare: undefined, othersShare: undefined },

@@ -33,6 +33,11 @@ export interface BackendView {
    */
   readonly unseenFinishes: number;
   /**
+   * Requests in its figures beyond ours, in both of the last two scrapes: work from elsewhere
+   * that is still there (a gauge that trails our own work shows an excess in one scrape only).
+   */
+  readonly lastingExcess: number;
+  /**
    * Requests waited in two scrapes running: the server is saturated. One scrape's waiting
    * count alone is often a request that arrived just before the next scheduler step.
    */
@@ -65,6 +70,9 @@ export interface Backend extends BackendView {
   inflight: number;
   unseenDispatches: number;
   unseenFinishes: number;
+  lastingExcess: number;
+  /** Internal: the excess over ours in the last scrape. */
+  lastExcess: number;
   queueing: boolean;
   suspect: boolean;
   lastScrapeAt: number | undefined;

@@ -36,6 +36,8 @@ function newBackend(bc: BackendConfig): Backend {
     inflight: 0,
     unseenDispatches: 0,
     unseenFinishes: 0,
+    lastingExcess: 0,
+    lastExcess: 0,
     queueing: false,
     suspect: false,
     lastScrapeAt: undefined,

@@ -102,6 +102,12 @@ export function createScraper(options: ScraperOptions): Scraper {
       updateRecentRates(backend, metrics);
       backend.unseenDispatches = backend.dispatched - dispatchedAtStart;
       backend.unseenFinishes = backend.finished - finishedAtStart;
+      // Ours when it was read: in flight then (sent before the read began, whether or not they
+      // have finished since).
+      const ours = backend.inflight - Math.min(backend.unseenDispatches, backend.inflight) + backend.unseenFinishes;
+      const excess = Math.max(0, metrics.running + metrics.waiting - ours);
+      backend.lastingExcess = Math.min(excess, backend.lastExcess);
+      backend.lastExcess = excess;
       backend.lastScrapeOkAt = Date.now();
       backend.metricsError = undefined;
     } catch (err) {

@@ -31,6 +31,7 @@ const backend = (id: string, over: Partial<BackendView> = {}): Mutable => ({
   inflight: 0,
   unseenDispatches: 0,
   unseenFinishes: 0,
+  lastingExcess: 0,
   queueing: false,
   suspect: false,
   recent: { prefixHitShare: undefined, othersShare: undefined },
@@ -168,6 +169,11 @@ describe('first-token-cost scheduler (the default)', () => {
     // Shared with other clients (another router replica sends most of its traffic), its figures stand.
     const shared = backend('c', { metrics: metrics(3, 0), inflight: 0, recent: { prefixHitShare: undefined, othersShare: 0.9 } });
     expect(route(s, text, [shared, busy]).id).toBe('b');
+    // Work from elsewhere that has not completed yet is in no share: it shows as an excess that
+    // lasts from one scrape to the next, where a trailing gauge's lasts one.
+    const hogged = backend('d', { metrics: metrics(10, 0), inflight: 0, lastingExcess: 10, recent: { prefixHitShare: undefined, othersShare: 0 } });
+    const idle = backend('e', { metrics: metrics(0, 0), inflight: 0, recent: { prefixHitShare: undefined, othersShare: 0 } });
+    for (let i = 0; i < 5; i++) expect(route(s, text, [hogged, idle]).id).toBe('e');
   });
 
   it('treats one scrape of a waiting request as arrival, two as saturation', () => {

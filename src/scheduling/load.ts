@@ -43,13 +43,15 @@ function reportedNow(b: BackendView, m: NonNullable<BackendView['metrics']>): { 
   let running = Math.max(0, m.running - (gone - fromQueue));
   let waiting = m.waiting - fromQueue;
   // Beyond our requests it held when read, the figures count other clients' requests, or ours
-  // counted early or late (its gauges trail its work by a step): keep only others' share of
-  // the excess, so a server only we send to is judged by our own exact counts, as Envoy's
+  // counted early or late (its gauges trail its work by a step): keep others' share of the
+  // excess, and whatever of it lasted from the scrape before (work from elsewhere still
+  // there), so a server only we send to is judged by our own exact counts, as Envoy's
   // least-request is. Until that share is known, all of the excess counts.
   const othersShare = b.recent.othersShare ?? 1;
   const excess = running + waiting - (b.inflight - activeUnseen(b));
-  if (excess > 0 && othersShare < 1) {
-    const drop = excess * (1 - othersShare);
+  const keep = Math.max(excess * othersShare, Math.min(excess, b.lastingExcess));
+  if (excess > keep) {
+    const drop = excess - keep;
     const fromWaiting = Math.min(waiting, drop);
     waiting -= fromWaiting;
     running -= drop - fromWaiting;

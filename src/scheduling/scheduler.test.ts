@@ -32,6 +32,7 @@ function backend(id: string, over: Partial<BackendView> = {}): BackendView {
     inflight: 0,
     unseenDispatches: 0,
     unseenFinishes: 0,
+    lastingExcess: 0,
     queueing: false,
     suspect: false,
     recent: { prefixHitShare: undefined, othersShare: undefined },
