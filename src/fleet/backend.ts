@@ -55,6 +55,14 @@ export interface BackendView {
   readonly recent: { readonly prefixHitShare: number | undefined; readonly othersShare: number | undefined };
 }
 
+/**
+ * Requests we routed since the last scrape that are still in flight. Those already finished
+ * are no load; counting them would make a server that answers quickly look busy.
+ */
+export function activeUnseen(b: Pick<BackendView, 'unseenDispatches' | 'inflight'>): number {
+  return Math.min(b.unseenDispatches, b.inflight);
+}
+
 /** Live state of one backend, mutated only by the fleet. */
 export interface Backend extends BackendView {
   id: string;

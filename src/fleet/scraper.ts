@@ -2,7 +2,7 @@ import { isIP } from 'node:net';
 import type { RouterConfig } from '../config/schema.js';
 import type { Logger } from '../support/log.js';
 import type { ModelCard } from '../contract/local-answers.js';
-import { hostLiteral, type Backend } from './backend.js';
+import { activeUnseen, hostLiteral, type Backend } from './backend.js';
 import { GetError } from './http-get.js';
 import type { Probe } from './probe.js';
 import { updateRecentRates } from './recent-rates.js';
@@ -104,7 +104,7 @@ export function createScraper(options: ScraperOptions): Scraper {
       backend.unseenFinishes = backend.finished - finishedAtStart;
       // Ours when it was read: in flight then (sent before the read began, whether or not they
       // have finished since).
-      const ours = backend.inflight - Math.min(backend.unseenDispatches, backend.inflight) + backend.unseenFinishes;
+      const ours = backend.inflight - activeUnseen(backend) + backend.unseenFinishes;
       const excess = Math.max(0, metrics.running + metrics.waiting - ours);
       backend.lastingExcess = Math.min(excess, backend.lastExcess);
       backend.lastExcess = excess;

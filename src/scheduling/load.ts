@@ -1,4 +1,4 @@
-import type { BackendView } from '../fleet/backend.js';
+import { activeUnseen, type BackendView } from '../fleet/backend.js';
 
 export interface LoadWeights {
   /** A queued request counts this much relative to a running one. */
@@ -19,14 +19,6 @@ export function estimateLoad(backend: BackendView, weights: LoadWeights): number
   const now = reportedNow(backend, m);
   const reported = now.running + weights.waitingWeight * now.waiting + activeUnseen(backend);
   return Math.max(own, reported) / backend.capacity + weights.kvCacheWeight * (m.kvCacheUsage ?? 0);
-}
-
-/**
- * Requests we routed since the last scrape that are still in flight. Those already finished
- * are no load; counting them would make a server that answers quickly look busy.
- */
-export function activeUnseen(b: BackendView): number {
-  return Math.min(b.unseenDispatches, b.inflight);
 }
 
 /**

@@ -1,4 +1,4 @@
-import { activeUnseen } from '../load.js';
+import { activeUnseen } from '../../fleet/backend.js';
 import type { Scorer } from '../types.js';
 import { lowerIsBetter } from './normalize.js';
 
