@@ -1,6 +1,6 @@
 import { Agent, request } from 'node:http';
 import { sseFrames } from '../test/helpers/sse.js';
-import type { BenchRequest } from './workloads.js';
+import type { BenchRequest, Workload } from './workloads.js';
 
 export interface RequestResult {
   ok: boolean;
@@ -74,4 +74,27 @@ export function streamChat(baseUrl: string, req: BenchRequest, timeoutMs = 60_00
 
 export function closeClient(): void {
   agent.destroy();
+}
+
+/** Closed loop: `concurrency` workers take sessions in order and play their turns. */
+export async function drive(url: string, workload: Workload, deadlineMs: number) {
+  const results: RequestResult[] = [];
+  const sent: Array<{ request: BenchRequest; reply: string }> = [];
+  let next = 0;
+  const worker = async () => {
+    while (next < workload.sessions.length && Date.now() < deadlineMs) {
+      const session = workload.sessions[next++]!;
+      const replies: string[] = [];
+      for (let t = 0; t < session.turns && Date.now() < deadlineMs; t++) {
+        const request = session.turn(t, replies);
+        const result = await streamChat(url, request);
+        results.push(result);
+        sent.push({ request, reply: result.text });
+        replies.push(result.text);
+      }
+    }
+  };
+  const started = performance.now();
+  await Promise.all(Array.from({ length: workload.concurrency }, worker));
+  return { results, sent, durationS: (performance.now() - started) / 1000 };
 }

@@ -11,9 +11,9 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { parseArgs } from 'node:util';
 import { groupedBarsSvg } from './chart.js';
-import { closeClient, streamChat, type RequestResult } from './client.js';
+import { closeClient, drive, type RequestResult } from './client.js';
 import { countersSince, readCounters, type ServerCounters } from './server-counters.js';
-import { BENCH_ENGINE, STRATEGIES, startRoutingLayer, startSimFleet, type BenchServer, type Strategy } from './stack.js';
+import { BENCH_ENGINE, SIM_ROUTING, STRATEGIES, startRoutingLayer, startSimFleet, type BenchServer, type Strategy } from './stack.js';
 import { upperBoundHits } from './upper-bound.js';
 import { startVllmFleet, type VllmFleet } from './vllm-fleet.js';
 import { allWorkloads, type BenchRequest, type Workload } from './workloads.js';
@@ -50,29 +50,6 @@ const summary = (values: number[]) => {
 };
 const round = (x: number, d = 1) => Math.round(x * 10 ** d) / 10 ** d;
 
-/** Closed loop: `concurrency` workers take sessions in order and play their turns. */
-async function drive(url: string, workload: Workload, deadlineMs: number) {
-  const results: RequestResult[] = [];
-  const sent: Array<{ request: BenchRequest; reply: string }> = [];
-  let next = 0;
-  const worker = async () => {
-    while (next < workload.sessions.length && Date.now() < deadlineMs) {
-      const session = workload.sessions[next++]!;
-      const replies: string[] = [];
-      for (let t = 0; t < session.turns && Date.now() < deadlineMs; t++) {
-        const request = session.turn(t, replies);
-        const result = await streamChat(url, request);
-        results.push(result);
-        sent.push({ request, reply: result.text });
-        replies.push(result.text);
-      }
-    }
-  };
-  const started = performance.now();
-  await Promise.all(Array.from({ length: workload.concurrency }, worker));
-  return { results, sent, durationS: (performance.now() - started) / 1000 };
-}
-
 /** Where the model servers come from: fresh simulators for every run, or real vLLM started once. */
 type Backend = { kind: 'sim'; timeScale: number } | { kind: 'vllm'; fleet: VllmFleet };
 
@@ -96,7 +73,7 @@ async function runOne(workload: Workload, strategy: Strategy, backend: Backend, 
       routing = await startRoutingLayer(servers, strategy);
     } else {
       servers = sims!.sims;
-      routing = await startRoutingLayer(servers, strategy, { extras: { capacity: BENCH_ENGINE.maxNumSeqs }, scraping: { intervalMs: 100 } });
+      routing = await startRoutingLayer(servers, strategy, SIM_ROUTING);
     }
     try {
       const before = await Promise.all(servers.map((s) => readCounters(s.url)));
@@ -110,6 +87,8 @@ async function runOne(workload: Workload, strategy: Strategy, backend: Backend, 
     await sims?.stop();
   }
 }
+
+const completedPerS = (run: Run) => run.results.filter((x) => x.ok).length / run.durationS;
 
 /** One row of figures for a (workload, strategy), pooling its runs (rounds). */
 function summarize(workload: Workload, strategy: Strategy, runs: Run[]): RunResult {
@@ -139,7 +118,7 @@ function summarize(workload: Workload, strategy: Strategy, runs: Run[]): RunResu
     errors: results.length - ok.length,
     durationS: round(durationS, 2),
     requestsPerS: round(ok.length / durationS, 2),
-    perRoundRequestsPerS: runs.map((r) => round(r.results.filter((x) => x.ok).length / r.durationS, 2)),
+    perRoundRequestsPerS: runs.map((r) => round(completedPerS(r), 2)),
     tokensPerS: round(ok.reduce((a, r) => a + r.completionTokens, 0) / durationS),
     ttftMs: summary(ok.map((r) => r.ttftMs)),
     e2eMs: summary(ok.map((r) => r.e2eMs)),
@@ -279,7 +258,7 @@ async function main(): Promise<void> {
           const run = await runOne(workload, strategy, backend, budgetMs);
           runs.get(strategy.name)!.push(run);
           const ok = run.results.filter((x) => x.ok).length;
-          process.stderr.write(`${workload.name} / ${strategy.name} (round ${r + 1}): ${ok}/${run.results.length} ok, ${(ok / run.durationS).toFixed(2)} req/s\n`);
+          process.stderr.write(`${workload.name} / ${strategy.name} (round ${r + 1}): ${ok}/${run.results.length} ok, ${completedPerS(run).toFixed(2)} req/s\n`);
         }
       }
       for (const strategy of strategies) rows.push(summarize(workload, strategy, runs.get(strategy.name)!));

@@ -31,6 +31,9 @@ export const STRATEGIES: Strategy[] = [
 /** Engine of every simulated server in the benchmark: small enough that caching matters. */
 export const BENCH_ENGINE = { maxNumSeqs: 8, numGpuBlocks: 1024, blockSize: 16, maxNumBatchedTokens: 2048, maxModelLen: 8192 };
 
+/** The router's settings for simulated servers: their slot count, and a fast scrape. */
+export const SIM_ROUTING = { extras: { capacity: BENCH_ENGINE.maxNumSeqs }, scraping: { intervalMs: 100 } };
+
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
@@ -193,7 +196,7 @@ export async function startBenchStack(
 ): Promise<RunningStack> {
   const sims = await startSimFleet(fleet, timeScale);
   try {
-    const routing = await startRoutingLayer(sims.sims, strategy, { extras: { capacity: BENCH_ENGINE.maxNumSeqs }, scraping: { intervalMs: 100 } });
+    const routing = await startRoutingLayer(sims.sims, strategy, SIM_ROUTING);
     return {
       ...sims,
       ...routing,

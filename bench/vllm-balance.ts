@@ -7,7 +7,7 @@
  *   npx tsx bench/vllm-balance.ts [--requests 100] [--rounds 2]
  */
 import { parseArgs } from 'node:util';
-import { closeClient, streamChat } from './client.js';
+import { closeClient, drive } from './client.js';
 import { countersSince, readCounters } from './server-counters.js';
 import { STRATEGIES, startRoutingLayer } from './stack.js';
 import { startVllmFleet } from './vllm-fleet.js';
@@ -34,15 +34,9 @@ try {
         }
       })();
       const workload = randomPrompts(100 + round, 'vllm', { model: 'tiny', servers: 2 });
-      let next = 0;
-      let ok = 0;
-      const started = performance.now();
-      await Promise.all(
-        Array.from({ length: workload.concurrency }, async () => {
-          while (next < Math.min(Number(values.requests), workload.sessions.length)) if ((await streamChat(layer.url, workload.sessions[next++]!.turn(0, []))).ok) ok++;
-        }),
-      );
-      const seconds = (performance.now() - started) / 1000;
+      workload.sessions = workload.sessions.slice(0, Number(values.requests));
+      const { results, durationS } = await drive(layer.url, workload, Date.now() + 120_000);
+      const ok = results.filter((r) => r.ok).length;
       sampling = false;
       await sampler;
       const after = await Promise.all(fleet.servers.map((s) => readCounters(s.url)));
@@ -50,7 +44,7 @@ try {
       const served = after.map((a, i) => countersSince(before[i]!, a).served).join('/');
       const total = [...samples.values()].reduce((a, b) => a + b, 0);
       const byShare = [...samples.entries()].sort((a, b) => b[1] - a[1]).map(([k, n]) => `${k}: ${n}`).join(', ');
-      console.log(`${name.padEnd(20)} ${(ok / seconds).toFixed(2)} req/s, served ${served} | in flight (of ${total} samples) ${byShare}`);
+      console.log(`${name.padEnd(20)} ${(ok / durationS).toFixed(2)} req/s, served ${served} | in flight (of ${total} samples) ${byShare}`);
     }
   }
 } finally {

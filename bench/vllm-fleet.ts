@@ -1,3 +1,4 @@
+import { parseVllmMetrics } from '../src/fleet/vllm-metrics.js';
 import { startVllmServers, vllmInstalled, type VllmServer } from '../test/helpers/vllm.js';
 import type { BenchServer } from './stack.js';
 
@@ -18,12 +19,10 @@ export interface VllmFleet {
 
 export const VLLM_BENCH_ENGINE = { numGpuBlocks: 256, blockSize: 32, maxModelLen: 4096 };
 
-async function gauge(url: string, name: string): Promise<number> {
-  const page = await fetch(`${url}/metrics`, { signal: AbortSignal.timeout(10_000) }).then((r) => r.text());
-  return page
-    .split('\n')
-    .filter((l) => l.startsWith(`${name}{`))
-    .reduce((a, l) => a + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
+/** Requests running or waiting, read as the router reads them. */
+async function busy(url: string): Promise<number> {
+  const { running, waiting } = parseVllmMetrics(await fetch(`${url}/metrics`, { signal: AbortSignal.timeout(10_000) }).then((r) => r.text()));
+  return running + waiting;
 }
 
 export async function startVllmFleet(count: number, model: string): Promise<VllmFleet> {
@@ -40,7 +39,7 @@ export async function startVllmFleet(count: number, model: string): Promise<Vllm
     async resetCaches() {
       for (const s of started) {
         const deadline = Date.now() + 60_000;
-        while ((await gauge(s.url, 'vllm:num_requests_running')) + (await gauge(s.url, 'vllm:num_requests_waiting')) > 0) {
+        while ((await busy(s.url)) > 0) {
           if (Date.now() > deadline) throw new Error(`${s.url} still busy 60 s after the run`);
           await new Promise((r) => setTimeout(r, 200));
         }

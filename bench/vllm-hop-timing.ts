@@ -11,7 +11,7 @@ import { readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { closeClient, streamChat } from './client.js';
+import { closeClient, drive } from './client.js';
 import { STRATEGIES, startRoutingLayer } from './stack.js';
 import { startVllmFleet } from './vllm-fleet.js';
 import { randomPrompts } from './workloads.js';
@@ -35,18 +35,9 @@ try {
         },
       });
       const workload = randomPrompts(round, 'vllm', { model: 'tiny', servers: 2 });
-      let next = 0;
-      const ttfts: number[] = [];
-      const started = performance.now();
-      await Promise.all(
-        Array.from({ length: workload.concurrency }, async () => {
-          while (next < Math.min(REQUESTS, workload.sessions.length)) {
-            const result = await streamChat(layer.url, workload.sessions[next++]!.turn(0, []));
-            if (result.ok) ttfts.push(result.ttftMs);
-          }
-        }),
-      );
-      const seconds = (performance.now() - started) / 1000;
+      workload.sessions = workload.sessions.slice(0, REQUESTS);
+      const { results, durationS: seconds } = await drive(layer.url, workload, Date.now() + 120_000);
+      const ttfts = results.filter((r) => r.ok).map((r) => r.ttftMs);
       const page = await fetch(`${layer.routerAdmin}/metrics`).then((r) => r.text());
       await layer.stop();
       const rows = readFileSync(log, 'utf8').trim().split('\n').map((line) => line.split(' ').map((us) => Number(us) / 1000));
