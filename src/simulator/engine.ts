@@ -292,7 +292,8 @@ export function createEngine(overrides: Partial<EngineOptions> = {}, deps: Engin
       counters.prefixCacheQueries += seq.tokens.length;
       counters.prefixCacheHits += hitTokens;
       if (seq.cachedTokens === null) seq.cachedTokens = hitTokens;
-      if (seq.timings.scheduledMs === null) seq.timings.scheduledMs = nowMs;
+      // A step starts at the last deadline, which a request that arrived late in it postdates.
+      if (seq.timings.scheduledMs === null) seq.timings.scheduledMs = Math.max(nowMs, seq.timings.arrivalMs);
       waiting.shift();
       seq.status = 'running';
       running.push(seq);

@@ -65,6 +65,11 @@ export function createMetrics({ models, engine }: MetricsOptions): SimulatorMetr
     'Number of generation tokens processed.',
     tokenBuckets,
   );
+  const prefillComputed = createHistogram(
+    'vllm:request_prefill_kv_computed_tokens',
+    'Histogram of new KV tokens computed during prefill (excluding cached tokens).',
+    tokenBuckets,
+  );
   const iterationTokens = createHistogram(
     'vllm:iteration_tokens_total',
     'Histogram of number of tokens per engine_step.',
@@ -81,6 +86,7 @@ export function createMetrics({ models, engine }: MetricsOptions): SimulatorMetr
     decode,
     promptTokens,
     generationTokens,
+    prefillComputed,
   ];
 
   // Finished requests per (served model name, reason): vLLM pre-creates every reason at 0.
@@ -102,6 +108,7 @@ export function createMetrics({ models, engine }: MetricsOptions): SimulatorMetr
     if (result.finishReason === 'abort') return;
     promptTokens.observe(result.promptTokens);
     generationTokens.observe(result.outputTokens);
+    prefillComputed.observe(Math.max(0, result.promptTokens - result.cachedTokens));
     if (t.scheduledMs !== null) {
       queue.observe((t.scheduledMs - t.arrivalMs) / 1000);
       const last = t.lastTokenMs ?? t.finishedMs;
