@@ -24,6 +24,8 @@ import { stringify } from 'yaml';
 import { createDecisionLog } from '../src/admin/decision-log.js';
 import { createRouterMetrics } from '../src/admin/metrics.js';
 import { parseConfig } from '../src/config/load.js';
+import { emptyServiceRates } from '../src/fleet/service-rates.js';
+import { NO_HISTOGRAMS } from '../src/fleet/vllm-metrics.js';
 import type { BackendView } from '../src/fleet/backend.js';
 import { createFleet } from '../src/fleet/fleet.js';
 import { parseRequestBody } from '../src/extproc/parse-request.js';
@@ -118,7 +120,7 @@ function decisionsPerSecond(payload: string, budgetMs: number): number {
     models: ['m'],
     health: 'healthy',
     capacity: 256,
-    metrics: { running: i, waiting: 0, kvCacheUsage: 0.1, prefixCacheQueries: 0, prefixCacheHits: 0, promptTokensTotal: 0, requestsCompleted: 0, blockSize: 16, numGpuBlocks: 65536, modelNames: ['m'] },
+    metrics: { running: i, waiting: 0, kvCacheUsage: 0.1, prefixCacheQueries: 0, prefixCacheHits: 0, promptTokensTotal: 0, requestsCompleted: 0, generationTokensTotal: 0, waitingForCapacity: 0, histograms: NO_HISTOGRAMS, blockSize: 16, numGpuBlocks: 65536, modelNames: ['m'] },
     inflight: 0,
     unseenDispatches: 0,
     unseenFinishes: 0,
@@ -126,6 +128,7 @@ function decisionsPerSecond(payload: string, budgetMs: number): number {
     queueing: false,
     suspect: false,
     recent: { prefixHitShare: undefined, othersShare: undefined },
+    rates: emptyServiceRates(),
   }));
   const bytes = Buffer.from(payload);
   let n = 0;

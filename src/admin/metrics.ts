@@ -59,5 +59,9 @@ export function createRouterMetrics(fleet: FleetView): RouterMetrics {
   gauge('vllm_router_backend_scrape_age_seconds', 'Seconds since the last successful /metrics scrape.', (b) =>
     b.lastScrapeOkAt === undefined ? undefined : (Date.now() - b.lastScrapeOkAt) / 1000,
   );
+  gauge('vllm_router_backend_capacity', 'Requests the backend runs before others wait: configured, else learned from its metrics.', (b) => b.capacity);
+  gauge('vllm_router_backend_ttft_predicted_seconds', 'Mean time to first token the router predicted for what it sent there (30 s half-life).', (b) => b.rates.ttftPredictedS);
+  gauge('vllm_router_backend_ttft_measured_seconds', 'Mean time to first token the backend reported (vllm:time_to_first_token_seconds, 30 s half-life).', (b) => b.rates.ttftMeasuredS);
+  gauge('vllm_router_backend_ttft_prediction_error_ratio', 'Mean absolute error of the predicted time to first token, relative to the measured one.', (b) => b.rates.ttftError);
   return { registry, decisions, rejections, decisionSeconds, upstreamResponses };
 }

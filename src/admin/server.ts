@@ -1,6 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { isRoutable, type FleetView } from '../fleet/backend.js';
+import { isRoutable, type FleetView, type ServiceRates } from '../fleet/backend.js';
 import type { DecisionLog } from './decision-log.js';
 import { DASHBOARD_HTML } from './dashboard.js';
 import type { RouterMetrics } from './metrics.js';
@@ -14,6 +14,22 @@ export interface AdminServerOptions {
   metrics: RouterMetrics;
   loadWeights: () => LoadWeights;
   decisionLog?: DecisionLog;
+}
+
+const ms = (seconds: number | undefined) => (seconds === undefined ? null : Number((seconds * 1000).toFixed(3)));
+
+/** What the router has learned of a backend's speed, in milliseconds (null: not shown yet). */
+function speedFigures(r: ServiceRates) {
+  return {
+    stepBaseMs: ms(r.stepBaseS),
+    stepPerSequenceMs: ms(r.stepPerSequenceS),
+    prefillPer1kTokensMs: r.prefillPerTokenS === undefined ? null : ms(r.prefillPerTokenS * 1000),
+    slotHoldMs: ms(r.slotHoldS),
+    admissionMs: ms(r.admissionS),
+    frontEndMs: ms(r.frontEndS),
+    outputTokens: r.outputTokens === undefined ? null : Number(r.outputTokens.toFixed(1)),
+    slots: r.slots ?? null,
+  };
 }
 
 /** Per-backend load statistics, as JSON. */
@@ -37,6 +53,14 @@ export function loadStatistics(fleet: FleetView, weights: LoadWeights, decisionL
       prefixHitShare: b.recent.prefixHitShare === undefined ? null : Number(b.recent.prefixHitShare.toFixed(4)),
       routedPerSecond: Number(b.recent.routedPerSecond.toFixed(2)),
       routedTotal: b.routed,
+      capacity: b.capacity,
+      capacityFrom: b.capacityOverride !== undefined ? 'config' : b.rates.slots !== undefined ? 'learned' : 'default',
+      speed: speedFigures(b.rates),
+      ttft: {
+        predictedMs: ms(b.rates.ttftPredictedS),
+        measuredMs: ms(b.rates.ttftMeasuredS),
+        error: b.rates.ttftError === undefined ? null : Number(b.rates.ttftError.toFixed(4)),
+      },
       lastScrapeAgeMs: b.lastScrapeOkAt === undefined ? null : now - b.lastScrapeOkAt,
       lastError: b.lastError ?? null,
       metricsError: b.metricsError ?? null,

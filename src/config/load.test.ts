@@ -22,7 +22,9 @@ describe('config', () => {
     expect(config.grpc).toEqual({ host: '127.0.0.1', port: 18000 });
     expect(config.admin.host).toBe('127.0.0.1');
     expect(config.scraping.intervalMs).toBe(200);
-    expect(config.backends[0]).toMatchObject({ url: 'http://127.0.0.1:8001', models: ['llama-8b'], capacity: 256 });
+    expect(config.backends[0]).toMatchObject({ url: 'http://127.0.0.1:8001', models: ['llama-8b'] });
+    // Learned from the server's metrics unless the config says.
+    expect(config.backends[0]!.capacity).toBeUndefined();
   });
 
   it('accepts an empty file as a fleet with no backends', () => {
@@ -36,11 +38,13 @@ describe('config', () => {
     expect(problemsOf('backends:\n  - url: http://a:1\n    modles: [x]\n')[0]).toBe("backends[0]: unknown field 'modles'");
     expect(problemsOf('grpc: {port: "x"}')[0]).toMatch(/^grpc\.port: /);
     expect(problemsOf('scheduler:\n  prefix: { blockBytes: 60 }\n')[0]).toMatch(/^scheduler\.prefix\.blockBytes: .*multiple of 8/);
+    // Prices an older version took, now learned: refused with the reason.
+    expect(problemsOf('scheduler:\n  cost: { runningRequestTokens: 4 }\n')[0]).toMatch(/^scheduler\.cost\.runningRequestTokens: no longer a setting: the router learns/);
   });
 
   it('validates DNS discovery groups', () => {
     const config = parseConfigText('discovery:\n  dns:\n    - { name: vllm.inference.svc, port: 8000 }\n');
-    expect(config.discovery.dns[0]).toMatchObject({ name: 'vllm.inference.svc', port: 8000, scheme: 'http', refreshMs: 5000, capacity: 256 });
+    expect(config.discovery.dns[0]).toMatchObject({ name: 'vllm.inference.svc', port: 8000, scheme: 'http', refreshMs: 5000 });
     expect(problemsOf('discovery:\n  dns:\n    - { name: "bad name!", port: 8000 }\n')[0]).toMatch(/^discovery\.dns\[0\]\.name: must be a DNS name/);
     expect(problemsOf('discovery:\n  dns:\n    - { name: a.b }\n')[0]).toMatch(/^discovery\.dns\[0\]\.port: /);
   });

@@ -24,6 +24,12 @@ const backendUrl = z
 
 const modelName = z.string().min(1).max(512);
 
+/** A setting that older versions took and the router now learns: refused with a reason, not as unknown. */
+const learnedNow = z
+  .unknown()
+  .refine((value) => value === undefined, 'no longer a setting: the router learns what a queued or running request costs from each backend\'s metrics; remove it')
+  .optional();
+
 const backend = z
   .object({
     /** Stable identifier used in metrics and logs; defaults to host:port. */
@@ -31,8 +37,11 @@ const backend = z
     url: backendUrl,
     /** Served model names. When absent they are read from the backend's /v1/models. */
     models: z.array(modelName).min(1).optional(),
-    /** Concurrent sequences the server runs before it queues (vLLM --max-num-seqs). */
-    capacity: z.number().int().positive().default(256),
+    /**
+     * Concurrent sequences the server runs before it queues (vLLM --max-num-seqs). Optional:
+     * without it the router learns it from the server's metrics.
+     */
+    capacity: z.number().int().positive().optional(),
   })
   .strict();
 
@@ -44,7 +53,7 @@ const dnsGroup = z
     scheme: z.enum(['http', 'https']).default('http'),
     /** Served model names; when absent each server's /v1/models says. */
     models: z.array(modelName).min(1).optional(),
-    capacity: z.number().int().positive().default(256),
+    capacity: z.number().int().positive().optional(),
     refreshMs: z.number().int().min(100).max(3_600_000).default(5_000),
   })
   .strict();
@@ -59,7 +68,7 @@ const kubernetesGroup = z
     /** Pod label holding the served model name; without it (or `models`) /v1/models says. */
     modelLabel: z.string().min(1).optional(),
     models: z.array(modelName).min(1).optional(),
-    capacity: z.number().int().positive().default(256),
+    capacity: z.number().int().positive().optional(),
     /** API server URL; default: in-cluster service account, else ~/.kube/config. */
     apiServer: z.string().url().optional(),
   })
@@ -133,15 +142,22 @@ const scheduler = z
       })
       .strict()
       .default({ blockBytes: 64, bytesPerToken: 4, blockTokens: 16, defaultCapacityTokens: 262_144 }),
-    /** first-token-cost: the trade between cache affinity and load, in prefill tokens. */
+    /**
+     * first-token-cost: every other price (a queued request, a running one, a prefilled
+     * token) is learned from each backend's metrics, in seconds.
+     */
     cost: z
       .object({
-        queuedRequestTokens: z.number().min(0).default(512),
-        runningRequestTokens: z.number().min(0).default(4),
+        queuedRequestTokens: learnedNow,
+        runningRequestTokens: learnedNow,
         evictionWeight: z.number().min(0).max(10).default(2),
+        /** A second waiting for a slot on a full backend: its own, and what it passes on to later arrivals. */
+        queueWaitWeight: z.number().min(1).max(100).default(4),
+        /** A second of delay added to requests already streaming, against a second of a new request's wait. */
+        streamingDelayWeight: z.number().min(0).max(10).default(0.25),
       })
       .strict()
-      .default({ queuedRequestTokens: 512, runningRequestTokens: 4, evictionWeight: 2 }),
+      .default({ evictionWeight: 2, queueWaitWeight: 4, streamingDelayWeight: 0.25 }),
     /** least-load: (running + waitingWeight*waiting) / capacity + kvCacheWeight * kv use. */
     load: z
       .object({
@@ -166,7 +182,7 @@ const scheduler = z
     scorers: [{ name: 'first-token-cost', weight: 1 }],
     picker: 'max-score',
     prefix: { blockBytes: 64, bytesPerToken: 4, blockTokens: 16, defaultCapacityTokens: 262_144 },
-    cost: { queuedRequestTokens: 512, runningRequestTokens: 4, evictionWeight: 2 },
+    cost: { evictionWeight: 2, queueWaitWeight: 4, streamingDelayWeight: 0.25 },
     load: { waitingWeight: 1, kvCacheWeight: 0.5 },
     session: { useUserField: true },
   });

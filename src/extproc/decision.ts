@@ -93,7 +93,7 @@ export function createDecider(deps: DecisionDeps) {
     const decision = deps.scheduler().schedule(request, fleet.servingModel(request.model));
     if (decision.kind === 'reject') return refuse(rejectionError(decision));
     const primary = decision.primary as Backend;
-    fleet.dispatch(primary);
+    fleet.dispatch(primary, decision.why.predictedTtftS);
     metrics.decisions.inc({ model: request.model, backend: primary.id });
     deps.decisionLog?.add({ at: Date.now(), model: request.model, backend: primary.id, fallbacks: decision.fallbacks.map((b) => b.id), ...decision.why });
     metrics.decisionSeconds.observe(Number(process.hrtime.bigint() - started) / 1e9);

@@ -20,7 +20,13 @@ export interface BackendView {
   readonly endpoint: string;
   readonly models: readonly string[];
   readonly health: Health;
+  /**
+   * Requests it runs at once before others wait: the config's `capacity` if given, else what
+   * it has shown (`rates.slots`), else DEFAULT_CAPACITY.
+   */
   readonly capacity: number;
+  /** How fast it serves, learned from its own metrics (fleet/service-rates.ts). */
+  readonly rates: Readonly<ServiceRates>;
   /** Last good scrape, or undefined when never scraped or too old to trust. */
   readonly metrics: VllmLoad | undefined;
   /** Requests we routed there that have not finished from Envoy's point of view. */
@@ -55,6 +61,61 @@ export interface BackendView {
   readonly recent: { readonly prefixHitShare: number | undefined; readonly othersShare: number | undefined };
 }
 
+/** Assumed until a backend shows how many requests it runs before queueing (vLLM's GPU default max_num_seqs). */
+export const DEFAULT_CAPACITY = 256;
+
+/** Predictions kept per backend while its metrics cannot be read, oldest dropped first. */
+const MAX_PENDING_PREDICTIONS = 4096;
+
+/** Records a prediction (registry) and takes those due by `at` (scraper): their sum and count. */
+export function notePrediction(b: Pick<Backend, 'predictedTtft'>, seconds: number, now: number): void {
+  if (b.predictedTtft.length >= MAX_PENDING_PREDICTIONS) b.predictedTtft.shift();
+  b.predictedTtft.push({ dueAt: now + seconds * 1000, seconds });
+}
+
+export function takeDuePredictions(b: Pick<Backend, 'predictedTtft'>, at: number): { sumS: number; count: number } {
+  let sumS = 0;
+  let count = 0;
+  b.predictedTtft = b.predictedTtft.filter((p) => {
+    if (p.dueAt > at) return true;
+    sumS += p.seconds;
+    count++;
+    return false;
+  });
+  return { sumS, count };
+}
+
+/** The capacity a backend is scheduled with: the config's, else what it showed, else the default. */
+export function capacityOf(b: Pick<Backend, 'capacityOverride' | 'rates'>): number {
+  return b.capacityOverride ?? b.rates.slots ?? DEFAULT_CAPACITY;
+}
+
+/** What a backend's metrics have shown of its speed; each figure undefined until shown. */
+export interface ServiceRates {
+  /** One engine step with a batch of n sequences takes stepBaseS + n * stepPerSequenceS. */
+  stepBaseS: number | undefined;
+  stepPerSequenceS: number | undefined;
+  /** Prefill time per prompt token not served from its cache, beyond the first step. */
+  prefillPerTokenS: number | undefined;
+  /** How long a request holds its slot (first scheduled to finished), on average. */
+  slotHoldS: number | undefined;
+  /** How long a request waits to be scheduled when no one waits for capacity (the step in progress). */
+  admissionS: number | undefined;
+  /** Time to first token beyond the engine's queue and prefill: the API server's own work (tokenizing, templating). */
+  frontEndS: number | undefined;
+  /** Tokens a request generates there, on average. */
+  outputTokens: number | undefined;
+  /** Requests it ran while others waited for capacity: its effective concurrency. */
+  slots: number | undefined;
+  /** Requests its figures come from, decayed like them: how far to trust them over its peers'. */
+  measuredRequests: number;
+  /** Mean time to first token the router predicted for what it sent there, and what vLLM measured. */
+  ttftPredictedS: number | undefined;
+  ttftMeasuredS: number | undefined;
+  /** Mean absolute error of the prediction relative to the measurement, over windows of 40 measured requests. */
+  ttftError: number | undefined;
+}
+
 /**
  * Requests we routed since the last scrape that are still in flight. Those already finished
  * are no load; counting them would make a server that answers quickly look busy.
@@ -74,6 +135,15 @@ export interface Backend extends BackendView {
   modelsFromConfig: boolean;
   health: Health;
   capacity: number;
+  /**
+   * Time to first token predicted for requests routed there whose first token is not yet due
+   * (sent + predicted), so each is compared with the server's figures of the interval where it
+   * should have landed.
+   */
+  predictedTtft: Array<{ dueAt: number; seconds: number }>;
+  /** The config's `capacity`, if it set one. */
+  capacityOverride: number | undefined;
+  rates: ServiceRates;
   metrics: VllmLoad | undefined;
   inflight: number;
   unseenDispatches: number;
@@ -136,8 +206,8 @@ export interface FleetView {
   servingModel(model: string): readonly Backend[];
   /** Models served by at least one routable backend, sorted. */
   routableModels(): string[];
-  /** A request was routed to `backend`. */
-  dispatch(backend: Backend): void;
+  /** A request was routed to `backend`, with the time to first token the scheduler predicted there. */
+  dispatch(backend: Backend, predictedTtftS?: number): void;
   /** That request no longer occupies `backend`. */
   release(backend: Backend): void;
 }

@@ -1,7 +1,8 @@
 import type { BackendConfig } from '../config/schema.js';
 import type { Logger } from '../support/log.js';
-import { backendId, isRoutable, type Backend, type FleetView } from './backend.js';
+import { backendId, capacityOf, DEFAULT_CAPACITY, isRoutable, notePrediction, type Backend, type FleetView } from './backend.js';
 import { emptyRecentRates } from './recent-rates.js';
+import { emptyServiceRates } from './service-rates.js';
 
 /**
  * The datastore of the fleet: the backends and their live state, indexed by model. No I/O and
@@ -31,7 +32,10 @@ function newBackend(bc: BackendConfig): Backend {
     cards: [],
     modelsFromConfig: bc.models !== undefined,
     health: 'unknown',
-    capacity: bc.capacity,
+    capacity: bc.capacity ?? DEFAULT_CAPACITY,
+    capacityOverride: bc.capacity,
+    rates: emptyServiceRates(),
+    predictedTtft: [],
     metrics: undefined,
     inflight: 0,
     unseenDispatches: 0,
@@ -98,7 +102,8 @@ export function createRegistry(logger: Logger): Registry {
       for (const [id, bc] of byId) {
         const existing = backends.get(id);
         if (existing) {
-          existing.capacity = bc.capacity;
+          existing.capacityOverride = bc.capacity;
+          existing.capacity = capacityOf(existing);
           // Models named in the config win; dropped from it, they are read from the server again.
           existing.models = bc.models ? [...bc.models] : existing.modelsFromConfig ? [] : existing.models;
           if (bc.models) existing.cards = [];
@@ -121,7 +126,8 @@ export function createRegistry(logger: Logger): Registry {
     backends: () => [...backends.values()],
     servingModel: (model) => byModel.get(model) ?? [],
     routableModels: () => [...byModel.entries()].filter(([, list]) => list.some(isRoutable)).map(([m]) => m).sort(),
-    dispatch(backend) {
+    dispatch(backend, predictedTtftS) {
+      if (predictedTtftS !== undefined && Number.isFinite(predictedTtftS)) notePrediction(backend, predictedTtftS, Date.now());
       backend.dispatched++;
       backend.routed++;
       backend.unseenDispatches++;

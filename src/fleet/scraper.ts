@@ -2,11 +2,12 @@ import { isIP } from 'node:net';
 import type { RouterConfig } from '../config/schema.js';
 import type { Logger } from '../support/log.js';
 import type { ModelCard } from '../contract/local-answers.js';
-import { activeUnseen, hostLiteral, type Backend } from './backend.js';
+import { activeUnseen, capacityOf, hostLiteral, takeDuePredictions, type Backend } from './backend.js';
 import { GetError } from './http-get.js';
 import type { Probe } from './probe.js';
 import { updateRecentRates } from './recent-rates.js';
 import type { Registry } from './registry.js';
+import { createServiceRateLearner } from './service-rates.js';
 
 export interface ScraperOptions {
   registry: Registry;
@@ -45,6 +46,7 @@ export function createScraper(options: ScraperOptions): Scraper {
   const timers = new Map<string, NodeJS.Timeout>();
   let modelsCheckedAt = new WeakMap<Backend, number>();
   let running = false;
+  const learner = createServiceRateLearner();
   /** The slowest /health answer of each backend lately, decayed (half-life 30 s). */
   const slowestAnswer = new WeakMap<Backend, { ms: number; at: number }>();
   const slowestLately = (backend: Backend, now: number) => {
@@ -94,12 +96,14 @@ export function createScraper(options: ScraperOptions): Scraper {
   }
 
   /** GET /metrics. A failure here only makes the figures stale; it says nothing of health. */
-  async function readMetrics(backend: Backend, dispatchedAtStart: number, finishedAtStart: number): Promise<void> {
+  async function readMetrics(backend: Backend, dispatchedAtStart: number, finishedAtStart: number, startedAt: number): Promise<void> {
     try {
       const metrics = await probe.metrics(backend.url, settings().timeoutMs);
       backend.queueing = metrics.waiting > 0 && (backend.metrics?.waiting ?? 0) > 0;
       backend.metrics = metrics;
       updateRecentRates(backend, metrics);
+      learner.observe(backend.rates, metrics, takeDuePredictions(backend, startedAt));
+      backend.capacity = capacityOf(backend);
       backend.unseenDispatches = backend.dispatched - dispatchedAtStart;
       backend.unseenFinishes = backend.finished - finishedAtStart;
       // Ours when it was read: in flight then (sent before the read began, whether or not they
@@ -143,7 +147,7 @@ export function createScraper(options: ScraperOptions): Scraper {
       const overdue = setTimeout(() => (backend.suspect = true), patience(backend));
       const probedAt = performance.now();
       const health = probe.health(backend.url, timeoutMs).then(() => answeredIn(backend, performance.now() - probedAt));
-      const [healthResult] = await Promise.allSettled([health, readMetrics(backend, dispatchedAtStart, finishedAtStart)]);
+      const [healthResult] = await Promise.allSettled([health, readMetrics(backend, dispatchedAtStart, finishedAtStart, startedAt)]);
       clearTimeout(overdue);
       if (!running || !registry.has(backend)) return;
       if (healthResult.status === 'rejected') throw healthResult.reason;

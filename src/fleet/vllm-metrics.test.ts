@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { parsePrometheusText } from './prometheus-text.js';
-import { MetricsFormatError, parseVllmMetrics } from './vllm-metrics.js';
+import { MetricsFormatError, NO_HISTOGRAMS, parseVllmMetrics } from './vllm-metrics.js';
 
 const page = `# HELP vllm:num_requests_running Number of requests in model execution batches.
 # TYPE vllm:num_requests_running gauge
@@ -16,6 +16,15 @@ vllm:prefix_cache_hits_total{engine="0",model_name="llama-8b"} 600.0
 vllm:cache_config_info{block_size="16",cache_dtype="auto",engine="0",num_gpu_blocks="2048"} 1.0
 vllm:cache_config_info{block_size="16",cache_dtype="auto",engine="1",num_gpu_blocks="2048"} 1.0
 vllm:time_to_first_token_seconds_bucket{le="0.001",model_name="llama-8b"} 0.0
+vllm:time_to_first_token_seconds_sum{engine="0",model_name="llama-8b"} 3.5
+vllm:time_to_first_token_seconds_count{engine="0",model_name="llama-8b"} 10.0
+vllm:time_to_first_token_seconds_sum{engine="1",model_name="llama-8b"} 1.5
+vllm:time_to_first_token_seconds_count{engine="1",model_name="llama-8b"} 5.0
+vllm:time_per_output_token_seconds_sum{engine="0",model_name="llama-8b"} 2.0
+vllm:time_per_output_token_seconds_count{engine="0",model_name="llama-8b"} 100.0
+vllm:num_requests_waiting_by_reason{engine="0",model_name="llama-8b",reason="capacity"} 3.0
+vllm:num_requests_waiting_by_reason{engine="0",model_name="llama-8b",reason="deferred"} 1.0
+vllm:generation_tokens_total{engine="0",model_name="llama-8b"} 420.0
 `;
 
 describe('prometheus text', () => {
@@ -39,6 +48,11 @@ describe('vLLM metrics', () => {
       prefixCacheQueries: 1000,
       prefixCacheHits: 600,
       promptTokensTotal: undefined,
+      requestsCompleted: undefined,
+      generationTokensTotal: 420,
+      waitingForCapacity: 3,
+      // Histograms summed over engines; the older inter-token name is read where the new one is absent.
+      histograms: { ...NO_HISTOGRAMS, ttft: { sum: 5, count: 15 }, interToken: { sum: 2, count: 100 } },
       blockSize: 16,
       numGpuBlocks: 4096,
       modelNames: ['llama-8b'],

@@ -12,10 +12,43 @@ export interface VllmLoad {
   promptTokensTotal: number | undefined;
   /** Requests it has completed since it started (vllm:request_success_total, every finish reason). */
   requestsCompleted: number | undefined;
+  /** Tokens it has generated since it started (vllm:generation_tokens_total). */
+  generationTokensTotal: number | undefined;
+  /**
+   * Requests waiting for a slot or KV space (num_requests_waiting_by_reason{reason="capacity"}),
+   * as opposed to deferred ones; undefined where vLLM does not split the queue.
+   */
+  waitingForCapacity: number | undefined;
+  /** Its own per-request histograms since it started, summed over engines. */
+  histograms: VllmHistograms;
   blockSize: number | undefined;
   numGpuBlocks: number | undefined;
   /** Model names seen in the `model_name` label. */
   modelNames: string[];
+}
+
+/** A histogram's running sum and count. */
+export interface SumCount {
+  sum: number;
+  count: number;
+}
+
+/** Seconds, except the token counts. Each but TTFT and inter-token is observed when a request finishes. */
+export interface VllmHistograms {
+  /** Arrival to first token. */
+  ttft: SumCount | undefined;
+  /** Between two tokens of one request: one engine step while it decodes. */
+  interToken: SumCount | undefined;
+  /** Arrival to first scheduled (waiting for a slot or KV space). */
+  queue: SumCount | undefined;
+  /** First scheduled to first token. */
+  prefill: SumCount | undefined;
+  /** First scheduled to finished: how long a request holds its slot. */
+  inference: SumCount | undefined;
+  /** Prompt tokens it computed (not found in its prefix cache), per request. */
+  prefillComputedTokens: SumCount | undefined;
+  /** Tokens generated per request. */
+  generationTokens: SumCount | undefined;
 }
 
 // Current names first; older or vLLM-compatible servers use the others.
@@ -26,9 +59,35 @@ const PREFIX_QUERIES = ['vllm:prefix_cache_queries_total', 'vllm:prefix_cache_qu
 const PREFIX_HITS = ['vllm:prefix_cache_hits_total', 'vllm:prefix_cache_hits'];
 const PROMPT_TOKENS = ['vllm:prompt_tokens_total', 'vllm:prompt_tokens'];
 const COMPLETED = ['vllm:request_success_total', 'vllm:request_success'];
-const CACHE_CONFIG = 'vllm:cache_config_info';
+/** A page without any of the histograms (older or vLLM-compatible servers). */
+export const NO_HISTOGRAMS: Readonly<VllmHistograms> = Object.freeze({
+  ttft: undefined,
+  interToken: undefined,
+  queue: undefined,
+  prefill: undefined,
+  inference: undefined,
+  prefillComputedTokens: undefined,
+  generationTokens: undefined,
+});
 
-const WANTED = new Set([...RUNNING, ...WAITING, ...KV_USAGE, ...PREFIX_QUERIES, ...PREFIX_HITS, ...PROMPT_TOKENS, ...COMPLETED, CACHE_CONFIG]);
+const GENERATION_TOKENS = ['vllm:generation_tokens_total', 'vllm:generation_tokens'];
+const WAITING_BY_REASON = 'vllm:num_requests_waiting_by_reason';
+const CACHE_CONFIG = 'vllm:cache_config_info';
+const HISTOGRAMS: Record<keyof VllmHistograms, string[]> = {
+  ttft: ['vllm:time_to_first_token_seconds'],
+  interToken: ['vllm:inter_token_latency_seconds', 'vllm:time_per_output_token_seconds'],
+  queue: ['vllm:request_queue_time_seconds'],
+  prefill: ['vllm:request_prefill_time_seconds'],
+  inference: ['vllm:request_inference_time_seconds'],
+  prefillComputedTokens: ['vllm:request_prefill_kv_computed_tokens'],
+  generationTokens: ['vllm:request_generation_tokens'],
+};
+const HISTOGRAM_SERIES = Object.values(HISTOGRAMS).flatMap((names) => names.flatMap((n) => [`${n}_sum`, `${n}_count`]));
+
+const WANTED = new Set([
+  ...RUNNING, ...WAITING, ...KV_USAGE, ...PREFIX_QUERIES, ...PREFIX_HITS, ...PROMPT_TOKENS, ...COMPLETED, ...GENERATION_TOKENS,
+  WAITING_BY_REASON, CACHE_CONFIG, ...HISTOGRAM_SERIES,
+]);
 
 export class MetricsFormatError extends Error {
   override name = 'MetricsFormatError';
@@ -62,6 +121,23 @@ export function parseVllmMetrics(text: string): VllmLoad {
   const blockSize = cacheConfig.map((s) => Number(s.labels.block_size)).find((n) => Number.isFinite(n) && n > 0);
   const gpuBlocks = cacheConfig.map((s) => Number(s.labels.num_gpu_blocks)).filter((n) => Number.isFinite(n) && n > 0);
 
+  const sumCount = (names: string[]): SumCount | undefined => {
+    const name = names.find((n) => byName.has(`${n}_count`));
+    const count = name && sum([`${name}_count`]);
+    const total = name && sum([`${name}_sum`]);
+    return typeof count === 'number' && typeof total === 'number' ? { sum: total, count } : undefined;
+  };
+  const histograms: VllmHistograms = {
+    ttft: sumCount(HISTOGRAMS.ttft),
+    interToken: sumCount(HISTOGRAMS.interToken),
+    queue: sumCount(HISTOGRAMS.queue),
+    prefill: sumCount(HISTOGRAMS.prefill),
+    inference: sumCount(HISTOGRAMS.inference),
+    prefillComputedTokens: sumCount(HISTOGRAMS.prefillComputedTokens),
+    generationTokens: sumCount(HISTOGRAMS.generationTokens),
+  };
+  const byReason = byName.get(WAITING_BY_REASON);
+
   const modelNames = new Set<string>();
   for (const s of [...(first(RUNNING) ?? []), ...(first(WAITING) ?? [])]) {
     if (s.labels.model_name) modelNames.add(s.labels.model_name);
@@ -74,6 +150,9 @@ export function parseVllmMetrics(text: string): VllmLoad {
     prefixCacheHits: sum(PREFIX_HITS),
     promptTokensTotal: sum(PROMPT_TOKENS),
     requestsCompleted: sum(COMPLETED),
+    generationTokensTotal: sum(GENERATION_TOKENS),
+    waitingForCapacity: byReason?.filter((s) => s.labels.reason === 'capacity').reduce((acc, s) => acc + s.value, 0),
+    histograms,
     blockSize,
     numGpuBlocks: gpuBlocks.length > 0 ? gpuBlocks.reduce((a, b) => a + b, 0) : undefined,
     modelNames: [...modelNames],

@@ -2,7 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../config/load.js';
 import { ERRORS } from '../contract/errors.js';
 import type { BackendView } from '../fleet/backend.js';
-import type { VllmLoad } from '../fleet/vllm-metrics.js';
+import { NO_HISTOGRAMS, type VllmLoad } from '../fleet/vllm-metrics.js';
+import { emptyServiceRates } from '../fleet/service-rates.js';
 import { createSchedulerMemory } from './memory.js';
 import { schedulerFromConfig } from './registry.js';
 import type { SchedulingRequest } from './types.js';
@@ -15,6 +16,9 @@ const metrics = (running: number, waiting: number): VllmLoad => ({
   prefixCacheHits: undefined,
   promptTokensTotal: undefined,
   requestsCompleted: undefined,
+  generationTokensTotal: undefined,
+  waitingForCapacity: undefined,
+  histograms: NO_HISTOGRAMS,
   blockSize: 16,
   numGpuBlocks: 100_000,
   modelNames: [],
@@ -35,6 +39,7 @@ const backend = (id: string, over: Partial<BackendView> = {}): Mutable => ({
   queueing: false,
   suspect: false,
   recent: { prefixHitShare: undefined, othersShare: undefined },
+  rates: emptyServiceRates(),
   ...over,
 });
 
@@ -121,11 +126,12 @@ describe('first-token-cost scheduler (the default)', () => {
       const half = backend('b', { capacity: 256, metrics: small, recent: { prefixHitShare: hitShare, othersShare: undefined } });
       for (let i = 0; i < 12; i++) route(s, distinct(i), [full]);
       for (let i = 12; i < 14; i++) route(s, distinct(i), [half]);
-      half.inflight = 3;
+      half.inflight = 2;
       return route(s, distinct(99), [full, half]).id;
     };
     expect(fleetWith(0)).toBe('a');
-    // Where its cache is hit, a fuller cache does cost evictions: the half-full one is worth its queue.
+    // Where its cache is hit, a fuller cache does cost evictions: the half-full one is worth
+    // the delay it adds to its two running requests.
     expect(fleetWith(0.9)).toBe('b');
   });
 

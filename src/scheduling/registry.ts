@@ -18,7 +18,7 @@ type ScorerName = SchedulerConfig['scorers'][number]['name'];
 
 /** Every scorer a config may name, built from the scheduler's settings and its memory. */
 const SCORERS: Record<ScorerName, (config: SchedulerConfig, memory: SchedulerMemory) => Scorer> = {
-  'first-token-cost': (c, m) => createFirstTokenCostScorer(c.cost, m.meanUncachedPrefill),
+  'first-token-cost': (c) => createFirstTokenCostScorer(c.cost),
   'prefix-match': () => prefixMatchScorer,
   'least-load': (c) => createLeastLoadScorer(c.load),
   queue: () => queueScorer,
@@ -45,6 +45,7 @@ export function schedulerFromConfig(config: RouterConfig, memory: SchedulerMemor
     fallbacks: c.fallbacks,
     prefixIndex: memory.prefixIndex,
     tokenRatio: memory.tokenRatio,
+    meanUncachedPrefill: memory.meanUncachedPrefill,
     blocks: c.prefix,
   });
 }

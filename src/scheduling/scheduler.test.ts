@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { BackendView } from '../fleet/backend.js';
-import type { VllmLoad } from '../fleet/vllm-metrics.js';
+import { NO_HISTOGRAMS, type VllmLoad } from '../fleet/vllm-metrics.js';
+import { emptyServiceRates } from '../fleet/service-rates.js';
 import { parseConfig } from '../config/load.js';
 import { ERRORS } from '../contract/errors.js';
 import { createSchedulerMemory } from './memory.js';
@@ -16,6 +17,9 @@ const metrics = (running: number, waiting: number, kvCacheUsage = 0): VllmLoad =
   prefixCacheHits: undefined,
   promptTokensTotal: undefined,
   requestsCompleted: undefined,
+  generationTokensTotal: undefined,
+  waitingForCapacity: undefined,
+  histograms: NO_HISTOGRAMS,
   blockSize: 16,
   numGpuBlocks: 1000,
   modelNames: [],
@@ -36,6 +40,7 @@ function backend(id: string, over: Partial<BackendView> = {}): BackendView {
     queueing: false,
     suspect: false,
     recent: { prefixHitShare: undefined, othersShare: undefined },
+    rates: emptyServiceRates(),
     ...over,
   };
 }

@@ -2,6 +2,7 @@ import type { BackendView } from '../fleet/backend.js';
 import { promptBlocks, type BlockSettings, type PromptBlocks } from './prefix/prompt-blocks.js';
 import type { PrefixIndex } from './prefix/prefix-index.js';
 import type { TokenRatio } from './prefix/token-ratio.js';
+import { serviceTime, speedsOf, type ServiceTime, type Speed } from './service-time.js';
 import type { Decision, Filter, Picker, Scorer, ScoredBackend, ScoringInput, SchedulingRequest } from './types.js';
 
 export interface WeightedScorer {
@@ -19,6 +20,8 @@ export interface SchedulerOptions {
   prefixIndex: PrefixIndex;
   /** Bytes of prompt text per token per backend; kept across reloads with the index. */
   tokenRatio: TokenRatio;
+  /** Per backend: mean uncached prompt tokens of what was routed there (its queue's prefill); kept across reloads. */
+  meanUncachedPrefill: Map<string, number>;
   blocks: BlockSettings;
 }
 
@@ -28,13 +31,15 @@ export interface Scheduler {
 }
 
 const clamp01 = (x: number) => (x > 1 ? 1 : x >= 0 ? x : 0); // NaN -> 0
+/** Prompt tokens a backend must prefill: at least one (the last token is always computed). */
+const uncached = (prompt: number, cached: number) => Math.max(1, prompt - cached);
 
 /**
  * Filters, then weighted scores, then the picker. Decisions depend only on the request, the
  * backends' state and what earlier decisions taught the scorers (the prefix index, affinity).
  */
 export function createScheduler(options: SchedulerOptions): Scheduler {
-  const { filters, scorers, picker, fallbacks, prefixIndex, tokenRatio, blocks } = options;
+  const { filters, scorers, picker, fallbacks, prefixIndex, tokenRatio, meanUncachedPrefill, blocks } = options;
   const capacities = new Map<string, number>();
 
   const unitsPerToken = (p: PromptBlocks, b: BackendView) => (p.exactTokens ? 1 : tokenRatio.bytesPerToken(b));
@@ -44,6 +49,8 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
     let tokens: number | undefined;
     let cached: Float64Array | undefined;
     let fullness: Float64Array | undefined;
+    let speeds: Speed[] | undefined;
+    let times: ServiceTime[] | undefined;
     const blocksOf = () => (prompt ??= promptBlocks(request.prompt, blocks));
     const input: ScoringInput & { blocks(): PromptBlocks } = {
       request,
@@ -78,6 +85,14 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
         }
         return fullness;
       },
+      speeds: () => (speeds ??= speedsOf(backends)),
+      serviceTimes() {
+        if (times) return times;
+        const prompt = input.promptTokens();
+        const cachedTokens = input.cachedTokens();
+        const speed = input.speeds();
+        return (times = backends.map((b, i) => serviceTime(b, speed[i]!, uncached(prompt, cachedTokens[i]!), meanUncachedPrefill.get(b.id) ?? prompt)));
+      },
     };
     return input;
   }
@@ -111,14 +126,19 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
       const primary = ranked[0]!.backend;
       // Read before this request is recorded in the index, which would make it look cached.
       const i = eligible.indexOf(primary);
+      const cachedTokens = input.cachedTokens()[i] ?? 0;
       const why = {
         promptTokens: input.promptTokens(),
-        cachedTokens: input.cachedTokens()[i] ?? 0,
+        cachedTokens,
         candidates: eligible.length,
+        predictedTtftS: input.serviceTimes()[i]!.firstTokenS,
         score: ranked[0]!.score,
         runnerUpScore: ranked[1]?.score ?? null,
       };
       for (const { scorer } of scorers) scorer.picked?.(input, primary);
+      const sent = uncached(why.promptTokens, cachedTokens);
+      const previous = meanUncachedPrefill.get(primary.id);
+      meanUncachedPrefill.set(primary.id, previous === undefined ? sent : previous + 0.1 * (sent - previous));
       const p = input.blocks();
       syncCapacity(primary, p);
       prefixIndex.record(primary.id, p.hashes);

@@ -1,4 +1,5 @@
 import type { BackendView } from '../fleet/backend.js';
+import type { ServiceTime, Speed } from './service-time.js';
 
 /**
  * What the prompt is made of. `text` is the prompt exactly as the client's JSON spelled it
@@ -42,6 +43,10 @@ export interface ScoringInput {
   cachedTokens(): Float64Array;
   /** Per backend, how full its KV cache is believed to be (0..1): new blocks evict old ones at 1. */
   cacheFullness(): Float64Array;
+  /** Per backend, its speed: learned from its metrics, else its peers', else the prior. */
+  speeds(): readonly Speed[];
+  /** Per backend, the time this request would take there and cost the requests running there. */
+  serviceTimes(): readonly ServiceTime[];
 }
 
 /**
@@ -89,6 +94,8 @@ export interface DecisionReason {
   cachedTokens: number;
   /** Backends that passed the filters. */
   candidates: number;
+  /** Time to first token predicted on the primary, in seconds. */
+  predictedTtftS: number;
   /** The primary's weighted score and the runner-up's (equal scores mean a random tie-break). */
   score: number;
   runnerUpScore: number | null;

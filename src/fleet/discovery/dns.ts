@@ -68,7 +68,7 @@ export function createDnsDiscovery(options: DnsDiscoveryOptions): DiscoverySourc
       for (const g of config.discovery.dns) {
         for (const ip of members.get(keyOf(g)) ?? []) {
           const host = hostLiteral(ip);
-          out.push({ name: `${g.name}/${host}:${g.port}`, url: `${g.scheme}://${host}:${g.port}`, ...(g.models ? { models: g.models } : {}), capacity: g.capacity });
+          out.push({ name: `${g.name}/${host}:${g.port}`, url: `${g.scheme}://${host}:${g.port}`, ...(g.models ? { models: g.models } : {}), ...(g.capacity ? { capacity: g.capacity } : {}) });
         }
       }
       return out;

@@ -45,7 +45,7 @@ export function createKubernetesDiscovery(options: KubernetesDiscoveryOptions): 
       for (const g of config.discovery.kubernetes) {
         for (const pod of members.get(keyOf(g)) ?? []) {
           const models = pod.model ? [pod.model] : g.models;
-          out.push({ name: `${g.namespace}/${pod.pod}`, url: `${g.scheme}://${hostLiteral(pod.ip)}:${g.port}`, ...(models ? { models } : {}), capacity: g.capacity });
+          out.push({ name: `${g.namespace}/${pod.pod}`, url: `${g.scheme}://${hostLiteral(pod.ip)}:${g.port}`, ...(models ? { models } : {}), ...(g.capacity ? { capacity: g.capacity } : {}) });
         }
       }
       return out;

@@ -1,14 +1,17 @@
-import { estimateQueue } from '../load.js';
 import type { Scorer } from '../types.js';
 
 export interface FirstTokenCostSettings {
   /**
-   * What waiting behind one queued request costs, in prefill-token equivalents: roughly how
-   * long a busy server takes to free a slot, times its prefill rate.
+   * How much a second of waiting for a slot on a full backend counts: 1 for the request's own
+   * wait, plus the wait it passes on to the requests that will queue behind it.
    */
-  queuedRequestTokens: number;
-  /** What each running sequence adds, in prefill-token equivalents (it shares every step). */
-  runningRequestTokens: number;
+  queueWaitWeight: number;
+  /**
+   * How much a second of delay added to requests already streaming (our prefill stalls their
+   * next token, each running sequence slows every step) counts against a second of the new
+   * request's own wait for its first token.
+   */
+  streamingDelayWeight: number;
   /**
    * How much a prefill into a full cache costs again later: the blocks it evicts were
    * someone's cached prefix. 1 counts evicted tokens as fully lost work when the backend's
@@ -18,50 +21,33 @@ export interface FirstTokenCostSettings {
 }
 
 /**
- * Scores each backend by the work standing between this request and its first token,
- * measured in prefill tokens: the part of the prompt the backend does not already hold in its
- * KV cache, plus the queue ahead (each queued request's own prefill and the wait for a free
- * slot), plus the drag of the sequences it is already running, plus, when its cache is full,
- * the cached prefixes the new blocks will evict (work someone will redo). Cache affinity and load are
- * traded in one unit instead of by tuned weights: a shared system prompt draws traffic to the
- * server that holds it only until queueing there costs more than prefilling it elsewhere,
- * after which a second server caches it too.
+ * Scores each backend by the seconds the request would cost there, priced with that
+ * backend's own measured speed (scheduling/service-time.ts): its time to first token (the
+ * queue ahead, and the prefill of the part of the prompt the backend does not already hold),
+ * its decoding at the batch it joins, what it adds to the requests running there, and, when
+ * the cache is full, the prefill someone will redo for the cached prefixes it evicts. Cache
+ * affinity and load are traded in one unit, measured rather than tuned: a shared system prompt
+ * draws traffic to the server that holds it only while queueing there costs less than
+ * prefilling it elsewhere, and a server three times slower costs three times as much.
  */
-export function createFirstTokenCostScorer(settings: FirstTokenCostSettings, meanUncached: Map<string, number>): Scorer {
-  // meanUncached: mean uncached prompt tokens of what we sent to each backend (its queue's
-  // prefill work), kept by the scheduler's memory across reloads.
-
-  const costs = (input: Parameters<Scorer['score']>[0]) => {
-    const prompt = input.promptTokens();
-    const cached = input.cachedTokens();
-    const fullness = input.cacheFullness();
-    return input.backends.map((b, i) => {
-      const uncached = Math.max(1, prompt - cached[i]!);
-      // Evicted blocks are lost work only as often as that cache's blocks are hit: on a server
-      // whose prompts share nothing, a full cache costs nothing, and tiny differences in how
-      // full two such caches look must not outweigh their queues. Unknown yet: assume hit.
-      const eviction = uncached * fullness[i]! * settings.evictionWeight * (b.recent.prefixHitShare ?? 1);
-      const { running, waiting, full } = estimateQueue(b);
-      // Queued requests' prefill runs before ours; when the server is full we also wait for
-      // a slot behind each of them.
-      const queuedPrefill = waiting * (meanUncached.get(b.id) ?? prompt);
-      const slotWait = full ? (waiting + 1) * settings.queuedRequestTokens : 0;
-      return uncached + eviction + queuedPrefill + slotWait + running * settings.runningRequestTokens;
-    });
-  };
-
+export function createFirstTokenCostScorer(settings: FirstTokenCostSettings): Scorer {
   return {
     name: 'first-token-cost',
     score(input) {
-      const c = costs(input);
-      const min = Math.min(...c);
-      return c.map((cost) => min / cost);
-    },
-    picked(input, backend) {
-      const i = input.backends.indexOf(backend);
-      const uncached = Math.max(1, input.promptTokens() - (i >= 0 ? input.cachedTokens()[i]! : 0));
-      const previous = meanUncached.get(backend.id);
-      meanUncached.set(backend.id, previous === undefined ? uncached : previous + 0.1 * (uncached - previous));
+      const prompt = input.promptTokens();
+      const cached = input.cachedTokens();
+      const fullness = input.cacheFullness();
+      const speeds = input.speeds();
+      const costs = input.serviceTimes().map((t, i) => {
+        const b = input.backends[i]!;
+        const uncached = Math.max(1, prompt - cached[i]!);
+        // Evicted blocks are lost work only as often as that cache's blocks are hit: on a
+        // server whose prompts share nothing, a full cache costs nothing. Unknown yet: assume hit.
+        const evictionS = uncached * speeds[i]!.prefillPerTokenS * fullness[i]! * settings.evictionWeight * (b.recent.prefixHitShare ?? 1);
+        return t.firstTokenS + (settings.queueWaitWeight - 1) * t.slotWaitS + settings.streamingDelayWeight * t.dragS + evictionS;
+      });
+      const min = Math.min(...costs);
+      return costs.map((cost) => min / cost);
     },
   };
 }

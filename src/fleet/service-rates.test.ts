@@ -1,0 +1,153 @@
+import { describe, expect, it } from 'vitest';
+import { capacityOf, DEFAULT_CAPACITY } from './backend.js';
+import { createServiceRateLearner, emptyServiceRates } from './service-rates.js';
+import type { VllmLoad } from './vllm-metrics.js';
+
+/** A server whose step takes base + perSeq * batch and whose prefill takes one step plus perToken per uncached token. */
+function simulatedServer(base: number, perSeq: number, perToken: number) {
+  const page: VllmLoad = {
+    running: 0, waiting: 0, kvCacheUsage: 0, prefixCacheQueries: 0, prefixCacheHits: 0, promptTokensTotal: 0, requestsCompleted: 0,
+    generationTokensTotal: 0, waitingForCapacity: 0, blockSize: 16, numGpuBlocks: 1000, modelNames: ['m'],
+    histograms: {
+      ttft: { sum: 0, count: 0 }, interToken: { sum: 0, count: 0 }, queue: { sum: 0, count: 0 }, prefill: { sum: 0, count: 0 }, inference: { sum: 0, count: 0 },
+      prefillComputedTokens: { sum: 0, count: 0 }, generationTokens: { sum: 0, count: 0 },
+    },
+  };
+  return {
+    /** One interval: `batch` sequences running, `requests` arriving with `prompt` tokens of which `cached` hit, each generating `output`. */
+    interval(batch: number, requests: number, prompt: number, cached: number, output: number, waitingForCapacity = 0): VllmLoad {
+      const step = base + perSeq * batch;
+      const prefillS = step + perToken * (prompt - cached);
+      const t = page.histograms;
+      const next: VllmLoad = {
+        ...page,
+        running: batch,
+        waiting: waitingForCapacity,
+        waitingForCapacity,
+        promptTokensTotal: page.promptTokensTotal! + requests * prompt,
+        prefixCacheHits: page.prefixCacheHits! + requests * cached,
+        requestsCompleted: page.requestsCompleted! + requests,
+        generationTokensTotal: page.generationTokensTotal! + requests * output,
+        histograms: {
+          ttft: { sum: t.ttft!.sum + requests * prefillS, count: t.ttft!.count + requests },
+          interToken: { sum: t.interToken!.sum + requests * (output - 1) * step, count: t.interToken!.count + requests * (output - 1) },
+          queue: t.queue,
+          prefill: { sum: t.prefill!.sum + requests * prefillS, count: t.prefill!.count + requests },
+          inference: { sum: t.inference!.sum + requests * (prefillS + (output - 1) * step), count: t.inference!.count + requests },
+          prefillComputedTokens: { sum: t.prefillComputedTokens!.sum + requests * (prompt - cached), count: t.prefillComputedTokens!.count + requests },
+          generationTokens: { sum: t.generationTokens!.sum + requests * output, count: t.generationTokens!.count + requests },
+        },
+      };
+      Object.assign(page, next);
+      return next;
+    },
+  };
+}
+
+const none = { sumS: 0, count: 0 };
+
+describe('service rates learned from a backend\'s metrics', () => {
+  it('learns step time against batch size, prefill per uncached token, slot hold and output length', () => {
+    const learner = createServiceRateLearner();
+    const rates = emptyServiceRates();
+    const server = simulatedServer(0.02, 0.005, 0.0001);
+    let now = 0;
+    learner.observe(rates, server.interval(0, 0, 0, 0, 0), none, now);
+    for (let i = 0; i < 40; i++) learner.observe(rates, server.interval(1 + (i % 6), 3, 1000, 200 * (i % 3), 20), none, (now += 200));
+    // The batch of an interval is read from the gauges at its two ends, and the slope is
+    // shrunk a little toward 0: close, not exact.
+    expect(rates.stepBaseS! / 0.02).toBeGreaterThan(0.8);
+    expect(rates.stepBaseS! / 0.02).toBeLessThan(1.2);
+    expect(rates.stepPerSequenceS! / 0.005).toBeGreaterThan(0.8);
+    expect(rates.stepPerSequenceS! / 0.005).toBeLessThan(1.2);
+    expect(rates.prefillPerTokenS! / 0.0001).toBeCloseTo(1, 1);
+    expect(rates.outputTokens).toBeCloseTo(20, 6);
+    expect(rates.slotHoldS).toBeGreaterThan(0.02 * 19);
+    expect(rates.slots).toBeUndefined();
+  });
+
+  it('falls back to the prompt and cache-hit counters where vLLM has no computed-token histogram', () => {
+    const learner = createServiceRateLearner();
+    const rates = emptyServiceRates();
+    const server = simulatedServer(0.02, 0, 0.0002);
+    const withoutHistogram = (page: VllmLoad): VllmLoad => ({ ...page, histograms: { ...page.histograms, prefillComputedTokens: undefined } });
+    learner.observe(rates, withoutHistogram(server.interval(0, 0, 0, 0, 0)), none, 0);
+    for (let i = 1; i <= 10; i++) learner.observe(rates, withoutHistogram(server.interval(2, 2, 800, 300, 10)), none, i * 200);
+    expect(rates.prefillPerTokenS! / 0.0002).toBeCloseTo(1, 1);
+    expect(rates.measuredRequests).toBeGreaterThan(15);
+  });
+
+  it('takes the batch it runs while requests wait for capacity, in two scrapes running, as its slots', () => {
+    const learner = createServiceRateLearner();
+    const rates = emptyServiceRates();
+    const server = simulatedServer(0.02, 0, 0.0001);
+    learner.observe(rates, server.interval(0, 0, 0, 0, 0), none, 0);
+    learner.observe(rates, server.interval(8, 2, 100, 0, 10, 3), none, 200);
+    expect(rates.slots).toBeUndefined(); // one scrape's queue may be a request that just arrived
+    learner.observe(rates, server.interval(8, 2, 100, 0, 10, 2), none, 400);
+    expect(rates.slots).toBe(8);
+    // A request waiting for the step's token budget with a slot free does not shrink them.
+    learner.observe(rates, server.interval(5, 2, 100, 0, 10, 1), none, 600);
+    expect(rates.slots).toBe(8);
+    learner.observe(rates, server.interval(10, 2, 100, 0, 10), none, 800);
+    expect(rates.slots).toBe(10); // it ran more than that: it has more
+  });
+
+  it('measures its own predictions against the time to first token the server reports', () => {
+    const learner = createServiceRateLearner();
+    const rates = emptyServiceRates();
+    const server = simulatedServer(0.02, 0, 0.0001);
+    learner.observe(rates, server.interval(0, 0, 0, 0, 0), none, 0);
+    // TTFT is 0.02 + 0.1 = 0.12 s; predicted 0.09 s: 25 % off (compared every 40 measured requests).
+    for (let i = 1; i <= 9; i++) learner.observe(rates, server.interval(2, 4, 1000, 0, 10), { sumS: 4 * 0.09, count: 4 }, i * 200);
+    expect(rates.ttftError).toBeUndefined();
+    for (let i = 10; i <= 20; i++) learner.observe(rates, server.interval(2, 4, 1000, 0, 10), { sumS: 4 * 0.09, count: 4 }, i * 200);
+    expect(rates.ttftMeasuredS).toBeCloseTo(0.12, 6);
+    expect(rates.ttftPredictedS).toBeCloseTo(0.09, 6);
+    expect(rates.ttftError).toBeCloseTo(0.25, 6);
+  });
+
+  it('forgets old figures: a backend that slows down is followed', () => {
+    const learner = createServiceRateLearner();
+    const rates = emptyServiceRates();
+    const fast = simulatedServer(0.01, 0, 0.0001);
+    let now = 0;
+    learner.observe(rates, fast.interval(0, 0, 0, 0, 0), none, now);
+    for (let i = 0; i < 20; i++) learner.observe(rates, fast.interval(2, 2, 500, 0, 10), none, (now += 200));
+    // Always two running: only the step at that batch is told.
+    const stepAtTwo = () => rates.stepBaseS! + 2 * rates.stepPerSequenceS!;
+    expect(stepAtTwo() / 0.01).toBeCloseTo(1, 2);
+    // The same counters go on, three times slower, for two minutes.
+    const pageBefore = fast.interval(2, 0, 0, 0, 1);
+    learner.observe(rates, pageBefore, none, (now += 200));
+    let page = pageBefore;
+    for (let i = 0; i < 600; i++) {
+      const steps = 2 * 9;
+      const t = page.histograms;
+      page = {
+        ...page,
+        promptTokensTotal: page.promptTokensTotal! + 1000,
+        requestsCompleted: page.requestsCompleted! + 2,
+        generationTokensTotal: page.generationTokensTotal! + 20,
+        histograms: {
+          ...t,
+          interToken: { sum: t.interToken!.sum + steps * 0.03, count: t.interToken!.count + steps },
+          prefill: { sum: t.prefill!.sum + 2 * (0.03 + 500 * 0.0003), count: t.prefill!.count + 2 },
+          prefillComputedTokens: { sum: t.prefillComputedTokens!.sum + 1000, count: t.prefillComputedTokens!.count + 2 },
+        },
+      };
+      learner.observe(rates, page, none, (now += 200));
+    }
+    expect(stepAtTwo() / 0.03).toBeCloseTo(1, 2);
+    expect(rates.prefillPerTokenS).toBeCloseTo(0.0003, 5);
+  });
+});
+
+describe('capacity', () => {
+  it('is the configured one if given, else the slots the backend showed, else the default', () => {
+    const shown = { ...emptyServiceRates(), slots: 8 };
+    expect(capacityOf({ capacityOverride: 16, rates: shown })).toBe(16);
+    expect(capacityOf({ capacityOverride: undefined, rates: shown })).toBe(8);
+    expect(capacityOf({ capacityOverride: undefined, rates: emptyServiceRates() })).toBe(DEFAULT_CAPACITY);
+  });
+});

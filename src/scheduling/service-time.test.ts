@@ -1,0 +1,124 @@
+import { describe, expect, it } from 'vitest';
+import type { BackendView, ServiceRates } from '../fleet/backend.js';
+import { emptyServiceRates } from '../fleet/service-rates.js';
+import { NO_HISTOGRAMS, type VllmLoad } from '../fleet/vllm-metrics.js';
+import { parseConfig } from '../config/load.js';
+import { createSchedulerMemory } from './memory.js';
+import { schedulerFromConfig } from './registry.js';
+import { PRIOR_SPEED, serviceTime, speedsOf } from './service-time.js';
+import type { SchedulingRequest } from './types.js';
+
+const load = (running: number, waiting: number): VllmLoad => ({
+  running, waiting, kvCacheUsage: 0, prefixCacheQueries: undefined, prefixCacheHits: undefined, promptTokensTotal: undefined,
+  requestsCompleted: undefined, generationTokensTotal: undefined, waitingForCapacity: undefined, histograms: NO_HISTOGRAMS,
+  blockSize: 16, numGpuBlocks: 100_000, modelNames: [],
+});
+
+/** A server measured over many requests: step 20 ms + 1 ms per sequence, 0.1 ms per prefilled token, times `slowdown`. */
+const measured = (slowdown: number, over: Partial<ServiceRates> = {}): ServiceRates => ({
+  ...emptyServiceRates(),
+  stepBaseS: 0.02 * slowdown,
+  stepPerSequenceS: 0.001 * slowdown,
+  prefillPerTokenS: 0.0001 * slowdown,
+  slotHoldS: 0.5 * slowdown,
+  admissionS: 0.01 * slowdown,
+  outputTokens: 20,
+  measuredRequests: 1000,
+  ...over,
+});
+
+type Mutable = { -readonly [K in keyof BackendView]: BackendView[K] };
+const backend = (id: string, rates: ServiceRates, over: Partial<BackendView> = {}): Mutable => ({
+  id, endpoint: `10.0.0.${id.charCodeAt(0)}:8000`, models: ['m'], health: 'healthy', capacity: 8, metrics: load(0, 0), inflight: 0,
+  unseenDispatches: 0, unseenFinishes: 0, lastingExcess: 0, queueing: false, suspect: false,
+  recent: { prefixHitShare: undefined, othersShare: undefined }, rates, ...over,
+});
+
+describe('speeds', () => {
+  it('takes a figure a backend has not shown from its peers, else from the prior', () => {
+    const [known, unknown] = speedsOf([backend('a', measured(1)), backend('b', emptyServiceRates())]);
+    expect(known!.prefillPerTokenS).toBeCloseTo(0.0001, 8);
+    expect(unknown!.prefillPerTokenS).toBeCloseTo(0.0001, 8);
+    expect(speedsOf([backend('c', emptyServiceRates())])[0]).toEqual(PRIOR_SPEED);
+  });
+
+  it('weighs a backend that has shown little against its peers, so it is not starved on one early figure', () => {
+    const [fast, , lightlyMeasured] = speedsOf([
+      backend('a', measured(1)),
+      backend('b', measured(1)),
+      backend('c', measured(10, { measuredRequests: 1 })),
+    ]);
+    expect(fast!.prefillPerTokenS).toBeCloseTo(0.0001, 5);
+    // One request's worth of a tenfold figure moves it a fifth of the way.
+    expect(lightlyMeasured!.prefillPerTokenS).toBeGreaterThan(0.00015);
+    expect(lightlyMeasured!.prefillPerTokenS).toBeLessThan(0.0003);
+  });
+});
+
+describe('service time', () => {
+  it('prices the first token by the backend\'s own prefill rate and step', () => {
+    const [speed] = speedsOf([backend('a', measured(1))]);
+    const t = serviceTime(backend('a', measured(1)), speed!, 1000, 1000);
+    // admission 10 ms + one step with itself (21 ms) + 1000 tokens at 0.1 ms.
+    expect(t.firstTokenS).toBeCloseTo(0.01 + 0.021 + 0.1, 6);
+    expect(t.slotWaitS).toBe(0);
+    expect(t.dragS).toBe(0);
+  });
+
+  it('waits for a slot on a full backend: one frees every slot hold / slots', () => {
+    const full = backend('a', measured(1), { metrics: load(8, 3), inflight: 0, queueing: true });
+    const [speed] = speedsOf([full]);
+    const t = serviceTime(full, speed!, 1, 1000);
+    expect(t.slotWaitS).toBeCloseTo(((3 + 1) * 0.5) / 8, 6);
+    // The queue's prefill runs first, then its own.
+    expect(t.firstTokenS).toBeCloseTo(t.slotWaitS + 3 * 1000 * 0.0001 + 0.02 + 0.001 * 9 + 0.0001, 6);
+    // Its prefill stalls the 8 running, and it slows each of their steps.
+    expect(t.dragS).toBeCloseTo(8 * (1 * 0.0001 + 10 * 0.001), 6);
+  });
+});
+
+describe('first-token-cost on fleets nobody tuned it for', () => {
+  const scheduler = () => {
+    const config = parseConfig({});
+    let seed = 3;
+    return schedulerFromConfig(config, createSchedulerMemory(config), () => ((seed = (seed * 16807) % 2147483647) / 2147483647));
+  };
+  const prompt = (i: number): SchedulingRequest => ({ model: 'm', stream: true, prompt: { kind: 'text', bytes: Buffer.from(`request ${i} `.repeat(300)) } });
+
+  it('sends fewer requests to a server three times slower, by its measured speed', () => {
+    const s = scheduler();
+    const fleet = [backend('f', measured(1)), backend('s', measured(3))];
+    const served = new Map<string, number>();
+    const active: Mutable[] = [];
+    // A closed loop of 14: more than the fast server's 8 slots.
+    for (let i = 0; i < 300; i++) {
+      const d = s.schedule(prompt(i), fleet);
+      if (d.kind !== 'route') throw new Error(d.code);
+      const b = d.primary as Mutable;
+      served.set(b.id, (served.get(b.id) ?? 0) + 1);
+      b.inflight++;
+      active.push(b);
+      if (active.length > 14) active.shift()!.inflight--;
+    }
+    expect(served.get('f')!).toBeGreaterThan(served.get('s')! * 1.3);
+    expect(served.get('s')!).toBeGreaterThan(0);
+  });
+
+  it('goes to the slow server rather than queue on a full fast one', () => {
+    const s = scheduler();
+    const fast = backend('f', measured(1), { metrics: load(8, 4), queueing: true });
+    const slow = backend('s', measured(3), { metrics: load(2, 0) });
+    const d = s.schedule(prompt(1), [fast, slow]);
+    expect(d.kind === 'route' && d.primary.id).toBe('s');
+    expect(d.kind === 'route' && d.why.predictedTtftS).toBeGreaterThan(0);
+  });
+
+  it('knows a server is full at the slots it has shown, without a configured capacity', () => {
+    const s = scheduler();
+    // Both have 6 running; one has shown it runs 6 at most, the other 32.
+    const six = backend('a', measured(1), { capacity: 6, metrics: load(6, 0), inflight: 6 });
+    const many = backend('b', measured(1), { capacity: 32, metrics: load(6, 0), inflight: 6 });
+    const d = s.schedule(prompt(2), [six, many]);
+    expect(d.kind === 'route' && d.primary.id).toBe('b');
+  });
+});

@@ -1,0 +1,101 @@
+import type { BackendView, ServiceRates } from '../fleet/backend.js';
+import { estimateQueue } from './load.js';
+
+/** A backend's speed with every figure filled in: its own, else the fleet's, else the prior. */
+export interface Speed {
+  stepBaseS: number;
+  stepPerSequenceS: number;
+  prefillPerTokenS: number;
+  slotHoldS: number;
+  admissionS: number;
+  frontEndS: number;
+  outputTokens: number;
+}
+
+/**
+ * Assumed before any backend of the model has shown its own: an 8B model on one GPU (a 6 ms
+ * step, +0.15 ms per running sequence, 0.05 ms per prefilled token, 128 generated tokens).
+ * Only their ratios matter, and only until the first scrapes arrive.
+ */
+export const PRIOR_SPEED: Readonly<Speed> = Object.freeze({
+  stepBaseS: 0.006,
+  stepPerSequenceS: 0.00015,
+  prefillPerTokenS: 0.00005,
+  slotHoldS: 128 * 0.006,
+  admissionS: 0.003,
+  frontEndS: 0,
+  outputTokens: 128,
+});
+
+const FIGURES = ['stepBaseS', 'stepPerSequenceS', 'prefillPerTokenS', 'slotHoldS', 'admissionS', 'frontEndS', 'outputTokens'] as const satisfies readonly (keyof Speed & keyof ServiceRates)[];
+const SPEED_FIGURES = FIGURES.filter((f) => f !== 'outputTokens');
+
+/**
+ * Requests of a backend's own worth as much as its peers' figures: a backend that has shown
+ * little (new, or left idle because it once looked slow, its evidence decayed) is judged mostly
+ * by its peers, so it gets traffic again and is measured afresh rather than starved.
+ */
+const PEER_WEIGHT_REQUESTS = 4;
+
+/**
+ * Each backend's speed: its own figures weighed against the mean of the candidates that know
+ * them (a server of a model is most likely like its peers), else the prior.
+ */
+export function speedsOf(backends: readonly BackendView[]): Speed[] {
+  const fleet = { ...PRIOR_SPEED };
+  for (const figure of FIGURES) {
+    let sum = 0;
+    let weight = 0;
+    for (const b of backends) {
+      const value = b.rates[figure];
+      if (value !== undefined) {
+        sum += value * (b.rates.measuredRequests + 1);
+        weight += b.rates.measuredRequests + 1;
+      }
+    }
+    if (weight > 0) fleet[figure] = sum / weight;
+  }
+  return backends.map((b) => {
+    const speed = { ...fleet };
+    const own = b.rates.measuredRequests / (b.rates.measuredRequests + PEER_WEIGHT_REQUESTS);
+    // How long requests run is the workload's, not the server's: what one server happened to
+    // be sent must not make the next request look longer there.
+    for (const figure of SPEED_FIGURES) {
+      const value = b.rates[figure];
+      if (value !== undefined) speed[figure] = own * value + (1 - own) * fleet[figure];
+    }
+    return speed;
+  });
+}
+
+/** Seconds a request would spend on one backend, and what it would cost the others there. */
+export interface ServiceTime {
+  /** Until its first token: waiting for a slot (or the step in progress), the queue's prefill ahead, its own prefill. */
+  firstTokenS: number;
+  /** Its decoding, at the batch it joins. */
+  decodeS: number;
+  /** Of that, waiting for a slot on a full backend. */
+  slotWaitS: number;
+  /** What it adds to the requests already running: its prefill stalls their next token, and each of their steps grows. */
+  dragS: number;
+}
+
+/**
+ * The time model: an engine step with n running sequences takes base + n * perSequence, a
+ * prefill takes one step plus its uncached tokens at the backend's prefill rate, a request
+ * queued behind a full backend waits for a slot (a slot frees every slotHold / capacity
+ * seconds), and the queued requests' prefill runs first.
+ */
+export function serviceTime(backend: BackendView, speed: Speed, uncachedTokens: number, queuedUncachedTokens: number): ServiceTime {
+  const { running, waiting, full } = estimateQueue(backend);
+  const step = speed.stepBaseS + speed.stepPerSequenceS * (running + 1);
+  const ownPrefillS = uncachedTokens * speed.prefillPerTokenS;
+  const slotWaitS = full ? ((waiting + 1) * speed.slotHoldS) / backend.capacity : speed.admissionS;
+  const queuedPrefillS = waiting * queuedUncachedTokens * speed.prefillPerTokenS;
+  return {
+    firstTokenS: speed.frontEndS + slotWaitS + queuedPrefillS + step + ownPrefillS,
+    slotWaitS: full ? slotWaitS : 0,
+    decodeS: speed.outputTokens * step,
+    dragS: running * (ownPrefillS + (speed.outputTokens / 2) * speed.stepPerSequenceS),
+  };
+}
