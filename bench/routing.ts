@@ -3,8 +3,9 @@
  * stack (Envoy + router + simulated vLLM servers, loopback only).
  *
  *   npm run bench:routing [-- --quick] [--out FILE.json] [--time-scale 1] [--only w1,w2] [--strategies s1,s2]
- *                         [--scheduler '{"cost":{"queuedRequestTokens":1024}}']   (config for "ours")
+ *                         [--scheduler '{"cost":{"evictionWeight":1}}']   (config for "ours")
  *                         [--rounds 1]   (runs of every strategy, taking turns; figures pool them)
+ *                         [--fleets uniform,mixed-speed,mixed-slots,small-cache]   (simulated fleets, bench/stack.ts SIM_FLEETS)
  *   npm run bench:routing -- --backend vllm [--vllm-servers 2]   (real vLLM, CPU build: npm run setup:vllm)
  */
 import { mkdir, writeFile } from 'node:fs/promises';
@@ -13,12 +14,14 @@ import { parseArgs } from 'node:util';
 import { groupedBarsSvg } from './chart.js';
 import { closeClient, drive, type RequestResult } from './client.js';
 import { countersSince, readCounters, type ServerCounters } from './server-counters.js';
-import { BENCH_ENGINE, SIM_ROUTING, STRATEGIES, startRoutingLayer, startSimFleet, type BenchServer, type Strategy } from './stack.js';
+import { BENCH_ENGINE, SIM_FLEETS, STRATEGIES, startRoutingLayer, startSimFleet, type BenchServer, type SimServerShape, type Strategy } from './stack.js';
 import { upperBoundHits } from './upper-bound.js';
 import { startVllmFleet, type VllmFleet } from './vllm-fleet.js';
 import { allWorkloads, type BenchRequest, type Workload } from './workloads.js';
 
 interface RunResult {
+  /** Which fleet (SIM_FLEETS, or real vLLM). */
+  fleet: string;
   workload: string;
   strategy: string;
   /** Runs pooled into this row. */
@@ -40,6 +43,12 @@ interface RunResult {
   imbalance: number;
   /** Per simulated server: requests served, its own hit rate, preemptions. */
   servers: Array<{ model: string; served: number; hitRate: number; preemptions: number }>;
+  /**
+   * The router's time-to-first-token prediction against each server's own measurement: mean
+   * absolute error relative to the measured mean, over windows of 40 requests, averaged over the
+   * servers (null where the router predicted nothing: Envoy-only strategies).
+   */
+  ttftPredictionError: number | null;
   firstErrors: string[];
 }
 
@@ -51,7 +60,7 @@ const summary = (values: number[]) => {
 const round = (x: number, d = 1) => Math.round(x * 10 ** d) / 10 ** d;
 
 /** Where the model servers come from: fresh simulators for every run, or real vLLM started once. */
-type Backend = { kind: 'sim'; timeScale: number } | { kind: 'vllm'; fleet: VllmFleet };
+type Backend = { kind: 'sim'; timeScale: number; shapes: readonly SimServerShape[] } | { kind: 'vllm'; fleet: VllmFleet };
 
 interface Run {
   results: RequestResult[];
@@ -59,10 +68,20 @@ interface Run {
   durationS: number;
   servers: BenchServer[];
   counters: ServerCounters[];
+  /** Per server, the router's relative TTFT prediction error, where it made predictions. */
+  ttftErrors: number[];
+}
+
+/** The router's own account of how well it predicted each backend's time to first token. */
+async function predictionErrors(routerAdmin: string): Promise<number[]> {
+  const stats = (await fetch(`${routerAdmin}/stats`, { signal: AbortSignal.timeout(10_000) }).then((r) => r.json())) as {
+    backends: Array<{ ttft: { error: number | null } }>;
+  };
+  return stats.backends.map((b) => b.ttft.error).filter((e): e is number => e !== null);
 }
 
 async function runOne(workload: Workload, strategy: Strategy, backend: Backend, budgetMs: number): Promise<Run> {
-  const sims = backend.kind === 'sim' ? await startSimFleet(workload.fleet, backend.timeScale) : undefined;
+  const sims = backend.kind === 'sim' ? await startSimFleet(workload.fleet, backend.timeScale, backend.shapes) : undefined;
   try {
     let servers: BenchServer[];
     let routing;
@@ -73,13 +92,14 @@ async function runOne(workload: Workload, strategy: Strategy, backend: Backend, 
       routing = await startRoutingLayer(servers, strategy);
     } else {
       servers = sims!.sims;
-      routing = await startRoutingLayer(servers, strategy, SIM_ROUTING);
+      routing = await startRoutingLayer(servers, strategy);
     }
     try {
       const before = await Promise.all(servers.map((s) => readCounters(s.url)));
       const { results, sent, durationS } = await drive(routing.url, workload, Date.now() + budgetMs);
       const after = await Promise.all(servers.map((s) => readCounters(s.url)));
-      return { results, sent, durationS, servers, counters: after.map((a, i) => countersSince(before[i]!, a)) };
+      const ttftErrors = strategy.envoyOnly ? [] : await predictionErrors(routing.routerAdmin);
+      return { results, sent, durationS, servers, counters: after.map((a, i) => countersSince(before[i]!, a)), ttftErrors };
     } finally {
       await routing.stop();
     }
@@ -91,7 +111,7 @@ async function runOne(workload: Workload, strategy: Strategy, backend: Backend, 
 const completedPerS = (run: Run) => run.results.filter((x) => x.ok).length / run.durationS;
 
 /** One row of figures for a (workload, strategy), pooling its runs (rounds). */
-function summarize(workload: Workload, strategy: Strategy, runs: Run[]): RunResult {
+function summarize(fleet: string, workload: Workload, strategy: Strategy, runs: Run[]): RunResult {
   const results = runs.flatMap((r) => r.results);
   const ok = results.filter((r) => r.ok);
   const durationS = runs.reduce((a, r) => a + r.durationS, 0);
@@ -109,7 +129,9 @@ function summarize(workload: Workload, strategy: Strategy, runs: Run[]): RunResu
       return mean > 0 ? Math.max(...group) / mean : 1;
     }),
   );
+  const ttftErrors = runs.flatMap((r) => r.ttftErrors);
   return {
+    fleet,
     workload: workload.name,
     strategy: strategy.name,
     rounds: runs.length,
@@ -126,81 +148,86 @@ function summarize(workload: Workload, strategy: Strategy, runs: Run[]): RunResu
     meanPromptTokens: Math.round(servers.reduce((a, s) => a + s.promptTokens, 0) / Math.max(1, servers.reduce((a, s) => a + s.served, 0))),
     imbalance: round(imbalance, 2),
     servers: servers.map((s) => ({ model: s.model, served: s.served, hitRate: round(s.queries > 0 ? s.hits / s.queries : 0, 4), preemptions: s.preemptions })),
+    ttftPredictionError: ttftErrors.length > 0 ? round(ttftErrors.reduce((a, e) => a + e, 0) / ttftErrors.length, 3) : null,
     firstErrors: results.filter((r) => !r.ok).slice(0, 3).map((r) => r.error ?? `status ${r.status}`),
   };
 }
 
+const boundKey = (fleet: string, workload: string) => `${fleet}/${workload}`;
+
 function table(rows: RunResult[], bounds: Map<string, number>): string {
-  const head = ['workload', 'strategy', 'ok/sent', 'TTFT p50', 'p90', 'p99', 'e2e p50', 'req/s', 'tok/s', 'hit rate', 'bound', 'imbalance'];
-  const lines = rows.map((r) => [
-    r.workload,
-    r.strategy,
-    `${r.completed}/${r.requests}`,
-    r.ttftMs.p50.toFixed(1),
-    r.ttftMs.p90.toFixed(1),
-    r.ttftMs.p99.toFixed(1),
-    r.e2eMs.p50.toFixed(1),
-    r.requestsPerS.toFixed(2),
-    r.tokensPerS.toFixed(0),
-    (r.hitRate * 100).toFixed(1) + '%',
-    bounds.has(r.workload) ? (bounds.get(r.workload)! * 100).toFixed(1) + '%' : '-',
-    r.imbalance.toFixed(2),
-  ]);
+  const head = ['fleet', 'workload', 'strategy', 'ok/sent', 'TTFT p50', 'p90', 'p99', 'e2e p50', 'req/s', 'tok/s', 'hit rate', 'bound', 'imbalance', 'TTFT err'];
+  const lines = rows.map((r) => {
+    const bound = bounds.get(boundKey(r.fleet, r.workload));
+    return [
+      r.fleet,
+      r.workload,
+      r.strategy,
+      `${r.completed}/${r.requests}`,
+      r.ttftMs.p50.toFixed(1),
+      r.ttftMs.p90.toFixed(1),
+      r.ttftMs.p99.toFixed(1),
+      r.e2eMs.p50.toFixed(1),
+      r.requestsPerS.toFixed(2),
+      r.tokensPerS.toFixed(0),
+      (r.hitRate * 100).toFixed(1) + '%',
+      bound !== undefined ? (bound * 100).toFixed(1) + '%' : '-',
+      r.imbalance.toFixed(2),
+      r.ttftPredictionError === null ? '-' : (r.ttftPredictionError * 100).toFixed(0) + '%',
+    ];
+  });
   const widths = head.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));
-  const fmt = (cells: string[]) => cells.map((c, i) => (i < 2 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
+  const fmt = (cells: string[]) => cells.map((c, i) => (i < 3 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
   return [fmt(head), ...lines.map(fmt)].join('\n');
 }
 
-function verdicts(rows: RunResult[], bounds: Map<string, number>, quick: boolean): string[] {
-  const get = (w: string, s: string) => rows.find((r) => r.workload === w && r.strategy === s);
-  const out: string[] = quick
-    ? ['quick mode: a few dozen requests per run, dominated by cold caches; the targets are judged on the full run']
-    : [];
-  for (const w of ['shared-system-prompts', 'long-document-qa', 'multi-turn-chat']) {
-    const ours = get(w, 'ours');
-    const rr = get(w, 'envoy-round-robin');
-    const lr = get(w, 'envoy-least-request');
-    const bound = bounds.get(w);
-    if (!ours || !rr || !lr || bound === undefined) continue;
-    const ratio = ours.hitRate / bound;
-    out.push(`${w}: hit rate ${(ours.hitRate * 100).toFixed(1)}% = ${(ratio * 100).toFixed(0)}% of the upper bound (target >= 90%): ${ratio >= 0.9 ? 'met' : 'NOT met'}`);
-    const ttft = ours.ttftMs.p50 / rr.ttftMs.p50;
-    out.push(`${w}: TTFT p50 ${ours.ttftMs.p50} ms vs round robin ${rr.ttftMs.p50} ms = ${ttft.toFixed(2)}x (target <= 0.33x): ${ttft <= 1 / 3 ? 'met' : 'NOT met'}`);
-    const tput = ours.requestsPerS / lr.requestsPerS;
-    out.push(`${w}: throughput ${ours.requestsPerS} req/s vs least request ${lr.requestsPerS} = ${tput.toFixed(2)}x (target >= 1.0x): ${tput >= 1 ? 'met' : 'NOT met'}`);
-  }
-  const ours = get('random-prompts', 'ours');
-  const lr = get('random-prompts', 'envoy-least-request');
-  if (ours && lr) {
-    const ttft = ours.ttftMs.p50 / lr.ttftMs.p50;
-    const tput = ours.requestsPerS / lr.requestsPerS;
-    out.push(
-      `random-prompts: TTFT p50 ${ttft.toFixed(2)}x and throughput ${tput.toFixed(2)}x least request (target within 5%): ${ttft <= 1.05 && tput >= 0.95 ? 'met' : 'NOT met'}`,
-    );
-  }
-  return out;
-}
+/** Workloads whose prompts share long prefixes: there the router must beat least request clearly. */
+const SHARED_PREFIX = new Set(['shared-system-prompts', 'long-document-qa']);
 
-/** The targets on real vLLM: at least least-request's throughput everywhere, 1.25x where prompts share prefixes. */
-function vllmVerdicts(rows: RunResult[]): string[] {
+/**
+ * The targets against Envoy's least request, on every fleet and workload: its throughput at
+ * least (1.25x where prompts share prefixes), TTFT p50 no worse, and, for the router, a TTFT
+ * prediction within 25 % of what the servers measured.
+ */
+function leastRequestVerdicts(rows: RunResult[]): string[] {
   const out: string[] = [];
-  for (const w of [...new Set(rows.map((r) => r.workload))]) {
-    const ours = rows.find((r) => r.workload === w && r.strategy === 'ours');
-    const lr = rows.find((r) => r.workload === w && r.strategy === 'envoy-least-request');
-    if (!ours || !lr) continue;
-    const target = w === 'random-prompts' ? 1 : 1.25;
+  for (const { fleet, workload: w } of rows.filter((r) => r.strategy === 'ours')) {
+    const get = (s: string) => rows.find((r) => r.fleet === fleet && r.workload === w && r.strategy === s);
+    const ours = get('ours')!;
+    const lr = get('envoy-least-request');
+    if (!lr) continue;
+    const target = SHARED_PREFIX.has(w) ? 1.25 : 1;
     const tput = ours.requestsPerS / lr.requestsPerS;
     const ttft = ours.ttftMs.p50 / lr.ttftMs.p50;
-    const met = tput >= target && ttft <= 1;
+    const error = ours.ttftPredictionError;
+    const met = tput >= target && ttft <= 1 && error !== null && error < 0.25;
     // A host's speed drifts over minutes: the ratio within each round, where the two ran one
     // after the other, shows how much of the pooled ratio is noise.
     const paired = ours.perRoundRequestsPerS.map((x, i) => x / lr.perRoundRequestsPerS[i]!);
     const geomean = Math.exp(paired.reduce((a, x) => a + Math.log(x), 0) / paired.length);
     out.push(
-      `${w}: throughput ${ours.requestsPerS} vs least request ${lr.requestsPerS} req/s = ${tput.toFixed(2)}x (target >= ${target}x; ` +
-        `per round ${paired.map((x) => x.toFixed(2)).join(', ')}, geometric mean ${geomean.toFixed(2)}x), ` +
-        `TTFT p50 ${ours.ttftMs.p50} vs ${lr.ttftMs.p50} ms = ${ttft.toFixed(2)}x (target <= 1x): ${met ? 'met' : 'NOT met'}`,
+      `${fleet} ${w}: throughput ${ours.requestsPerS} vs least request ${lr.requestsPerS} req/s = ${tput.toFixed(2)}x (target >= ${target}x` +
+        (paired.length > 1 ? `; per round ${paired.map((x) => x.toFixed(2)).join(', ')}, geometric mean ${geomean.toFixed(2)}x` : '') +
+        `), TTFT p50 ${ours.ttftMs.p50} vs ${lr.ttftMs.p50} ms = ${ttft.toFixed(2)}x (target <= 1x), ` +
+        `TTFT prediction error ${error === null ? 'none' : (error * 100).toFixed(0) + '%'} (target < 25%): ${met ? 'met' : 'NOT met'}`,
     );
+  }
+  return out;
+}
+
+/** On the uniform simulated fleet: hit rate against the upper bound, and TTFT against round robin. */
+function cacheVerdicts(rows: RunResult[], bounds: Map<string, number>): string[] {
+  const out: string[] = [];
+  const get = (w: string, s: string) => rows.find((r) => r.fleet === 'uniform' && r.workload === w && r.strategy === s);
+  for (const w of ['shared-system-prompts', 'long-document-qa', 'multi-turn-chat']) {
+    const ours = get(w, 'ours');
+    const rr = get(w, 'envoy-round-robin');
+    const bound = bounds.get(boundKey('uniform', w));
+    if (!ours || !rr || bound === undefined) continue;
+    const ratio = ours.hitRate / bound;
+    out.push(`uniform ${w}: hit rate ${(ours.hitRate * 100).toFixed(1)}% = ${(ratio * 100).toFixed(0)}% of the upper bound (target >= 90%): ${ratio >= 0.9 ? 'met' : 'NOT met'}`);
+    const ttft = ours.ttftMs.p50 / rr.ttftMs.p50;
+    out.push(`uniform ${w}: TTFT p50 ${ours.ttftMs.p50} ms vs round robin ${rr.ttftMs.p50} ms = ${ttft.toFixed(2)}x (target <= 0.33x): ${ttft <= 1 / 3 ? 'met' : 'NOT met'}`);
   }
   return out;
 }
@@ -219,6 +246,7 @@ async function main(): Promise<void> {
       backend: { type: 'string', default: 'sim' },
       'vllm-servers': { type: 'string', default: '2' },
       rounds: { type: 'string' },
+      fleets: { type: 'string' },
     },
   });
   const quick = values.quick!;
@@ -240,46 +268,54 @@ async function main(): Promise<void> {
     strategies = strategies.map((s) => (s.name === 'ours' ? { ...s, label: `ours with ${values.scheduler}`, scheduler } : s));
   }
   if (strategies.length === 0) throw new Error(`--strategies: none of ${STRATEGIES.map((s) => s.name).join(', ')}`);
+  const fleets = onVllm ? ['real-vllm'] : (values.fleets?.split(',') ?? Object.keys(SIM_FLEETS));
+  const unknownFleet = fleets.find((f) => !onVllm && !(f in SIM_FLEETS));
+  if (unknownFleet) throw new Error(`--fleets: unknown fleet '${unknownFleet}' (${Object.keys(SIM_FLEETS).join(', ')})`);
   const budgetMs = quick ? (onVllm ? 15_000 : 8_000) : 60_000;
   const started = Date.now();
 
-  const fleet = onVllm ? await startVllmFleet(vllmServers, 'tiny') : undefined;
-  const backend: Backend = fleet ? { kind: 'vllm', fleet } : { kind: 'sim', timeScale };
-  const engine = fleet ? fleet.engine : BENCH_ENGINE;
+  const vllm = onVllm ? await startVllmFleet(vllmServers, 'tiny') : undefined;
+  const engine = vllm ? vllm.engine : BENCH_ENGINE;
   const rows: RunResult[] = [];
   const bounds = new Map<string, number>();
   try {
-    for (const workload of workloads) {
-      const runs = new Map<string, Run[]>(strategies.map((s) => [s.name, []]));
-      for (let r = 0; r < rounds; r++) {
-        // Each round starts one strategy later, so no strategy always follows the same one.
-        for (let k = 0; k < strategies.length; k++) {
-          const strategy = strategies[(k + r) % strategies.length]!;
-          const run = await runOne(workload, strategy, backend, budgetMs);
-          runs.get(strategy.name)!.push(run);
-          const ok = run.results.filter((x) => x.ok).length;
-          process.stderr.write(`${workload.name} / ${strategy.name} (round ${r + 1}): ${ok}/${run.results.length} ok, ${completedPerS(run).toFixed(2)} req/s\n`);
+    for (const fleetName of fleets) {
+      const shapes = SIM_FLEETS[fleetName]?.shapes ?? [{}];
+      const backend: Backend = vllm ? { kind: 'vllm', fleet: vllm } : { kind: 'sim', timeScale, shapes };
+      for (const workload of workloads) {
+        const runs = new Map<string, Run[]>(strategies.map((s) => [s.name, []]));
+        for (let r = 0; r < rounds; r++) {
+          // Each round starts one strategy later, so no strategy always follows the same one.
+          for (let k = 0; k < strategies.length; k++) {
+            const strategy = strategies[(k + r) % strategies.length]!;
+            const run = await runOne(workload, strategy, backend, budgetMs);
+            runs.get(strategy.name)!.push(run);
+            const ok = run.results.filter((x) => x.ok).length;
+            process.stderr.write(`${fleetName} / ${workload.name} / ${strategy.name} (round ${r + 1}): ${ok}/${run.results.length} ok, ${completedPerS(run).toFixed(2)} req/s\n`);
+          }
         }
-      }
-      for (const strategy of strategies) rows.push(summarize(workload, strategy, runs.get(strategy.name)!));
-      // The bound replays through the simulator's engine and tokenizer: meaningful for simulated fleets only.
-      if (!onVllm) {
-        const sent = runs.get(strategies[0]!.name)![0]!.sent;
-        // Per model: one server with all of that model's servers' blocks; tokens summed over models.
-        let hits = 0;
-        let queries = 0;
-        for (const { model, servers } of workload.fleet) {
-          const mine = sent.filter((x) => x.request.model === model);
-          const bound = upperBoundHits(mine, BENCH_ENGINE.numGpuBlocks * servers, BENCH_ENGINE.blockSize);
-          hits += bound.hits;
-          queries += bound.queries;
+        for (const strategy of strategies) rows.push(summarize(fleetName, workload, strategy, runs.get(strategy.name)!));
+        // The bound replays through the simulator's engine and tokenizer: meaningful for simulated fleets only.
+        if (!onVllm) {
+          const sent = runs.get(strategies[0]!.name)![0]!.sent;
+          // Per model: one server with all of that model's servers' blocks; tokens summed over models.
+          let hits = 0;
+          let queries = 0;
+          for (const { model, servers } of workload.fleet) {
+            const mine = sent.filter((x) => x.request.model === model);
+            let blocks = 0;
+            for (let i = 0; i < servers; i++) blocks += shapes[i % shapes.length]!.numGpuBlocks ?? BENCH_ENGINE.numGpuBlocks;
+            const bound = upperBoundHits(mine, blocks, BENCH_ENGINE.blockSize);
+            hits += bound.hits;
+            queries += bound.queries;
+          }
+          bounds.set(boundKey(fleetName, workload.name), round(queries > 0 ? hits / queries : 0, 4));
         }
-        bounds.set(workload.name, round(queries > 0 ? hits / queries : 0, 4));
       }
     }
   } finally {
     closeClient();
-    await fleet?.stop();
+    await vllm?.stop();
   }
 
   const args = process.argv.slice(2).join(' ');
@@ -291,20 +327,28 @@ async function main(): Promise<void> {
     rounds,
     timeScale,
     engine,
+    fleets: fleets.map((name) => ({ name, description: SIM_FLEETS[name]?.description ?? `real vLLM, ${vllmServers} servers` })),
     strategies: strategies.map((s) => ({ name: s.name, label: s.label })),
-    workloads: workloads.map((w) => ({ name: w.name, description: w.description, fleet: w.fleet, concurrency: w.concurrency, upperBoundHitRate: bounds.get(w.name) })),
+    workloads: workloads.map((w) => ({ name: w.name, description: w.description, fleet: w.fleet, concurrency: w.concurrency })),
+    upperBoundHitRates: Object.fromEntries(bounds),
     results: rows,
-    verdicts: onVllm ? vllmVerdicts(rows) : verdicts(rows, bounds, quick),
+    verdicts: [
+      ...(quick ? ['quick mode: a few dozen requests per run, dominated by cold caches; the targets are judged on the full run'] : []),
+      ...leastRequestVerdicts(rows),
+      ...(onVllm ? [] : cacheVerdicts(rows, bounds)),
+    ],
     elapsedS: round((Date.now() - started) / 1000),
   };
   await mkdir(dirname(out), { recursive: true });
   await writeFile(out, JSON.stringify(report, null, 2) + '\n');
-  const names = workloads.map((w) => w.name);
+  const groups = fleets.flatMap((f) => workloads.map((w) => ({ fleet: f, workload: w.name })));
+  const names = groups.map((g) => (fleets.length > 1 ? `${g.fleet} ${g.workload}` : g.workload));
   const strategyNames = strategies.map((s) => s.name);
-  const pick = (f: (r: RunResult) => number) => names.map((w) => strategyNames.map((s) => f(rows.find((r) => r.workload === w && r.strategy === s)!)));
+  const pick = (f: (r: RunResult) => number) =>
+    groups.map((g) => strategyNames.map((s) => f(rows.find((r) => r.fleet === g.fleet && r.workload === g.workload && r.strategy === s)!)));
   const svg = groupedBarsSvg(names, strategyNames, [
     { title: 'Time to first token, p50', unit: 'ms, lower is better', values: pick((r) => r.ttftMs.p50) },
-    { title: 'Prefix-cache hit rate', unit: 'share of prompt tokens, higher is better', values: pick((r) => r.hitRate), marks: names.map((w) => bounds.get(w)) },
+    { title: 'Prefix-cache hit rate', unit: 'share of prompt tokens, higher is better', values: pick((r) => r.hitRate), marks: groups.map((g) => bounds.get(boundKey(g.fleet, g.workload))) },
     { title: 'Completed requests per second', unit: 'higher is better', values: pick((r) => r.requestsPerS) },
   ]);
   await writeFile(out.replace(/\.json$/, '.svg'), svg);

@@ -31,8 +31,24 @@ export const STRATEGIES: Strategy[] = [
 /** Engine of every simulated server in the benchmark: small enough that caching matters. */
 export const BENCH_ENGINE = { maxNumSeqs: 8, numGpuBlocks: 1024, blockSize: 16, maxNumBatchedTokens: 2048, maxModelLen: 8192 };
 
-/** The router's settings for simulated servers: their slot count, and a fast scrape. */
-export const SIM_ROUTING = { extras: { capacity: BENCH_ENGINE.maxNumSeqs }, scraping: { intervalMs: 100 } };
+/** One simulated server's difference from BENCH_ENGINE. */
+export interface SimServerShape {
+  /** Every duration this many times longer. */
+  slowdown?: number;
+  maxNumSeqs?: number;
+  numGpuBlocks?: number;
+}
+
+/**
+ * Fleets of simulated servers, server i of a model taking shape i (cycled). The router is told
+ * nothing of them: its default config learns each server's speed and slots from its metrics.
+ */
+export const SIM_FLEETS: Record<string, { description: string; shapes: SimServerShape[] }> = {
+  uniform: { description: 'equal servers (8 slots, 1,024 KV blocks of 16 tokens)', shapes: [{}] },
+  'mixed-speed': { description: 'two servers at full speed, one 2x slower, one 3x slower', shapes: [{}, {}, { slowdown: 2 }, { slowdown: 3 }] },
+  'mixed-slots': { description: 'servers with 8 and 32 slots, alternately', shapes: [{ maxNumSeqs: 8 }, { maxNumSeqs: 32 }] },
+  'small-cache': { description: 'half the KV cache (512 blocks, 8,192 tokens): prompts evict one another', shapes: [{ numGpuBlocks: 512 }] },
+};
 
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -84,13 +100,18 @@ function node(script: string, args: string[]): ChildProcess {
 }
 
 /** Fresh simulated servers (empty caches) on loopback, each its own process. */
-export async function startSimFleet(fleet: Array<{ model: string; servers: number }>, timeScale: number): Promise<SimFleet> {
+export async function startSimFleet(
+  fleet: Array<{ model: string; servers: number }>,
+  timeScale: number,
+  shapes: readonly SimServerShape[] = [{}],
+): Promise<SimFleet> {
   const children: ChildProcess[] = [];
   const sims: BenchServer[] = [];
-  const startSim = (port: number, model: string) =>
+  const shapeOf: SimServerShape[] = [];
+  const startSim = (port: number, model: string, shape: SimServerShape) =>
     node('simulator/main.js', [
-      '--port', String(port), '--model', model, '--time-scale', String(timeScale),
-      '--max-num-seqs', String(BENCH_ENGINE.maxNumSeqs), '--num-gpu-blocks', String(BENCH_ENGINE.numGpuBlocks),
+      '--port', String(port), '--model', model, '--time-scale', String(timeScale * (shape.slowdown ?? 1)),
+      '--max-num-seqs', String(shape.maxNumSeqs ?? BENCH_ENGINE.maxNumSeqs), '--num-gpu-blocks', String(shape.numGpuBlocks ?? BENCH_ENGINE.numGpuBlocks),
       '--block-size', String(BENCH_ENGINE.blockSize), '--max-num-batched-tokens', String(BENCH_ENGINE.maxNumBatchedTokens),
       '--max-model-len', String(BENCH_ENGINE.maxModelLen),
     ]);
@@ -98,8 +119,10 @@ export async function startSimFleet(fleet: Array<{ model: string; servers: numbe
     for (const { model, servers } of fleet) {
       for (let i = 0; i < servers; i++) {
         const port = await freePort();
-        children.push(startSim(port, model));
+        const shape = shapes[i % shapes.length]!;
+        children.push(startSim(port, model, shape));
         sims.push({ url: `http://127.0.0.1:${port}`, model });
+        shapeOf.push(shape);
       }
     }
     await Promise.all(sims.map((s) => waitForHttp(`${s.url}/health`, 'simulator')));
@@ -118,7 +141,7 @@ export async function startSimFleet(fleet: Array<{ model: string; servers: numbe
       await exited;
       await new Promise((r) => setTimeout(r, downMs));
       const sim = sims[i]!;
-      const fresh = startSim(Number(new URL(sim.url).port), sim.model);
+      const fresh = startSim(Number(new URL(sim.url).port), sim.model, shapeOf[i]!);
       current[i] = fresh;
       children.push(fresh);
       await waitForHttp(`${sim.url}/health`, 'restarted simulator');
@@ -193,10 +216,11 @@ export async function startBenchStack(
   fleet: Array<{ model: string; servers: number }>,
   strategy: Strategy,
   timeScale: number,
+  shapes?: readonly SimServerShape[],
 ): Promise<RunningStack> {
-  const sims = await startSimFleet(fleet, timeScale);
+  const sims = await startSimFleet(fleet, timeScale, shapes);
   try {
-    const routing = await startRoutingLayer(sims.sims, strategy, SIM_ROUTING);
+    const routing = await startRoutingLayer(sims.sims, strategy);
     return {
       ...sims,
       ...routing,

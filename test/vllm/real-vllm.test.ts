@@ -154,4 +154,27 @@ describe.skipIf(!vllmInstalled())('real vLLM behind Envoy and the router', () =>
     expect(roundRobinHits).toBeGreaterThan(0);
     expect(routerHits).toBeGreaterThan(roundRobinHits * 1.2);
   });
+
+  it("learns each server's speed from vLLM's own histograms and checks its TTFT prediction against them", async () => {
+    // Sequential and concurrent requests, so the batch varies and prefills are measured.
+    const body = (i: number) => ({ model: MODEL, prompt: `learning ${i} ` + 'lorem ipsum dolor sit amet '.repeat(40), max_tokens: 8 });
+    for (let round = 0; round < 6; round++) {
+      const replies = await Promise.all([0, 1, 2, 3].map((k) => post(stack.envoy.url, '/v1/completions', body(round * 4 + k))));
+      for (const res of replies) {
+        expect(res.status).toBe(200);
+        await res.arrayBuffer();
+      }
+    }
+    // Two scrapes after the last request (200 ms each) carry its histograms.
+    await new Promise((r) => setTimeout(r, 600));
+    for (const backend of stack.router.fleet.backends()) {
+      const r = backend.rates;
+      expect(r.prefillPerTokenS, backend.id).toBeGreaterThan(0);
+      expect(r.stepBaseS! + r.stepPerSequenceS!, backend.id).toBeGreaterThan(0);
+      expect(r.slotHoldS, backend.id).toBeGreaterThan(0);
+      expect(r.outputTokens, backend.id).toBeGreaterThan(1);
+      expect(r.ttftMeasuredS, backend.id).toBeGreaterThan(0);
+      expect(r.ttftPredictedS, backend.id).toBeGreaterThan(0);
+    }
+  });
 });
