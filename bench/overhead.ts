@@ -24,8 +24,6 @@ import { stringify } from 'yaml';
 import { createDecisionLog } from '../src/admin/decision-log.js';
 import { createRouterMetrics } from '../src/admin/metrics.js';
 import { parseConfig } from '../src/config/load.js';
-import { emptyServiceRates } from '../src/fleet/service-rates.js';
-import { NO_HISTOGRAMS } from '../src/fleet/vllm-metrics.js';
 import type { BackendView } from '../src/fleet/backend.js';
 import { createFleet } from '../src/fleet/fleet.js';
 import { parseRequestBody } from '../src/extproc/parse-request.js';
@@ -36,6 +34,7 @@ import { REPO, startEnvoy, type EnvoyHandle } from '../src/launcher/envoy.js';
 import { stopChildren, waitForHttp } from '../src/launcher/processes.js';
 import { createSchedulerMemory } from '../src/scheduling/memory.js';
 import { schedulerFromConfig } from '../src/scheduling/registry.js';
+import { backendView, vllmLoad } from '../test/helpers/backend-view.js';
 import { FakeStream } from '../test/helpers/fake-stream.js';
 import { freePort } from './stack.js';
 import { prng, text } from './workloads.js';
@@ -114,22 +113,14 @@ function rssMiB(pid: number): number {
 function decisionsPerSecond(payload: string, budgetMs: number): number {
   const config = parseConfig({ backends: [] });
   const scheduler = schedulerFromConfig(config, createSchedulerMemory(config));
-  const fleet: BackendView[] = Array.from({ length: 4 }, (_, i) => ({
-    id: `b${i}`,
-    endpoint: `10.0.0.${i}:8000`,
-    models: ['m'],
-    health: 'healthy',
-    capacity: 256,
-    metrics: { running: i, waiting: 0, kvCacheUsage: 0.1, prefixCacheQueries: 0, prefixCacheHits: 0, promptTokensTotal: 0, requestsCompleted: 0, generationTokensTotal: 0, waitingForCapacity: 0, histograms: NO_HISTOGRAMS, blockSize: 16, numGpuBlocks: 65536, modelNames: ['m'] },
-    inflight: 0,
-    unseenDispatches: 0,
-    unseenFinishes: 0,
-    lastingExcess: 0,
-    queueing: false,
-    suspect: false,
-    recent: { prefixHitShare: undefined, othersShare: undefined },
-    rates: emptyServiceRates(),
-  }));
+  const fleet: BackendView[] = Array.from({ length: 4 }, (_, i) =>
+    backendView(`b${i}`, {
+      endpoint: `10.0.0.${i}:8000`,
+      capacity: 256,
+      metrics: vllmLoad(i, 0, { kvCacheUsage: 0.1, prefixCacheQueries: 0, prefixCacheHits: 0, promptTokensTotal: 0, requestsCompleted: 0, numGpuBlocks: 65536, modelNames: ['m'] }),
+    }),
+  );
+
   const bytes = Buffer.from(payload);
   let n = 0;
   const start = performance.now();

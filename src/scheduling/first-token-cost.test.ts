@@ -2,46 +2,14 @@ import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../config/load.js';
 import { ERRORS } from '../contract/errors.js';
 import type { BackendView } from '../fleet/backend.js';
-import { NO_HISTOGRAMS, type VllmLoad } from '../fleet/vllm-metrics.js';
-import { emptyServiceRates } from '../fleet/service-rates.js';
+import { backendView, vllmLoad, type MutableBackendView } from '../../test/helpers/backend-view.js';
 import { createSchedulerMemory } from './memory.js';
 import { schedulerFromConfig } from './registry.js';
 import type { SchedulingRequest } from './types.js';
 
-const metrics = (running: number, waiting: number): VllmLoad => ({
-  running,
-  waiting,
-  kvCacheUsage: 0,
-  prefixCacheQueries: undefined,
-  prefixCacheHits: undefined,
-  promptTokensTotal: undefined,
-  requestsCompleted: undefined,
-  generationTokensTotal: undefined,
-  waitingForCapacity: undefined,
-  histograms: NO_HISTOGRAMS,
-  blockSize: 16,
-  numGpuBlocks: 100_000,
-  modelNames: [],
-});
-
-type Mutable = { -readonly [K in keyof BackendView]: BackendView[K] };
-const backend = (id: string, over: Partial<BackendView> = {}): Mutable => ({
-  id,
-  endpoint: `10.0.0.${id.charCodeAt(0)}:8000`,
-  models: ['m'],
-  health: 'healthy',
-  capacity: 8,
-  metrics: metrics(0, 0),
-  inflight: 0,
-  unseenDispatches: 0,
-  unseenFinishes: 0,
-  lastingExcess: 0,
-  queueing: false,
-  suspect: false,
-  recent: { prefixHitShare: undefined, othersShare: undefined },
-  rates: emptyServiceRates(),
-  ...over,
-});
+const metrics = (running: number, waiting: number) => vllmLoad(running, waiting);
+type Mutable = MutableBackendView;
+const backend = backendView;
 
 const SYSTEM = 'You are a meticulous assistant. '.repeat(250); // ~2000 tokens
 const chat = (system: string, question: string): SchedulingRequest => ({

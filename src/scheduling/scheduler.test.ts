@@ -1,7 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { BackendView } from '../fleet/backend.js';
-import { NO_HISTOGRAMS, type VllmLoad } from '../fleet/vllm-metrics.js';
-import { emptyServiceRates } from '../fleet/service-rates.js';
+import { backendView, vllmLoad } from '../../test/helpers/backend-view.js';
 import { parseConfig } from '../config/load.js';
 import { ERRORS } from '../contract/errors.js';
 import { createSchedulerMemory } from './memory.js';
@@ -9,41 +8,10 @@ import { schedulerFromConfig } from './registry.js';
 import { estimateLoad } from './load.js';
 import type { SchedulingRequest } from './types.js';
 
-const metrics = (running: number, waiting: number, kvCacheUsage = 0): VllmLoad => ({
-  running,
-  waiting,
-  kvCacheUsage,
-  prefixCacheQueries: undefined,
-  prefixCacheHits: undefined,
-  promptTokensTotal: undefined,
-  requestsCompleted: undefined,
-  generationTokensTotal: undefined,
-  waitingForCapacity: undefined,
-  histograms: NO_HISTOGRAMS,
-  blockSize: 16,
-  numGpuBlocks: 1000,
-  modelNames: [],
-});
+const metrics = (running: number, waiting: number, kvCacheUsage = 0) => vllmLoad(running, waiting, { kvCacheUsage, numGpuBlocks: 1000 });
 
-function backend(id: string, over: Partial<BackendView> = {}): BackendView {
-  return {
-    id,
-    endpoint: `127.0.0.${id.length}:${8000 + id.charCodeAt(0)}`,
-    models: ['llama'],
-    health: 'healthy',
-    capacity: 10,
-    metrics: metrics(0, 0),
-    inflight: 0,
-    unseenDispatches: 0,
-    unseenFinishes: 0,
-    lastingExcess: 0,
-    queueing: false,
-    suspect: false,
-    recent: { prefixHitShare: undefined, othersShare: undefined },
-    rates: emptyServiceRates(),
-    ...over,
-  };
-}
+const backend = (id: string, over: Partial<BackendView> = {}): BackendView =>
+  backendView(id, { endpoint: `127.0.0.${id.length}:${8000 + id.charCodeAt(0)}`, models: ['llama'], capacity: 10, metrics: metrics(0, 0), ...over });
 
 const request: SchedulingRequest = { model: 'llama', stream: false, prompt: { kind: 'text', bytes: Buffer.from('hi') } };
 const leastLoad = (extra: Record<string, unknown> = {}, random: () => number = () => 0.5) => {

@@ -1,18 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import type { BackendView, ServiceRates } from '../fleet/backend.js';
 import { emptyServiceRates } from '../fleet/service-rates.js';
-import { NO_HISTOGRAMS, type VllmLoad } from '../fleet/vllm-metrics.js';
+import { backendView, vllmLoad, type MutableBackendView } from '../../test/helpers/backend-view.js';
 import { parseConfig } from '../config/load.js';
 import { createSchedulerMemory } from './memory.js';
 import { schedulerFromConfig } from './registry.js';
 import { PRIOR_SPEED, serviceTime, speedsOf } from './service-time.js';
 import type { SchedulingRequest } from './types.js';
 
-const load = (running: number, waiting: number): VllmLoad => ({
-  running, waiting, kvCacheUsage: 0, prefixCacheQueries: undefined, prefixCacheHits: undefined, promptTokensTotal: undefined,
-  requestsCompleted: undefined, generationTokensTotal: undefined, waitingForCapacity: undefined, histograms: NO_HISTOGRAMS,
-  blockSize: 16, numGpuBlocks: 100_000, modelNames: [],
-});
+const load = (running: number, waiting: number) => vllmLoad(running, waiting);
 
 /** A server measured over many requests: step 20 ms + 1 ms per sequence, 0.1 ms per prefilled token, times `slowdown`. */
 const measured = (slowdown: number, over: Partial<ServiceRates> = {}): ServiceRates => ({
@@ -27,12 +23,8 @@ const measured = (slowdown: number, over: Partial<ServiceRates> = {}): ServiceRa
   ...over,
 });
 
-type Mutable = { -readonly [K in keyof BackendView]: BackendView[K] };
-const backend = (id: string, rates: ServiceRates, over: Partial<BackendView> = {}): Mutable => ({
-  id, endpoint: `10.0.0.${id.charCodeAt(0)}:8000`, models: ['m'], health: 'healthy', capacity: 8, metrics: load(0, 0), inflight: 0,
-  unseenDispatches: 0, unseenFinishes: 0, lastingExcess: 0, queueing: false, suspect: false,
-  recent: { prefixHitShare: undefined, othersShare: undefined }, rates, ...over,
-});
+const backend = (id: string, rates: ServiceRates, over: Partial<BackendView> = {}) => backendView(id, { rates, ...over });
+type Mutable = MutableBackendView;
 
 describe('speeds', () => {
   it('takes a figure a backend has not shown from its peers, else from the prior', () => {
