@@ -12,8 +12,8 @@ import type { SumCount, VllmLoad } from './vllm-metrics.js';
  */
 export interface ServiceRateLearner {
   /**
-   * Folds in one good scrape, and the time to first token predicted for each request sent
-   * there since the one before (their sum and count).
+   * Folds in one good scrape, and the time to first token predicted for the requests whose
+   * first token was due by the time it was read (their sum and count).
    */
   observe(rates: ServiceRates, metrics: VllmLoad, predictions: { sumS: number; count: number }, now?: number): void;
 }
@@ -122,9 +122,9 @@ export function createServiceRateLearner(): ServiceRateLearner {
       // Step time against the batch it ran: the mean running gauge over the interval.
       const h = metrics.histograms;
       const hBefore = before.histograms;
+      const n = Math.max(1, (metrics.running + before.running) / 2);
       const steps = delta(h.interToken, hBefore.interToken);
       if (steps && steps.count >= MIN_STEPS) {
-        const n = Math.max(1, (metrics.running + before.running) / 2);
         const y = steps.sum / steps.count;
         l.w += 1;
         l.wn += n;
@@ -140,7 +140,6 @@ export function createServiceRateLearner(): ServiceRateLearner {
       const prefill = delta(h.prefill, hBefore.prefill);
       const computed = delta(h.prefillComputedTokens, hBefore.prefillComputedTokens)?.sum ?? uncachedPromptTokens(metrics, before);
       if (prefill && prefill.count > 0 && computed !== undefined) {
-        const n = Math.max(1, (metrics.running + before.running) / 2);
         const step = (rates.stepBaseS ?? 0) + (rates.stepPerSequenceS ?? 0) * n;
         l.prefillBeyondStepS += Math.max(0, prefill.sum - prefill.count * step);
         l.prefillS += prefill.sum;
@@ -153,11 +152,11 @@ export function createServiceRateLearner(): ServiceRateLearner {
       // Queue time while nobody waited for capacity: the wait for the engine step in progress.
       const queued = delta(h.queue, hBefore.queue);
       if (queued) {
-        l.queueS += Math.max(0, queued.sum);
+        l.queueS += queued.sum;
         l.queues += queued.count;
       }
       if (queued && queued.count > 0 && metrics.waiting === 0 && before.waiting === 0) {
-        l.admitS += Math.max(0, queued.sum);
+        l.admitS += queued.sum;
         l.admits += queued.count;
         rates.admissionS = l.admitS / l.admits;
       }

@@ -72,10 +72,10 @@ export function speedsOf(backends: readonly BackendView[]): Speed[] {
 export interface ServiceTime {
   /** Until its first token: waiting for a slot (or the step in progress), the queue's prefill ahead, its own prefill. */
   firstTokenS: number;
-  /** Its decoding, at the batch it joins. */
-  decodeS: number;
   /** Of that, waiting for a slot on a full backend. */
   slotWaitS: number;
+  /** Of that, prefilling the part of its prompt the backend does not hold. */
+  ownPrefillS: number;
   /** What it adds to the requests already running: its prefill stalls their next token, and each of their steps grows. */
   dragS: number;
 }
@@ -90,12 +90,12 @@ export function serviceTime(backend: BackendView, speed: Speed, uncachedTokens: 
   const { running, waiting, full } = estimateQueue(backend);
   const step = speed.stepBaseS + speed.stepPerSequenceS * (running + 1);
   const ownPrefillS = uncachedTokens * speed.prefillPerTokenS;
-  const slotWaitS = full ? ((waiting + 1) * speed.slotHoldS) / backend.capacity : speed.admissionS;
+  const slotWaitS = full ? ((waiting + 1) * speed.slotHoldS) / backend.capacity : 0;
   const queuedPrefillS = waiting * queuedUncachedTokens * speed.prefillPerTokenS;
   return {
-    firstTokenS: speed.frontEndS + slotWaitS + queuedPrefillS + step + ownPrefillS,
-    slotWaitS: full ? slotWaitS : 0,
-    decodeS: speed.outputTokens * step,
+    firstTokenS: speed.frontEndS + (full ? slotWaitS : speed.admissionS) + queuedPrefillS + step + ownPrefillS,
+    slotWaitS,
+    ownPrefillS,
     dragS: running * (ownPrefillS + (speed.outputTokens / 2) * speed.stepPerSequenceS),
   };
 }

@@ -24,8 +24,7 @@ export interface FirstTokenCostSettings {
  * Scores each backend by the seconds the request would cost there, priced with that
  * backend's own measured speed (scheduling/service-time.ts): its time to first token (the
  * queue ahead, and the prefill of the part of the prompt the backend does not already hold),
- * its decoding at the batch it joins, what it adds to the requests running there, and, when
- * the cache is full, the prefill someone will redo for the cached prefixes it evicts. Cache
+ * what it adds to the requests running there, and, when the cache is full, the prefill someone will redo for the cached prefixes it evicts. Cache
  * affinity and load are traded in one unit, measured rather than tuned: a shared system prompt
  * draws traffic to the server that holds it only while queueing there costs less than
  * prefilling it elsewhere, and a server three times slower costs three times as much.
@@ -34,16 +33,13 @@ export function createFirstTokenCostScorer(settings: FirstTokenCostSettings): Sc
   return {
     name: 'first-token-cost',
     score(input) {
-      const prompt = input.promptTokens();
-      const cached = input.cachedTokens();
       const fullness = input.cacheFullness();
-      const speeds = input.speeds();
       const costs = input.serviceTimes().map((t, i) => {
         const b = input.backends[i]!;
-        const uncached = Math.max(1, prompt - cached[i]!);
-        // Evicted blocks are lost work only as often as that cache's blocks are hit: on a
-        // server whose prompts share nothing, a full cache costs nothing. Unknown yet: assume hit.
-        const evictionS = uncached * speeds[i]!.prefillPerTokenS * fullness[i]! * settings.evictionWeight * (b.recent.prefixHitShare ?? 1);
+        // Its new blocks evict as many; evicted blocks are lost work only as often as that
+        // cache's blocks are hit: on a server whose prompts share nothing, a full cache costs
+        // nothing. Unknown yet: assume hit.
+        const evictionS = t.ownPrefillS * fullness[i]! * settings.evictionWeight * (b.recent.prefixHitShare ?? 1);
         return t.firstTokenS + (settings.queueWaitWeight - 1) * t.slotWaitS + settings.streamingDelayWeight * t.dragS + evictionS;
       });
       const min = Math.min(...costs);
