@@ -151,3 +151,24 @@ describe('capacity', () => {
     expect(capacityOf({ capacityOverride: undefined, rates: emptyServiceRates() })).toBe(DEFAULT_CAPACITY);
   });
 });
+
+describe('a backend that restarts or goes quiet', () => {
+  it('forgets what it learned when its counters go back (a new process), and trusts old figures less as they age', () => {
+    const learner = createServiceRateLearner();
+    const rates = emptyServiceRates();
+    const server = simulatedServer(0.02, 0, 0.0001);
+    learner.observe(rates, server.interval(0, 0, 0, 0, 0), none, 0);
+    for (let i = 1; i <= 10; i++) learner.observe(rates, server.interval(2, 4, 1000, 0, 10), none, i * 200);
+    const measured = rates.measuredRequests;
+    expect(measured).toBeGreaterThan(30);
+    // Idle for a minute: the figures stay, the evidence behind them decays.
+    const idle = server.interval(0, 0, 0, 0, 0);
+    learner.observe(rates, idle, none, 2000 + 60_000);
+    expect(rates.prefillPerTokenS).toBeDefined();
+    expect(rates.measuredRequests).toBeLessThan(measured / 3);
+    // Restarted: counters from zero.
+    learner.observe(rates, simulatedServer(0.02, 0, 0.0001).interval(0, 0, 0, 0, 0), none, 70_000);
+    expect(rates.prefillPerTokenS).toBeUndefined();
+    expect(rates.measuredRequests).toBe(0);
+  });
+});

@@ -109,7 +109,11 @@ export function createServiceRateLearner(): ServiceRateLearner {
   return {
     observe(rates, metrics, predictions, now = Date.now()) {
       const l = learning.get(rates);
-      if (!l) {
+      // A server whose request counter went back has restarted: a new process, learned afresh
+      // (until then its peers' figures stand in for its own).
+      const restarted = l && counterDelta(metrics.requestsCompleted, l.last.requestsCompleted) === undefined && metrics.requestsCompleted !== undefined;
+      if (!l || restarted) {
+        if (restarted) Object.assign(rates, emptyServiceRates());
         learning.set(rates, fresh(metrics, now));
         return;
       }
@@ -118,6 +122,7 @@ export function createServiceRateLearner(): ServiceRateLearner {
       for (const key of ['w', 'wn', 'wnn', 'wy', 'wny', 'prefillBeyondStepS', 'prefillTokens', 'prefills', 'holdS', 'holds', 'admitS', 'admits', 'queueS', 'queues', 'prefillS', 'generated', 'completed', 'predictedS', 'predictions', 'measuredS', 'measured', 'errorSum', 'errorWeight'] as const) {
         l[key] *= decay;
       }
+      rates.measuredRequests = l.prefills;
 
       // Step time against the batch it ran: the mean running gauge over the interval.
       const h = metrics.histograms;

@@ -38,22 +38,26 @@ const SPEED_FIGURES = FIGURES.filter((f) => f !== 'outputTokens');
 const PEER_WEIGHT_REQUESTS = 4;
 
 /**
- * Each backend's speed: its own figures weighed against the mean of the candidates that know
- * them (a server of a model is most likely like its peers), else the prior.
+ * Each backend's speed: its own figures weighed against the fastest of its peers' (a server
+ * that has shown little, new or restarted, is taken to be as fast as the best of them, so it
+ * gets traffic and is measured; a slower guess would leave it idle for good when the fleet is
+ * quiet), else the prior. Output length is the workload's: the mean over the candidates.
  */
 export function speedsOf(backends: readonly BackendView[]): Speed[] {
   const fleet = { ...PRIOR_SPEED };
   for (const figure of FIGURES) {
     let sum = 0;
     let weight = 0;
+    let fastest = Infinity;
     for (const b of backends) {
       const value = b.rates[figure];
       if (value !== undefined) {
         sum += value * (b.rates.measuredRequests + 1);
         weight += b.rates.measuredRequests + 1;
+        fastest = Math.min(fastest, value);
       }
     }
-    if (weight > 0) fleet[figure] = sum / weight;
+    if (weight > 0) fleet[figure] = figure === 'outputTokens' ? sum / weight : fastest;
   }
   return backends.map((b) => {
     const speed = { ...fleet };
