@@ -6,6 +6,7 @@
  *                         [--scheduler '{"cost":{"evictionWeight":1}}']   (config for "ours")
  *                         [--rounds 1]   (runs of every strategy, taking turns; figures pool them)
  *                         [--fleets uniform,mixed-speed,mixed-slots,small-cache]   (simulated fleets, bench/stack.ts SIM_FLEETS)
+ *                         [--replicas 1,2,3]   (each router strategy also with 2 and 3 router replicas behind the one Envoy)
  *   npm run bench:routing -- --backend vllm [--vllm-servers 2]   (real vLLM, CPU build: npm run setup:vllm)
  */
 import { mkdir, writeFile } from 'node:fs/promises';
@@ -215,6 +216,23 @@ function leastRequestVerdicts(rows: RunResult[]): string[] {
   return out;
 }
 
+/** Several router replicas against one: at least 97 % of its hit rate and of its throughput. */
+function replicaVerdicts(rows: RunResult[]): string[] {
+  const out: string[] = [];
+  for (const many of rows.filter((r) => /^ours-x\d$/.test(r.strategy))) {
+    const one = rows.find((r) => r.fleet === many.fleet && r.workload === many.workload && r.strategy === 'ours');
+    if (!one) continue;
+    const hits = one.hitRate > 0 ? many.hitRate / one.hitRate : 1;
+    const tput = many.requestsPerS / one.requestsPerS;
+    const met = hits >= 0.97 && tput >= 0.97;
+    out.push(
+      `${many.fleet} ${many.workload}: ${many.strategy.slice('ours-x'.length)} replicas against one: hit rate ${(many.hitRate * 100).toFixed(1)}% vs ${(one.hitRate * 100).toFixed(1)}% = ${(hits * 100).toFixed(0)}%, ` +
+        `throughput ${many.requestsPerS} vs ${one.requestsPerS} req/s = ${(tput * 100).toFixed(0)}% (targets >= 97%): ${met ? 'met' : 'NOT met'}`,
+    );
+  }
+  return out;
+}
+
 /** On the uniform simulated fleet: hit rate against the upper bound, and TTFT against round robin. */
 function cacheVerdicts(rows: RunResult[], bounds: Map<string, number>): string[] {
   const out: string[] = [];
@@ -247,6 +265,7 @@ async function main(): Promise<void> {
       'vllm-servers': { type: 'string', default: '2' },
       rounds: { type: 'string' },
       fleets: { type: 'string' },
+      replicas: { type: 'string' },
     },
   });
   const quick = values.quick!;
@@ -266,6 +285,13 @@ async function main(): Promise<void> {
   if (values.scheduler) {
     const scheduler = JSON.parse(values.scheduler) as Record<string, unknown>;
     strategies = strategies.map((s) => (s.name === 'ours' ? { ...s, label: `ours with ${values.scheduler}`, scheduler } : s));
+  }
+  if (values.replicas) {
+    const counts = values.replicas.split(',').map(Number);
+    if (counts.some((n) => !Number.isInteger(n) || n < 1 || n > 4)) throw new Error(`--replicas must list counts from 1 to 4, got '${values.replicas}'`);
+    strategies = strategies.flatMap((s) =>
+      s.envoyOnly ? [s] : counts.map((n) => (n === 1 ? s : { ...s, name: `${s.name}-x${n}`, label: `${s.label}, ${n} router replicas`, replicas: n })),
+    );
   }
   if (strategies.length === 0) throw new Error(`--strategies: none of ${STRATEGIES.map((s) => s.name).join(', ')}`);
   const fleets = onVllm ? ['real-vllm'] : (values.fleets?.split(',') ?? Object.keys(SIM_FLEETS));
@@ -335,6 +361,7 @@ async function main(): Promise<void> {
     verdicts: [
       ...(quick ? ['quick mode: a few dozen requests per run, dominated by cold caches; the targets are judged on the full run'] : []),
       ...leastRequestVerdicts(rows),
+      ...replicaVerdicts(rows),
       ...(onVllm ? [] : cacheVerdicts(rows, bounds)),
     ],
     elapsedS: round((Date.now() - started) / 1000),

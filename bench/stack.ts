@@ -14,6 +14,8 @@ export interface Strategy {
   /** Envoy's own balancing, no ext_proc: the router only serves clusters over xDS. */
   envoyOnly?: 'round_robin' | 'least_request';
   scheduler?: Record<string, unknown>;
+  /** Router replicas behind the one Envoy (ext_proc streams round robin over them); 1 unless said. */
+  replicas?: number;
 }
 
 export const STRATEGIES: Strategy[] = [
@@ -80,8 +82,10 @@ export interface SimFleet {
 /** Envoy, and the router unless the strategy is Envoy alone, in front of a running fleet. */
 export interface RoutingLayer {
   url: string;
+  /** The (first) router's admin URL, and every replica's. */
   routerAdmin: string;
-  /** The router's config file (watched: rewrite it to reload). */
+  routerAdmins: string[];
+  /** The (first) router's config file (watched: rewrite it to reload). */
   configPath: string;
   routerPid: number;
   stop(): Promise<void>;
@@ -165,25 +169,27 @@ export async function startRoutingLayer(
   const dir = await mkdtemp(join(tmpdir(), 'bench-routing-'));
   let envoy: EnvoyHandle | undefined;
   try {
-    const grpcPort = await freePort();
-    const adminPort = await freePort();
     const config = {
-      grpc: { host: '127.0.0.1', port: grpcPort },
-      admin: { host: '127.0.0.1', port: adminPort },
       backends: servers.map((s, i) => ({ name: `server-${i}`, url: s.url, models: [s.model], ...options.extras })),
       ...(options.scraping ? { scraping: options.scraping } : {}),
       upstream: { fallbackPolicy: strategy.envoyOnly ?? 'least_request' },
       ...(strategy.scheduler ? { scheduler: strategy.scheduler } : {}),
     };
-    const configPath = join(dir, 'router.yaml');
-    await writeFile(configPath, stringify(config));
-    const router = node('main.js', ['--config', configPath, '--log-level', 'warn']);
-    children.push(router);
-    const routerAdmin = `http://127.0.0.1:${adminPort}`;
-    await waitForHttp(`${routerAdmin}/health`, 'router');
+    // Replicas share everything but their ports; the first one's config file is the one to edit for a reload.
+    const replicas: Array<{ grpcPort: number; admin: string; configPath: string; pid: number }> = [];
+    for (let r = 0; r < (strategy.replicas ?? 1); r++) {
+      const grpcPort = await freePort();
+      const adminPort = await freePort();
+      const configPath = join(dir, r === 0 ? 'router.yaml' : `router-${r}.yaml`);
+      await writeFile(configPath, stringify({ grpc: { host: '127.0.0.1', port: grpcPort }, admin: { host: '127.0.0.1', port: adminPort }, ...config }));
+      const router = node('main.js', ['--config', configPath, '--log-level', 'warn']);
+      children.push(router);
+      replicas.push({ grpcPort, admin: `http://127.0.0.1:${adminPort}`, configPath, pid: router.pid! });
+    }
+    for (const replica of replicas) await waitForHttp(`${replica.admin}/health`, 'router');
 
     envoy = await startEnvoy({
-      controlPlane: { host: '127.0.0.1', port: grpcPort },
+      controlPlane: replicas.map((replica) => ({ host: '127.0.0.1', port: replica.grpcPort })),
       edit: (bootstrap) => {
         options.editEnvoy?.(bootstrap);
         if (!strategy.envoyOnly) return;
@@ -194,9 +200,10 @@ export async function startRoutingLayer(
     const handle = envoy;
     return {
       url: handle.url,
-      routerAdmin,
-      configPath,
-      routerPid: router.pid!,
+      routerAdmin: replicas[0]!.admin,
+      routerAdmins: replicas.map((replica) => replica.admin),
+      configPath: replicas[0]!.configPath,
+      routerPid: replicas[0]!.pid,
       async stop() {
         await handle.stop();
         await stopChildren(children);

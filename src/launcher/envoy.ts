@@ -25,9 +25,17 @@ export interface EnvoyHandle {
   stop(): Promise<void>;
 }
 
+export interface ControlPlaneAddress {
+  host: string;
+  port: number;
+}
+
 export interface StartEnvoyOptions {
-  /** Where the router's gRPC server (ext_proc + ADS) listens. */
-  controlPlane: { host: string; port: number };
+  /**
+   * Where the router's gRPC server (ext_proc + ADS) listens; several replicas share ext_proc
+   * streams round robin (ADS holds one stream, to one of them).
+   */
+  controlPlane: ControlPlaneAddress | readonly ControlPlaneAddress[];
   /** Listener address; port 0 picks a free one. */
   listen?: { host: string; port: number };
   /** Bootstrap to start from (default envoy/envoy.yaml); addresses are rewritten. */
@@ -53,13 +61,12 @@ export async function startEnvoy(options: StartEnvoyOptions): Promise<EnvoyHandl
   for (const listener of bootstrap.static_resources.listeners) {
     listener.address.socket_address = { address: listen.host, port_value: listen.port };
   }
+  const controlPlanes = Array.isArray(options.controlPlane) ? options.controlPlane : [options.controlPlane as ControlPlaneAddress];
   for (const cluster of bootstrap.static_resources.clusters ?? []) {
     if (cluster.name !== 'router_control_plane') continue;
-    for (const group of cluster.load_assignment.endpoints) {
-      for (const ep of group.lb_endpoints) {
-        ep.endpoint.address.socket_address = { address: options.controlPlane.host, port_value: options.controlPlane.port };
-      }
-    }
+    cluster.load_assignment.endpoints = [
+      { lb_endpoints: controlPlanes.map((cp) => ({ endpoint: { address: { socket_address: { address: cp.host, port_value: cp.port } } } })) },
+    ];
   }
   options.edit?.(bootstrap);
 
