@@ -103,6 +103,35 @@ describe('first-token-cost scheduler (the default)', () => {
     expect(fleetWith(0.9)).toBe('b');
   });
 
+  it('places a prompt nobody holds yet where every replica would, so replicas do not scatter it', () => {
+    // Two router replicas, each with its own memory, and each with a request of its own in
+    // flight on a different server: by load alone they would disagree on every new prompt.
+    const replicaOne = ours();
+    const replicaTwo = ours();
+    const seenByOne = [backend('a', { inflight: 1 }), backend('b'), backend('c'), backend('d')];
+    const seenByTwo = [backend('a'), backend('b', { inflight: 1 }), backend('c'), backend('d')];
+    const homes = new Set<string>();
+    for (let p = 0; p < 12; p++) {
+      const system = `Prompt family ${p}: you answer in the voice of character number ${p}. `.repeat(40);
+      const one = route(replicaOne, chat(system, 'first question'), seenByOne).id;
+      expect(route(replicaTwo, chat(system, 'another question'), seenByTwo).id).toBe(one);
+      homes.add(one);
+    }
+    expect(homes.size).toBeGreaterThan(2); // placement spreads prompts, it does not pile them up
+  });
+
+  it('places by load alone where prompts are not reused, and when the home is busy', () => {
+    const unshared = { prefixHitShare: 0, othersShare: undefined };
+    const fleet = () => [backend('a', { recent: unshared }), backend('b', { recent: unshared, inflight: 1 })];
+    // With nothing reused, every prompt goes to the idle server, whatever its home.
+    for (let p = 0; p < 8; p++) expect(route(ours(), chat(`Prompt family ${p}. `.repeat(60), 'q'), fleet()).id).toBe('a');
+    // Reused prompts go home, unless the home is saturated.
+    const reused = { prefixHitShare: 0.8, othersShare: undefined };
+    const full = backend('a', { recent: reused, metrics: metrics(8, 3), queueing: true });
+    const idle = backend('b', { recent: reused });
+    for (let p = 0; p < 8; p++) expect(route(ours(), chat(`Prompt family ${p}. `.repeat(60), 'q'), [full, idle]).id).toBe('b');
+  });
+
   it('counts requests routed since the last scrape, so a burst spreads', () => {
     const s = ours();
     const fleet = [backend('a'), backend('b')];

@@ -1,6 +1,7 @@
 import type { BackendView } from '../fleet/backend.js';
 import { promptBlocks, type BlockSettings, type PromptBlocks } from './prefix/prompt-blocks.js';
 import type { PrefixIndex } from './prefix/prefix-index.js';
+import { rendezvousRanks } from './prefix/rendezvous.js';
 import type { TokenRatio } from './prefix/token-ratio.js';
 import { serviceTime, speedsOf, type ServiceTime, type Speed } from './service-time.js';
 import type { Decision, Filter, Picker, Scorer, ScoredBackend, ScoringInput, SchedulingRequest } from './types.js';
@@ -30,6 +31,14 @@ export interface Scheduler {
   schedule(request: SchedulingRequest, candidates: readonly BackendView[]): Decision;
 }
 
+/**
+ * A prompt's placement key covers its first this many tokens (counted with the configured
+ * bytes per token, the same on every replica, not a learned ratio): long enough that prompts
+ * which merely open alike (a JSON preamble, a stock first sentence) get different homes, short
+ * enough to fall within a shared system prompt.
+ */
+const PLACEMENT_PREFIX_TOKENS = 256;
+
 const clamp01 = (x: number) => (x > 1 ? 1 : x >= 0 ? x : 0); // NaN -> 0
 /** Prompt tokens a backend must prefill: at least one (the last token is always computed). */
 const uncached = (prompt: number, cached: number) => Math.max(1, prompt - cached);
@@ -48,6 +57,7 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
     let prompt: PromptBlocks | undefined;
     let tokens: number | undefined;
     let cached: Float64Array | undefined;
+    let ranks: Int32Array | null | undefined;
     let fullness: Float64Array | undefined;
     let speeds: Speed[] | undefined;
     let times: ServiceTime[] | undefined;
@@ -74,6 +84,14 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
           cached[i] = Math.min(total, held / unitsPerToken(p, b));
         }
         return cached;
+      },
+      placementRanks() {
+        if (ranks !== undefined) return ranks;
+        const p = blocksOf();
+        if (p.hashes.length === 0) return (ranks = null);
+        const keyUnits = PLACEMENT_PREFIX_TOKENS * (p.exactTokens ? 1 : blocks.bytesPerToken);
+        const keyBlock = Math.min(p.hashes.length, Math.ceil(keyUnits / p.unitsPerBlock));
+        return (ranks = rendezvousRanks(p.hashes[keyBlock - 1]!, backends.map((b) => b.endpoint)));
       },
       cacheFullness() {
         if (fullness) return fullness;

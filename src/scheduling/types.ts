@@ -41,6 +41,12 @@ export interface ScoringInput {
   promptTokens(): number;
   /** Per backend (same order), estimated prompt tokens already in its KV cache. */
   cachedTokens(): Float64Array;
+  /**
+   * Per backend, its place in the order every router replica would put this prompt's opening
+   * in (rendezvous hashing over the candidates' endpoints): 0 for its home, 1 for where it
+   * spills first, and so on. Null for a prompt shorter than a block.
+   */
+  placementRanks(): Int32Array | null;
   /** Per backend, how full its KV cache is believed to be (0..1): new blocks evict old ones at 1. */
   cacheFullness(): Float64Array;
   /** Per backend, its speed: learned from its metrics, else its peers', else the prior. */
