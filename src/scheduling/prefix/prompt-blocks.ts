@@ -37,7 +37,7 @@ function mix(h: number): number {
 }
 
 /** Two 32-bit lanes folded into one exactly representable 53-bit number. */
-function fold(a: number, b: number): number {
+export function fold(a: number, b: number): number {
   return mix(a) * 2097152 + (mix(b ^ a) >>> 11);
 }
 
