@@ -37,7 +37,16 @@ export async function startRouter(initial: RouterConfig, logger: Logger): Promis
   let config = initial;
   const memory = createSchedulerMemory(config);
   let scheduler = schedulerFromConfig(config, memory);
-  const fleet = createFleet({ config, logger });
+  const fleet = createFleet({
+    config,
+    logger,
+    kvEventSink: (id) => ({
+      apply: (rank, events) => {
+        for (const event of events) memory.preciseIndex.apply(id, rank, event);
+      },
+      reset: () => memory.preciseIndex.clear(id),
+    }),
+  });
   const metrics = createRouterMetrics(fleet);
   const cache = createSnapshotCache();
   const decisionLog = createDecisionLog();

@@ -1,6 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { isRoutable, type FleetView, type ServiceRates } from '../fleet/backend.js';
+import { isRoutable, type BackendView, type FleetView, type ServiceRates } from '../fleet/backend.js';
 import type { DecisionLog } from './decision-log.js';
 import { DASHBOARD_HTML } from './dashboard.js';
 import type { RouterMetrics } from './metrics.js';
@@ -29,6 +29,36 @@ function speedFigures(r: ServiceRates) {
     frontEndMs: ms(r.frontEndS),
     outputTokens: r.outputTokens === undefined ? null : Number(r.outputTokens.toFixed(1)),
     slots: r.slots ?? null,
+  };
+}
+
+/**
+ * How the router knows what a backend's cache holds: `events` (its own KV events, complete),
+ * `events-partial` (its events, missing history from before the replay buffer: blocks stored
+ * back then count only as the guess), or `guess` (what was sent there), and why.
+ */
+function cacheSource(b: BackendView, now: number) {
+  const e = b.cacheEvents;
+  if (!e) return { source: 'guess', why: 'no KV events configured', events: null };
+  const source = e.state === 'live' ? 'events' : e.state === 'partial' ? 'events-partial' : 'guess';
+  const why =
+    e.state === 'live' ? 'complete event history' :
+    e.state === 'partial' ? 'history before the replay buffer (or a gap it outran) is missing' :
+    e.state === 'closed' ? 'event stream closed' : `event stream ${e.state}`;
+  return {
+    source,
+    why: `${why}; token-id prompts only (text prompts are matched by the guess)`,
+    events: {
+      state: e.state,
+      lastSequence: e.lastSequence,
+      lastBatchAgeMs: e.lastBatchAt === null ? null : now - e.lastBatchAt,
+      batches: e.batches,
+      gaps: e.gaps,
+      replays: e.replays,
+      restarts: e.restarts,
+      malformed: e.malformed,
+      lastError: e.lastError,
+    },
   };
 }
 
@@ -61,6 +91,7 @@ export function loadStatistics(fleet: FleetView, weights: LoadWeights, decisionL
         measuredMs: ms(b.rates.ttftMeasuredS),
         error: b.rates.ttftError === undefined ? null : Number(b.rates.ttftError.toFixed(4)),
       },
+      cache: cacheSource(b, now),
       lastScrapeAgeMs: b.lastScrapeOkAt === undefined ? null : now - b.lastScrapeOkAt,
       lastError: b.lastError ?? null,
       metricsError: b.metricsError ?? null,

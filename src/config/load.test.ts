@@ -49,6 +49,15 @@ describe('config', () => {
     expect(problemsOf('discovery:\n  dns:\n    - { name: a.b }\n')[0]).toMatch(/^discovery\.dns\[0\]\.port: /);
   });
 
+  it('validates where backends publish KV events, refusing wildcards', () => {
+    const config = parseConfigText('backends:\n  - url: http://10.0.0.5:8000\n    kvEvents: { endpoint: "tcp://10.0.0.5:5557", replayEndpoint: "tcp://10.0.0.5:5558" }\n');
+    expect(config.backends[0]!.kvEvents).toEqual({ endpoint: 'tcp://10.0.0.5:5557', replayEndpoint: 'tcp://10.0.0.5:5558', bind: false, topic: '' });
+    expect(problemsOf('backends:\n  - url: http://a:1\n    kvEvents: { endpoint: "tcp://*:5557" }\n')[0]).toMatch(/^backends\[0\]\.kvEvents\.endpoint: must name a host/);
+    expect(problemsOf('backends:\n  - url: http://a:1\n    kvEvents: { endpoint: "http://a:5557" }\n')[0]).toMatch(/^backends\[0\]\.kvEvents\.endpoint: must be a ZMQ endpoint/);
+    const dns = parseConfigText('discovery:\n  dns:\n    - { name: vllm.svc, port: 8000, kvEvents: { port: 5557, replayPort: 5558 } }\n');
+    expect(dns.discovery.dns[0]!.kvEvents).toEqual({ port: 5557, replayPort: 5558, topic: '' });
+  });
+
   it('rejects a backend listed twice', () => {
     const problems = problemsOf('backends:\n  - url: http://a:1\n  - url: http://a:1\n');
     expect(problems[0]).toMatch(/^backends\[1\]\.url: duplicates backends\[0\]/);

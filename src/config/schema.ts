@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { DEFAULT_PUBLIC_PATHS } from '../contract/public-api.js';
+import { kvEventsEndpoint, kvEventsPorts } from './kv-events-schema.js';
 
 /** Where one of our servers listens. Loopback unless the operator says otherwise. */
 const listenAddress = (defaultPort: number) =>
@@ -24,6 +25,7 @@ const backendUrl = z
 
 const modelName = z.string().min(1).max(512);
 
+
 /** A setting that older versions took and the router now learns: refused with a reason, not as unknown. */
 const learnedNow = z
   .unknown()
@@ -42,6 +44,7 @@ const backend = z
      * without it the router learns it from the server's metrics.
      */
     capacity: z.number().int().positive().optional(),
+    kvEvents: kvEventsEndpoint.optional(),
   })
   .strict();
 
@@ -54,6 +57,7 @@ const dnsGroup = z
     /** Served model names; when absent each server's /v1/models says. */
     models: z.array(modelName).min(1).optional(),
     capacity: z.number().int().positive().optional(),
+    kvEvents: kvEventsPorts.optional(),
     refreshMs: z.number().int().min(100).max(3_600_000).default(5_000),
   })
   .strict();
@@ -69,6 +73,7 @@ const kubernetesGroup = z
     modelLabel: z.string().min(1).optional(),
     models: z.array(modelName).min(1).optional(),
     capacity: z.number().int().positive().optional(),
+    kvEvents: kvEventsPorts.optional(),
     /** API server URL; default: in-cluster service account, else ~/.kube/config. */
     apiServer: z.string().url().optional(),
   })

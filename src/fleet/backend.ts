@@ -6,6 +6,7 @@
 import { isIP } from 'node:net';
 import type { BackendConfig } from '../config/schema.js';
 import type { ModelCard } from '../contract/local-answers.js';
+import type { KvEventStatus } from './kv-events/subscriber.js';
 import type { VllmLoad } from './vllm-metrics.js';
 
 export type Health = 'unknown' | 'healthy' | 'unhealthy';
@@ -59,6 +60,8 @@ export interface BackendView {
    * once known.
    */
   readonly recent: { readonly prefixHitShare: number | undefined; readonly othersShare: number | undefined };
+  /** Its KV event stream, when the config names one: what the server itself says its cache holds. */
+  readonly cacheEvents: Readonly<KvEventStatus> | undefined;
 }
 
 /** Assumed until a backend shows how many requests it runs before queueing (vLLM's GPU default max_num_seqs). */
@@ -143,6 +146,9 @@ export interface Backend extends BackendView {
   predictedTtft: Array<{ dueAt: number; seconds: number }>;
   /** The config's `capacity`, if it set one. */
   capacityOverride: number | undefined;
+  /** Where the config says it publishes KV events, if anywhere. */
+  kvEventsConfig: BackendConfig['kvEvents'];
+  cacheEvents: Readonly<KvEventStatus> | undefined;
   rates: ServiceRates;
   metrics: VllmLoad | undefined;
   inflight: number;

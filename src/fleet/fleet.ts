@@ -5,6 +5,8 @@ import type { FleetView } from './backend.js';
 import { createDnsDiscovery } from './discovery/dns.js';
 import { createKubernetesDiscovery } from './discovery/kubernetes.js';
 import type { DiscoverySource } from './discovery/source.js';
+import { createKvEventSources } from './kv-event-sources.js';
+import type { KvEventSink } from './kv-events/subscriber.js';
 import { httpProbe, type Probe } from './probe.js';
 import { createRegistry } from './registry.js';
 import { createScraper } from './scraper.js';
@@ -18,6 +20,8 @@ export interface FleetOptions {
   resolveAll?: (host: string) => Promise<string[]>;
   /** How backends are probed over HTTP (injectable for tests). */
   probe?: Probe;
+  /** Where each backend's KV events go (the precise prefix index); without it they are not followed. */
+  kvEventSink?: (backendId: string) => KvEventSink;
 }
 
 /**
@@ -46,12 +50,15 @@ export function createFleet(options: FleetOptions): Fleet {
     logger,
   });
 
+  const kvEvents = options.kvEventSink ? createKvEventSources({ sinkFor: options.kvEventSink, logger }) : undefined;
+
   /** The config's own backends first, then each source's members. */
   const reconcile = () => {
     const wanted = [...config.backends, ...sources.flatMap((s) => s.backends(config))];
     const { added, removed } = registry.reconcile(wanted);
     for (const backend of removed) scraper.unwatch(backend);
     for (const backend of added) scraper.watch(backend);
+    kvEvents?.sync(registry.backends());
   };
   const membersChanged = () => {
     if (running) reconcile();
@@ -89,6 +96,7 @@ export function createFleet(options: FleetOptions): Fleet {
       running = false;
       scraper.stop();
       for (const source of sources) source.stop();
+      void kvEvents?.stop();
     },
   };
 }

@@ -34,6 +34,8 @@ function newBackend(bc: BackendConfig): Backend {
     health: 'unknown',
     capacity: bc.capacity ?? DEFAULT_CAPACITY,
     capacityOverride: bc.capacity,
+    kvEventsConfig: bc.kvEvents,
+    cacheEvents: undefined,
     rates: emptyServiceRates(),
     predictedTtft: [],
     metrics: undefined,
@@ -103,6 +105,7 @@ export function createRegistry(logger: Logger): Registry {
         const existing = backends.get(id);
         if (existing) {
           existing.capacityOverride = bc.capacity;
+          existing.kvEventsConfig = bc.kvEvents;
           existing.capacity = capacityOf(existing);
           // Models named in the config win; dropped from it, they are read from the server again.
           existing.models = bc.models ? [...bc.models] : existing.modelsFromConfig ? [] : existing.models;

@@ -1,4 +1,5 @@
 import type { RouterConfig } from '../config/schema.js';
+import { createPreciseIndex, type PreciseIndex } from './prefix/precise-index.js';
 import { createPrefixIndex, type PrefixIndex } from './prefix/prefix-index.js';
 import { createTokenRatio, type TokenRatio } from './prefix/token-ratio.js';
 
@@ -28,6 +29,8 @@ export function createSessionTable(maxSessions = 100_000): SessionTable {
  */
 export interface SchedulerMemory {
   readonly prefixIndex: PrefixIndex;
+  /** What backends that publish KV events say their caches hold. */
+  readonly preciseIndex: PreciseIndex;
   readonly tokenRatio: TokenRatio;
   readonly sessions: SessionTable;
   /** Per backend id: mean uncached prompt tokens of the requests routed there. */
@@ -40,13 +43,16 @@ export function createSchedulerMemory(config: RouterConfig): SchedulerMemory {
   const p = config.scheduler.prefix;
   const prefixIndex = createPrefixIndex(Math.ceil((p.defaultCapacityTokens * p.bytesPerToken) / p.blockBytes));
   const meanUncachedPrefill = new Map<string, number>();
+  const preciseIndex = createPreciseIndex();
   return {
     prefixIndex,
+    preciseIndex,
     tokenRatio: createTokenRatio(p.bytesPerToken),
     sessions: createSessionTable(),
     meanUncachedPrefill,
     retain(keep) {
       prefixIndex.retain(keep);
+      preciseIndex.retain(keep);
       for (const id of meanUncachedPrefill.keys()) if (!keep.has(id)) meanUncachedPrefill.delete(id);
     },
   };

@@ -44,6 +44,7 @@ export function schedulerFromConfig(config: RouterConfig, memory: SchedulerMemor
     picker: c.picker === 'random' ? createRandomPicker(random) : createMaxScorePicker(random),
     fallbacks: c.fallbacks,
     prefixIndex: memory.prefixIndex,
+    preciseIndex: memory.preciseIndex,
     tokenRatio: memory.tokenRatio,
     meanUncachedPrefill: memory.meanUncachedPrefill,
     blocks: c.prefix,

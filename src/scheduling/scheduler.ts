@@ -1,5 +1,6 @@
 import type { BackendView } from '../fleet/backend.js';
 import { promptBlocks, type BlockSettings, type PromptBlocks } from './prefix/prompt-blocks.js';
+import { tokenBlockKeys, type PreciseIndex } from './prefix/precise-index.js';
 import type { PrefixIndex } from './prefix/prefix-index.js';
 import { rendezvousRanks } from './prefix/rendezvous.js';
 import type { TokenRatio } from './prefix/token-ratio.js';
@@ -19,6 +20,8 @@ export interface SchedulerOptions {
   fallbacks: number;
   /** Which prompt blocks each backend holds; kept across config reloads by the caller. */
   prefixIndex: PrefixIndex;
+  /** What backends that publish KV events report holding (token-keyed); kept across reloads. */
+  preciseIndex?: PreciseIndex;
   /** Bytes of prompt text per token per backend; kept across reloads with the index. */
   tokenRatio: TokenRatio;
   /** Per backend: mean uncached prompt tokens of what was routed there (its queue's prefill); kept across reloads. */
@@ -48,10 +51,26 @@ const uncached = (prompt: number, cached: number) => Math.max(1, prompt - cached
  * backends' state and what earlier decisions taught the scorers (the prefix index, affinity).
  */
 export function createScheduler(options: SchedulerOptions): Scheduler {
-  const { filters, scorers, picker, fallbacks, prefixIndex, tokenRatio, meanUncachedPrefill, blocks } = options;
+  const { filters, scorers, picker, fallbacks, prefixIndex, preciseIndex, tokenRatio, meanUncachedPrefill, blocks } = options;
   const capacities = new Map<string, number>();
 
   const unitsPerToken = (p: PromptBlocks, b: BackendView) => (p.exactTokens ? 1 : tokenRatio.bytesPerToken(b));
+
+  /**
+   * Prompt tokens a backend's own KV events say it holds: for prompts given as token ids, on a
+   * backend whose events are followed. -1 where they cannot say (text prompts need the
+   * model's tokenizer), and the guess from what was sent there stands alone.
+   */
+  function reportedHeld(request: SchedulingRequest, b: BackendView, keysBySize: Map<number, Float64Array>): number {
+    if (!preciseIndex || request.prompt.kind !== 'tokens') return -1;
+    const state = b.cacheEvents?.state;
+    if (state !== 'live' && state !== 'partial') return -1;
+    const size = preciseIndex.blockSize(b.id);
+    if (size === undefined) return -1;
+    let keys = keysBySize.get(size);
+    if (!keys) keysBySize.set(size, (keys = tokenBlockKeys(request.prompt.tokens, size)));
+    return preciseIndex.match(b.id, keys) * size;
+  }
 
   function scoringInput(request: SchedulingRequest, backends: readonly BackendView[]) {
     let prompt: PromptBlocks | undefined;
@@ -78,10 +97,14 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
         const p = blocksOf();
         const total = input.promptTokens();
         cached = new Float64Array(backends.length);
+        const keysBySize = new Map<number, Float64Array>();
         for (let i = 0; i < backends.length; i++) {
           const b = backends[i]!;
-          const held = prefixIndex.match(b.id, p.hashes) * p.unitsPerBlock;
-          cached[i] = Math.min(total, held / unitsPerToken(p, b));
+          const guessed = (prefixIndex.match(b.id, p.hashes) * p.unitsPerBlock) / unitsPerToken(p, b);
+          const reported = reportedHeld(request, b, keysBySize);
+          // A complete event history is the truth; a partial one may miss blocks stored before it.
+          const held = reported < 0 ? guessed : b.cacheEvents?.state === 'live' ? reported : Math.max(reported, guessed);
+          cached[i] = Math.min(total, held);
         }
         return cached;
       },

@@ -41,6 +41,7 @@ export function backendView(id: string, over: Partial<BackendView> = {}): Mutabl
     suspect: false,
     recent: { prefixHitShare: undefined, othersShare: undefined },
     rates: emptyServiceRates(),
+    cacheEvents: undefined,
     ...over,
   };
 }

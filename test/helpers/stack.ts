@@ -18,6 +18,8 @@ export interface BackendSpec {
   /** Whether the router config lists the models (true) or discovers them from /v1/models. */
   declareModels?: boolean;
   engine?: Partial<EngineOptions>;
+  /** Publish KV events (vLLM's format, on ipc:// sockets) and tell the router where. */
+  kvEvents?: boolean;
 }
 
 export interface Stack {
@@ -79,15 +81,19 @@ export async function startStack(options: StackOptions): Promise<Stack> {
   const configPath = join(dir, 'router.yaml');
   let stopWatcher = () => {};
   try {
-    for (const spec of options.backendUrls ? [] : options.backends) {
-      sims.push(await startSimulator({ models: [...spec.models, ...(spec.aliases ?? [])], engine: { ...FAST_ENGINE, ...options.defaultEngine, ...spec.engine } }));
+    const kvEndpoints: Array<{ endpoint: string; replayEndpoint: string } | undefined> = [];
+    for (const [i, spec] of (options.backendUrls ? [] : options.backends).entries()) {
+      const kv = spec.kvEvents ? { endpoint: `ipc://${dir}/kv-${i}.sock`, replayEndpoint: `ipc://${dir}/kv-replay-${i}.sock` } : undefined;
+      kvEndpoints.push(kv);
+      const kvEvents = kv ? { ...kv, topic: '', bufferSteps: 10_000, hwm: 100_000, encoding: 'maps' as const } : undefined;
+      sims.push(await startSimulator({ models: [...spec.models, ...(spec.aliases ?? [])], engine: { ...FAST_ENGINE, ...options.defaultEngine, ...spec.engine }, kvEvents }));
     }
     const raw = {
       grpc: { host: '127.0.0.1', port: 0 },
       admin: { host: '127.0.0.1', port: 0 },
       scraping: { intervalMs: 50, timeoutMs: 500, staleAfterMs: 1000, unhealthyAfterFailures: 2, modelsRefreshMs: 500 },
       upstream: { healthCheckIntervalMs: 500, ejectionTimeMs: 2000 },
-      backends: backendEntries(options.backendUrls?.map((url) => ({ url })) ?? sims, options.backends),
+      backends: backendEntries(options.backendUrls?.map((url) => ({ url })) ?? sims, options.backends).map((b, i) => (kvEndpoints[i] ? { ...b, kvEvents: kvEndpoints[i] } : b)),
       ...options.config,
     };
     await writeFile(configPath, stringify(raw));

@@ -1,3 +1,4 @@
+import { kvEventsAt } from '../../config/kv-events-schema.js';
 import type { BackendConfig, DnsGroupConfig, RouterConfig } from '../../config/schema.js';
 import type { Logger } from '../../support/log.js';
 import { hostLiteral } from '../backend.js';
@@ -68,7 +69,7 @@ export function createDnsDiscovery(options: DnsDiscoveryOptions): DiscoverySourc
       for (const g of config.discovery.dns) {
         for (const ip of members.get(keyOf(g)) ?? []) {
           const host = hostLiteral(ip);
-          out.push({ name: `${g.name}/${host}:${g.port}`, url: `${g.scheme}://${host}:${g.port}`, ...(g.models ? { models: g.models } : {}), ...(g.capacity ? { capacity: g.capacity } : {}) });
+          out.push({ name: `${g.name}/${host}:${g.port}`, url: `${g.scheme}://${host}:${g.port}`, ...(g.models ? { models: g.models } : {}), ...(g.capacity ? { capacity: g.capacity } : {}), ...(g.kvEvents ? { kvEvents: kvEventsAt(host, g.kvEvents) } : {}) });
         }
       }
       return out;

@@ -1,3 +1,4 @@
+import { kvEventsAt } from '../../config/kv-events-schema.js';
 import type { BackendConfig, KubernetesGroupConfig } from '../../config/schema.js';
 import type { Logger } from '../../support/log.js';
 import { hostLiteral } from '../backend.js';
@@ -45,7 +46,7 @@ export function createKubernetesDiscovery(options: KubernetesDiscoveryOptions): 
       for (const g of config.discovery.kubernetes) {
         for (const pod of members.get(keyOf(g)) ?? []) {
           const models = pod.model ? [pod.model] : g.models;
-          out.push({ name: `${g.namespace}/${pod.pod}`, url: `${g.scheme}://${hostLiteral(pod.ip)}:${g.port}`, ...(models ? { models } : {}), ...(g.capacity ? { capacity: g.capacity } : {}) });
+          out.push({ name: `${g.namespace}/${pod.pod}`, url: `${g.scheme}://${hostLiteral(pod.ip)}:${g.port}`, ...(models ? { models } : {}), ...(g.capacity ? { capacity: g.capacity } : {}), ...(g.kvEvents ? { kvEvents: kvEventsAt(hostLiteral(pod.ip), g.kvEvents) } : {}) });
         }
       }
       return out;

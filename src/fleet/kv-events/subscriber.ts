@@ -49,7 +49,8 @@ export interface KvEventStatus {
 }
 
 export interface KvEventSubscriber {
-  status(): KvEventStatus;
+  /** The live status (the same object throughout: read it, do not keep a copy). */
+  status(): Readonly<KvEventStatus>;
   close(): Promise<void>;
 }
 
@@ -64,7 +65,8 @@ export async function startKvEventSubscriber(source: KvEventSource, sink: KvEven
   const replayTimeoutMs = deps.replayTimeoutMs ?? 5000;
   // Loaded here, so a router without KV events never loads the native addon.
   const zmq = await import('zeromq');
-  const sub: Subscriber = new zmq.Subscriber({ linger: 0 });
+  // IPv6 addresses (a pod's, in brackets) need the socket option.
+  const sub: Subscriber = new zmq.Subscriber({ linger: 0, ipv6: source.endpoint.includes('[') });
   if (source.bind) await sub.bind(source.endpoint);
   else sub.connect(source.endpoint);
   sub.subscribe(source.topic ?? '');
@@ -94,7 +96,7 @@ export async function startKvEventSubscriber(source: KvEventSource, sink: KvEven
   async function replay(from: bigint): Promise<boolean> {
     if (!source.replayEndpoint) return false;
     status.replays++;
-    const dealer: Dealer = new zmq.Dealer({ linger: 0, receiveTimeout: replayTimeoutMs });
+    const dealer: Dealer = new zmq.Dealer({ linger: 0, receiveTimeout: replayTimeoutMs, ipv6: source.replayEndpoint.includes('[') });
     try {
       dealer.connect(source.replayEndpoint);
       await dealer.send(['', sequenceBytes(from)]);
@@ -178,7 +180,7 @@ export async function startKvEventSubscriber(source: KvEventSource, sink: KvEven
   });
 
   return {
-    status: () => ({ ...status }),
+    status: () => status,
     async close() {
       if (closed) return;
       closed = true;

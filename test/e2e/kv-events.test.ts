@@ -1,0 +1,47 @@
+/**
+ * Routing on what the servers report they cache: two simulated vLLM servers publishing KV
+ * events (vLLM's wire format), the router following them, a real Envoy in front.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startStack, waitFor, type Stack } from '../helpers/stack.js';
+
+const range = (from: number, n: number) => Array.from({ length: n }, (_, i) => from + i);
+
+describe('routing on KV events', () => {
+  let stack: Stack;
+  beforeAll(async () => {
+    stack = await startStack({ backends: [0, 1].map(() => ({ models: ['m'], kvEvents: true })) });
+  }, 60_000);
+  afterAll(() => stack?.close());
+
+  const complete = (url: string, prompt: number[]) =>
+    fetch(`${url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'm', prompt, max_tokens: 2 }) }).then(async (r) => {
+      expect(r.status).toBe(200);
+      return r.json();
+    });
+  const stats = async () => (await fetch(`http://127.0.0.1:${stack.router.adminPort}/stats`).then((r) => r.json())) as { backends: Array<{ id: string; cache: { source: string; events: { batches: number } | null } }> };
+
+  it('reports each server as known from its own events', async () => {
+    await waitFor(async () => (await stats()).backends.every((b) => b.cache.source === 'events'), 10_000, 'both event streams live');
+  });
+
+  it("sends a prompt to the server whose cache holds it, though the router never sent it there", async () => {
+    const routed = () => stack.router.fleet.backends().map((b) => b.routed);
+    for (let p = 0; p < 8; p++) {
+      // Cached on one server behind the router's back (a direct client, another replica).
+      const holder = p % 2;
+      const prompt = range(1000 * (p + 1), 256);
+      await complete(stack.sims[holder]!.url, prompt);
+      await waitFor(() => {
+        const b = stack.router.fleet.backends()[holder]!;
+        return (b.cacheEvents?.batches ?? 0) > 0 && stack.router.fleet.backends().every((x) => x.inflight === 0);
+      }, 5000, 'the events to arrive');
+      // Its blocks reach the router a moment after the answer: wait until the index has them.
+      await new Promise((r) => setTimeout(r, 100));
+      const before = routed();
+      await complete(stack.envoy.url, [...prompt, ...range(7, 20)]);
+      const after = routed();
+      expect({ prompt: p, to: after.findIndex((n, i) => n > before[i]!) }).toEqual({ prompt: p, to: holder });
+    }
+  });
+});
