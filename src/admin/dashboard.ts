@@ -31,7 +31,7 @@ export const DASHBOARD_HTML = `<!doctype html>
   <div>running / waiting<b id="queue">-</b></div>
 </div>
 <table>
-  <thead><tr><th>backend</th><th>models</th><th>health</th><th>running</th><th>waiting</th><th>KV use</th><th>in flight</th><th>load</th><th>hit share</th><th>routed/s</th><th>TTFT predicted / measured</th><th>scrape age</th><th>load, last 5 min</th></tr></thead>
+  <thead><tr><th>backend</th><th>models</th><th>health</th><th>running</th><th>waiting</th><th>KV use</th><th>in flight</th><th>load</th><th>hit share</th><th>routed/s</th><th>TTFT predicted / measured</th><th>cache known from</th><th>scrape age</th><th>load, last 5 min</th></tr></thead>
   <tbody id="rows"></tbody>
 </table>
 <h2 style="font-size:15px;margin:22px 0 6px">Latest decisions, and why</h2>
@@ -64,7 +64,7 @@ async function tick() {
       return '<tr data-backend="' + b.id + '"><td>' + b.id + '</td><td class="models">' + b.models.join(', ') + '</td><td class="' + b.health + '">' + b.health +
         '</td><td>' + num(b.running) + '</td><td>' + num(b.waiting) + '</td><td>' + pct(b.kvCacheUsage) + '</td><td>' + b.inflight +
         '</td><td>' + b.load.toFixed(3) + '</td><td>' + pct(b.prefixHitShare) + '</td><td class="routed">' + b.routedPerSecond.toFixed(1) +
-        '</td><td class="ttft">' + ttft(b.ttft) + '</td><td>' + (b.lastScrapeAgeMs === null ? '-' : b.lastScrapeAgeMs + ' ms') + '</td><td>' + spark(h) + '</td></tr>';
+        '</td><td class="ttft">' + ttft(b.ttft) + '</td><td class="cache" title="' + b.cache.why + '">' + b.cache.source + '</td><td>' + (b.lastScrapeAgeMs === null ? '-' : b.lastScrapeAgeMs + ' ms') + '</td><td>' + spark(h) + '</td></tr>';
     });
     document.getElementById('rows').innerHTML = rows.join('');
     document.getElementById('decisions').innerHTML = (stats.recentDecisions || []).slice(0, 10).map((d) => {
