@@ -114,6 +114,7 @@ export async function startRouter(initial: RouterConfig, logger: Logger): Promis
       metrics,
       loadWeights: () => config.scheduler.load,
       decisionLog,
+      reportedBlocks: (id) => memory.preciseIndex.stats(id),
     });
   } catch (err) {
     await grpcServer.close(0);

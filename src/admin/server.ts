@@ -14,7 +14,11 @@ export interface AdminServerOptions {
   metrics: RouterMetrics;
   loadWeights: () => LoadWeights;
   decisionLog?: DecisionLog;
+  /** Blocks a backend's KV events say it holds, and stored blocks not indexed (their parent never seen). */
+  reportedBlocks?: (backendId: string) => { blocks: number; orphans: number };
 }
+
+type ReportedBlocks = NonNullable<AdminServerOptions['reportedBlocks']>;
 
 const ms = (seconds: number | undefined) => (seconds === undefined ? null : Number((seconds * 1000).toFixed(3)));
 
@@ -37,7 +41,7 @@ function speedFigures(r: ServiceRates) {
  * `events-partial` (its events, missing history from before the replay buffer: blocks stored
  * back then count only as the guess), or `guess` (what was sent there), and why.
  */
-function cacheSource(b: BackendView, now: number) {
+function cacheSource(b: BackendView, now: number, reportedBlocks?: ReportedBlocks) {
   const e = b.cacheEvents;
   if (!e) return { source: 'guess', why: 'no KV events configured', events: null };
   const source = e.state === 'live' ? 'events' : e.state === 'partial' ? 'events-partial' : 'guess';
@@ -58,12 +62,13 @@ function cacheSource(b: BackendView, now: number) {
       restarts: e.restarts,
       malformed: e.malformed,
       lastError: e.lastError,
+      ...reportedBlocks?.(b.id),
     },
   };
 }
 
 /** Per-backend load statistics, as JSON. */
-export function loadStatistics(fleet: FleetView, weights: LoadWeights, decisionLog?: DecisionLog) {
+export function loadStatistics(fleet: FleetView, weights: LoadWeights, decisionLog?: DecisionLog, reportedBlocks?: ReportedBlocks) {
   const now = Date.now();
   return {
     time: new Date(now).toISOString(),
@@ -91,7 +96,7 @@ export function loadStatistics(fleet: FleetView, weights: LoadWeights, decisionL
         measuredMs: ms(b.rates.ttftMeasuredS),
         error: b.rates.ttftError === undefined ? null : Number(b.rates.ttftError.toFixed(4)),
       },
-      cache: cacheSource(b, now),
+      cache: cacheSource(b, now, reportedBlocks),
       lastScrapeAgeMs: b.lastScrapeOkAt === undefined ? null : now - b.lastScrapeOkAt,
       lastError: b.lastError ?? null,
       metricsError: b.metricsError ?? null,
@@ -118,7 +123,7 @@ export async function startAdminServer(options: AdminServerOptions): Promise<{ s
       } else if (path === '/dashboard' || path === '/') {
         res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' }).end(DASHBOARD_HTML);
       } else if (path === '/stats' || path === '/load') {
-        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(loadStatistics(fleet, options.loadWeights(), options.decisionLog), null, 2));
+        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(loadStatistics(fleet, options.loadWeights(), options.decisionLog, options.reportedBlocks), null, 2));
       } else {
         res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ error: `no admin endpoint ${path}; try /dashboard, /stats, /metrics or /health` }));
       }

@@ -124,8 +124,10 @@ async function replay(endpoint: string, start: number): Promise<[number, Buffer]
   await dealer.send(['', startFrame]);
   const replies: [number, Buffer][] = [];
   for (;;) {
-    const [delimiter, seq, payload] = (await dealer.receive()) as [Buffer, Buffer, Buffer];
+    // vLLM 0.32 answers a DEALER with two empty frames before the sequence and the payload.
+    const [delimiter, empty, seq, payload] = (await dealer.receive()) as [Buffer, Buffer, Buffer, Buffer];
     expect(delimiter.length).toBe(0);
+    expect(empty.length).toBe(0);
     expect(seq.length).toBe(8);
     const n = Number(seq.readBigInt64BE());
     if (n === -1) {

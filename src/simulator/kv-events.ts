@@ -1,7 +1,8 @@
 /**
  * Publishes the engine's KV cache events over ZMQ as vLLM's ZmqEventPublisher does: a PUB
  * socket sending `[topic, sequence, payload]` per batch, and a ROUTER answering replay
- * requests from a bounded buffer of recent batches.
+ * requests from a bounded buffer of recent batches: `[empty, empty, sequence, payload]` per
+ * batch, then the end marker, as vLLM 0.32 answers a DEALER (checked against it).
  */
 import type { Publisher, Router } from 'zeromq';
 import { pubBinds, type KvEventsOptions } from './kv-events-config.js';
@@ -113,9 +114,9 @@ export async function startKvEventPublisher(
       for (let seq = first; seq < end; seq++) {
         const entry = ring[seq % options.bufferSteps];
         if (entry?.seq !== seq) continue; // overwritten while this replay ran
-        await socket.send([identity, '', sequenceFrame(seq), entry.payload]);
+        await socket.send([identity, '', '', sequenceFrame(seq), entry.payload]);
       }
-      await socket.send([identity, '', END_OF_REPLAY_SEQUENCE, '']);
+      await socket.send([identity, '', '', END_OF_REPLAY_SEQUENCE, '']);
     }
   }
   const replayDone = router ? serveReplay(router).catch((err: unknown) => (closed ? undefined : onError(err))) : Promise.resolve();

@@ -19,10 +19,13 @@ describe('routing on KV events', () => {
       expect(r.status).toBe(200);
       return r.json();
     });
-  const stats = async () => (await fetch(`http://127.0.0.1:${stack.router.adminPort}/stats`).then((r) => r.json())) as { backends: Array<{ id: string; cache: { source: string; events: { batches: number } | null } }> };
+  const stats = async () => (await fetch(`http://127.0.0.1:${stack.router.adminPort}/stats`).then((r) => r.json())) as { backends: Array<{ id: string; cache: { source: string; events: { batches: number; blocks?: number } | null } }> };
 
   it('reports each server as known from its own events', async () => {
     await waitFor(async () => (await stats()).backends.every((b) => b.cache.source === 'events'), 10_000, 'both event streams live');
+    await fetch(`${stack.sims[0]!.url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'm', prompt: range(1, 64), max_tokens: 1 }) });
+    // 64 tokens in blocks of 16 (the simulator's), as the server reported storing them.
+    await waitFor(async () => (await stats()).backends[0]!.cache.events!.blocks! >= 4, 5000, 'the stored blocks in /stats');
   });
 
   it("sends a prompt to the server whose cache holds it, though the router never sent it there", async () => {

@@ -51,6 +51,8 @@ export interface StackOptions {
    * `backends`, in order.
    */
   backendUrls?: string[];
+  /** Where each of `backendUrls` publishes KV events, if it does. */
+  backendKvEvents?: Array<{ endpoint: string; replayEndpoint?: string } | undefined>;
   /** How long the backends may take to turn healthy in the router (default 10 s). */
   readyTimeoutMs?: number;
   /** Called with the simulators once they listen, before Envoy starts (to render its config). */
@@ -81,7 +83,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
   const configPath = join(dir, 'router.yaml');
   let stopWatcher = () => {};
   try {
-    const kvEndpoints: Array<{ endpoint: string; replayEndpoint: string } | undefined> = [];
+    const kvEndpoints: Array<{ endpoint: string; replayEndpoint?: string } | undefined> = [...(options.backendKvEvents ?? [])];
     for (const [i, spec] of (options.backendUrls ? [] : options.backends).entries()) {
       const kv = spec.kvEvents ? { endpoint: `ipc://${dir}/kv-${i}.sock`, replayEndpoint: `ipc://${dir}/kv-replay-${i}.sock` } : undefined;
       kvEndpoints.push(kv);

@@ -1,7 +1,7 @@
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseVllmMetrics } from '../../src/fleet/vllm-metrics.js';
-import { startStack, type Stack } from '../helpers/stack.js';
+import { startStack, waitFor, type Stack } from '../helpers/stack.js';
 import { TINY_LORA, startVllmServers, vllmInstalled, type VllmServer } from '../helpers/vllm.js';
 
 /**
@@ -26,10 +26,12 @@ describe.skipIf(!vllmInstalled())('real vLLM behind Envoy and the router', () =>
   beforeAll(async () => {
     // Each serves a LoRA adapter of the model too, listed by vLLM as a model whose parent is it.
     const lora = ['--enable-lora', '--lora-modules', `${ADAPTER}=${TINY_LORA}`, '--max-lora-rank', '8'];
-    servers = await startVllmServers(2, { model: MODEL, kvBlocks: KV_BLOCKS, extraArgs: lora });
+    // Each publishes its KV events (ipc:// socket, replay on 127.0.0.1), which the router follows.
+    servers = await startVllmServers(2, { model: MODEL, kvBlocks: KV_BLOCKS, extraArgs: lora, kvEvents: true });
     stack = await startStack({
       backends: servers.map(() => ({ models: [MODEL], declareModels: false })),
       backendUrls: servers.map((s) => s.url),
+      backendKvEvents: servers.map((s) => ({ endpoint: s.kvEndpoint!, replayEndpoint: s.replayEndpoint })),
       // Real servers: probe at the default pace, with the default timeouts.
       config: { scraping: { intervalMs: 200 } },
       readyTimeoutMs: 30_000,
@@ -176,5 +178,36 @@ describe.skipIf(!vllmInstalled())('real vLLM behind Envoy and the router', () =>
       expect(r.ttftMeasuredS, backend.id).toBeGreaterThan(0);
       expect(r.ttftPredictedS, backend.id).toBeGreaterThan(0);
     }
+  });
+  it("follows vLLM's own KV events, stores and evictions, and routes a token-id prompt to the server that holds it", async () => {
+    type Stats = { backends: Array<{ url: string; cache: { source: string; events: { blocks?: number; batches: number } | null } }> };
+    const stats = async () => ((await (await fetch(`http://127.0.0.1:${stack.router.adminPort}/stats`)).json()) as Stats).backends;
+    const eventsOf = async (server: VllmServer) => (await stats()).find((b) => b.url === server.url)!.cache.events;
+    const blocksOf = async (server: VllmServer) => (await eventsOf(server))?.blocks ?? 0;
+    const batchesOf = async (server: VllmServer) => (await eventsOf(server))?.batches ?? 0;
+    await waitFor(async () => (await stats()).every((b) => b.cache.source === 'events'), 30_000, "both servers' events followed");
+    // Token ids (vLLM keeps a token-id prompt as given): 10 blocks of 32 per prompt.
+    const tokens = (seed: number) => Array.from({ length: 320 }, (_, i) => 10 + ((i * 37 + seed * 1009) % 4000));
+    const complete = async (url: string, prompt: number[]) => {
+      const res = await post(url, '/v1/completions', { model: MODEL, prompt, max_tokens: 1 });
+      expect(res.status).toBe(200);
+      await res.arrayBuffer();
+    };
+    const routed = () => servers.map((s) => stack.router.fleet.backends().find((b) => b.url === s.url)!.routed);
+    for (let p = 0; p < 4; p++) {
+      // Cached on one server behind the router's back (a direct client, another replica).
+      const holder = servers[p % 2]!;
+      // (Its cache is full from the tests before: blocks stored now evict as many, so count batches.)
+      const batches = await batchesOf(holder);
+      await complete(holder.url, tokens(p));
+      await waitFor(async () => (await batchesOf(holder)) > batches, 10_000, 'the stored blocks reported');
+      const before = routed();
+      await complete(stack.envoy.url, [...tokens(p), 5, 6, 7]);
+      expect(routed().map((n, i) => n - before[i]!)).toEqual(servers.map((s) => (s === holder ? 1 : 0)));
+    }
+    // 40 more prompts (400 blocks) into one server's 256: vLLM evicts, and the index follows it.
+    for (let p = 100; p < 140; p++) await complete(servers[0]!.url, tokens(p));
+    await waitFor(async () => (await blocksOf(servers[0]!)) <= KV_BLOCKS, 10_000, 'evictions applied');
+    expect(await blocksOf(servers[0]!)).toBeGreaterThan(KV_BLOCKS / 2);
   });
 });

@@ -87,9 +87,9 @@ async function scriptedPublisher(dir: string) {
   void (async () => {
     for await (const [identity, , start] of router) {
       for (const [seq, payload] of [...buffer].sort((x, y) => x[0] - y[0])) {
-        if (seq >= Number(readStartSequence(start!))) await router.send([identity!, '', sequenceFrame(seq), payload]);
+        if (seq >= Number(readStartSequence(start!))) await router.send([identity!, '', '', sequenceFrame(seq), payload]);
       }
-      await router.send([identity!, '', END_OF_REPLAY_SEQUENCE, '']);
+      await router.send([identity!, '', '', END_OF_REPLAY_SEQUENCE, '']);
     }
   })().catch(() => undefined);
   cleanups.push(() => {

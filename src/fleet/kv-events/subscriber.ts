@@ -103,11 +103,13 @@ export async function startKvEventSubscriber(source: KvEventSource, sink: KvEven
       let complete: boolean | undefined;
       for (;;) {
         const frames = await dealer.receive();
-        // [empty delimiter, sequence, payload]; the end marker's payload is empty.
-        const seq = readSequence(frames[1] ?? new Uint8Array());
+        // vLLM 0.32 answers [empty, empty, sequence, payload] (older notes say one empty frame):
+        // the sequence and payload are the last two either way. The end marker's payload is empty.
+        if (frames.length < 2) throw new Error(`replay answered ${frames.length} frame(s)`);
+        const seq = readSequence(frames[frames.length - 2]!);
         if (seq === END_OF_REPLAY) return complete ?? from === 0n;
         complete ??= seq <= from;
-        if (last === null || seq > last) apply(seq, frames[2] ?? new Uint8Array());
+        if (last === null || seq > last) apply(seq, frames[frames.length - 1]!);
       }
     } catch (err) {
       status.lastError = `replay from ${source.replayEndpoint}: ${err instanceof Error ? err.message : String(err)}`;
