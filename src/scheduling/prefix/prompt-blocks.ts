@@ -30,7 +30,7 @@ const SEED_A = 0x811c9dc5;
 const SEED_B = 0x5bd1e995;
 
 /** Spreads every input bit over the whole word (MurmurHash3's finalizer). */
-function mix(h: number): number {
+export function mix(h: number): number {
   h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
   h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
   return (h ^ (h >>> 16)) >>> 0;

@@ -1,11 +1,12 @@
 /**
  * Rendezvous (highest random weight) hashing: every router replica that sees the same prompt
  * prefix and the same backends names the same "home" backend for it, without talking to the
- * others. A prefix no backend is known to hold is placed there, so replicas (and a restarted
+ * others. The cost scorer leans each prompt toward its home, so replicas (and a restarted
  * replica, whose index starts empty) do not scatter a shared prompt over the fleet because
- * each guessed on its own; when its home is full, they spill it in the same order too. A
+ * each guessed on its own; when its home is busy, they spill it in the same order too. A
  * backend leaving moves only the prefixes it was home to.
  */
+import { mix } from './prompt-blocks.js';
 
 const idHashes = new Map<string, number>();
 
@@ -19,12 +20,6 @@ function hashId(id: string): number {
   if (idHashes.size > 4096) idHashes.clear(); // ids churn with discovery: keep the memo bounded
   idHashes.set(id, h);
   return h;
-}
-
-function mix(h: number): number {
-  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
-  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
-  return (h ^ (h >>> 16)) >>> 0;
 }
 
 /** Every id's weight for a key (any finite number, e.g. a block hash): the larger, the more it is the key's home. */
