@@ -16,7 +16,7 @@ import { readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { Agent, request } from 'node:http';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
@@ -354,8 +354,9 @@ async function main(): Promise<void> {
       routerHeapAcrossRequestsInProcess: heap,
       elapsedS: round((Date.now() - started) / 1000, 1),
     };
-    await mkdir(join(REPO, 'bench/results'), { recursive: true });
-    await writeFile(join(REPO, out), JSON.stringify(report, null, 2) + '\n');
+    const path = resolve(REPO, out); // an absolute --out stays as given
+    await mkdir(dirname(path), { recursive: true });
+    await writeFile(path, JSON.stringify(report, null, 2) + '\n');
     console.log('added latency over direct (ms)   envoy p50  envoy p99  router p50  router p99  router-envoy p50  p99 router/envoy  no-op ext_proc-envoy p50');
     for (const [k, v] of Object.entries(summary)) {
       const cells = [v.envoyP50, v.envoyP99, v.routerP50, v.routerP99, v.routerOverEnvoyP50, v.p99RatioRouterToEnvoy, v.noopExtProcOverEnvoyP50];
