@@ -173,7 +173,6 @@ export async function startKvEventSubscriber(source: KvEventSource, sink: KvEven
       }
       streamCaughtUp = true;
       apply(seq, frames[2]!);
-      if (status.state === 'connecting') status.state = 'live';
     }
   }
 

@@ -1,10 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { rendezvousHome } from './rendezvous.js';
+import { rendezvousRanks } from './rendezvous.js';
+
+/** Index of a key's home among `ids` (rank 0), -1 without ids. */
+const rendezvousHome = (key: number, ids: readonly string[]) => rendezvousRanks(key, ids).indexOf(0);
 
 const ids = ['10.0.0.1:8000', '10.0.0.2:8000', '10.0.0.3:8000', '10.0.0.4:8000'];
 const keys = Array.from({ length: 4000 }, (_, i) => i * 2654435761 + 12345);
 
-describe('rendezvousHome', () => {
+describe('rendezvous ranks: the home', () => {
   it('names the same backend whatever order the backends are listed in', () => {
     const reversed = [...ids].reverse();
     for (const key of keys.slice(0, 500)) expect(reversed[rendezvousHome(key, reversed)]).toBe(ids[rendezvousHome(key, ids)]);

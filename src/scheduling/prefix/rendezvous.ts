@@ -41,9 +41,3 @@ export function rendezvousRanks(key: number, ids: readonly string[]): Int32Array
   order.forEach((index, rank) => (ranks[index] = rank));
   return ranks;
 }
-
-/** Index (into `ids`) of a key's home, or -1 when there are no ids. */
-export function rendezvousHome(key: number, ids: readonly string[]): number {
-  const ranks = rendezvousRanks(key, ids);
-  return ranks.indexOf(0);
-}
