@@ -14,6 +14,7 @@ import { ExternalProcessorService, ProcessingRequest, ProcessingResponse } from 
 import { GrpcStatus, startGrpcServer, type GrpcServer } from './grpc/server.js';
 import type { Logger } from './support/log.js';
 import { createSchedulerMemory } from './scheduling/memory.js';
+import { loadTokenizerSet } from './tokenize/tokenizer-set.js';
 import { schedulerFromConfig } from './scheduling/registry.js';
 import { createAdsHandler } from './xds/ads-server.js';
 import { buildResources } from './xds/resources.js';
@@ -37,6 +38,7 @@ export async function startRouter(initial: RouterConfig, logger: Logger): Promis
   let config = initial;
   const memory = createSchedulerMemory(config);
   let scheduler = schedulerFromConfig(config, memory);
+  let tokenizers = loadTokenizerSet(config.tokenizers);
   const fleet = createFleet({
     config,
     logger,
@@ -84,7 +86,7 @@ export async function startRouter(initial: RouterConfig, logger: Logger): Promis
           path: ExternalProcessorService.process.path,
           requests: ProcessingRequest,
           responses: ProcessingResponse,
-          handler: createProcessor({ fleet, scheduler: () => scheduler, config: () => config, metrics, logger, version: VERSION, decisionLog, inflight, largeBodies }),
+          handler: createProcessor({ fleet, scheduler: () => scheduler, config: () => config, metrics, logger, version: VERSION, decisionLog, inflight, largeBodies, tokenizers: () => tokenizers }),
         },
         {
           path: AggregatedDiscoveryServiceService.streamAggregatedResources.path,
@@ -135,8 +137,10 @@ export async function startRouter(initial: RouterConfig, logger: Logger): Promis
         logger.warn('listener addresses changed in the config; they take effect on restart');
       }
       const nextScheduler = schedulerFromConfig(next, memory);
+      const nextTokenizers = loadTokenizerSet(next.tokenizers, tokenizers);
       config = next;
       scheduler = nextScheduler;
+      tokenizers = nextTokenizers;
       fleet.apply(next);
       publish();
       logger.info('config applied', { backends: next.backends.length });

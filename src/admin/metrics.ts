@@ -8,6 +8,7 @@ export interface RouterMetrics {
   rejections: Counter<'code' | 'status'>;
   decisionSeconds: Histogram<never>;
   upstreamResponses: Counter<'backend' | 'class'>;
+  promptTokenizations: Counter<'model' | 'outcome'>;
 }
 
 export function createRouterMetrics(fleet: FleetView): RouterMetrics {
@@ -35,6 +36,12 @@ export function createRouterMetrics(fleet: FleetView): RouterMetrics {
     name: 'vllm_router_upstream_responses_total',
     help: 'Response status classes seen from backends, by backend.',
     labelNames: ['backend', 'class'] as const,
+    registers: [registry],
+  });
+  const promptTokenizations = new Counter({
+    name: 'vllm_router_prompt_tokenizations_total',
+    help: 'Prompts of models with a configured tokenizer: tokenized, or why not (matched on text instead).',
+    labelNames: ['model', 'outcome'] as const,
     registers: [registry],
   });
   const gauge = (name: string, help: string, read: (b: Backend) => number | undefined) =>
@@ -67,5 +74,5 @@ export function createRouterMetrics(fleet: FleetView): RouterMetrics {
     b.cacheEvents === undefined ? undefined : b.cacheEvents.state === 'live' ? 1 : 0,
   );
   gauge('vllm_router_backend_kv_event_gaps', 'Sequence gaps in the backend\'s KV event stream (each replayed, or, past the replay buffer, its index rebuilt).', (b) => b.cacheEvents?.gaps);
-  return { registry, decisions, rejections, decisionSeconds, upstreamResponses };
+  return { registry, decisions, rejections, decisionSeconds, upstreamResponses, promptTokenizations };
 }

@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
 import { parseDocument } from 'yaml';
 import { routerConfigSchema, type RouterConfig } from './schema.js';
 
@@ -62,6 +63,8 @@ export async function loadConfigFile(path: string): Promise<RouterConfig> {
     throw new ConfigError(path, [`cannot read file: ${(err as Error).message}`]);
   }
   const config = parseConfigText(text, path);
+  // Tokenizer directories are read relative to the config file, wherever the router starts.
+  for (const [model, dir] of Object.entries(config.tokenizers)) config.tokenizers[model] = resolve(dirname(path), dir);
   const { dns, kubernetes } = config.discovery;
   if (config.backends.length === 0 && dns.length === 0 && kubernetes.length === 0) {
     const what = text.trim() === '' ? 'the file is empty' : 'it names no backends and no discovery (dns, kubernetes)';

@@ -25,7 +25,6 @@ const backendUrl = z
 
 const modelName = z.string().min(1).max(512);
 
-
 /** A setting that older versions took and the router now learns: refused with a reason, not as unknown. */
 const learnedNow = z
   .unknown()
@@ -270,6 +269,8 @@ export const routerConfigSchema = z
     /** How Envoy treats the backends: served to it over xDS with each model's cluster. */
     upstream,
     api,
+    /** Served model name -> its Hugging Face model directory (tokenizer.json, chat template): prompts matched on token ids. */
+    tokenizers: z.record(modelName, z.string().min(1)).default({}),
   })
   .strict()
   .superRefine((config, ctx) => {

@@ -5,6 +5,8 @@ import { apiError, type HttpError } from '../contract/errors.js';
 import type { Backend, FleetView } from '../fleet/backend.js';
 import type { Scheduler } from '../scheduling/scheduler.js';
 import type { Rejection } from '../scheduling/types.js';
+import { promptTokens } from '../tokenize/prompt-tokens.js';
+import type { TokenizerSet } from '../tokenize/tokenizer-set.js';
 import { parseRequestBody } from './parse-request.js';
 import type { RequestHeaders } from './request-headers.js';
 
@@ -16,6 +18,8 @@ export interface DecisionDeps {
   metrics: RouterMetrics;
   /** Where the latest decisions and their reasons are kept for /stats and the dashboard. */
   decisionLog?: DecisionLog | undefined;
+  /** Read per request: the tokenizers the config names, so prompts are matched on the ids vLLM computes. */
+  tokenizers?: (() => TokenizerSet) | undefined;
 }
 
 /** What to do with one request, whatever protocol asked. */
@@ -90,6 +94,12 @@ export function createDecider(deps: DecisionDeps) {
     const sessionKey = headers.session ?? (session.useUserField ? request.user : undefined);
     if (sessionKey !== undefined) request.sessionKey = sessionKey;
     if (allowed) request.allowedEndpoints = allowed;
+    const tokenizer = request.prompt.kind === 'text' ? deps.tokenizers?.().forModel(request.model) : undefined;
+    if (tokenizer) {
+      const tokens = promptTokens(tokenizer, headers.path, body);
+      if (tokens.ok) request.prompt = { kind: 'tokens', tokens: tokens.tokens };
+      metrics.promptTokenizations.inc({ model: request.model, outcome: tokens.ok ? 'tokenized' : tokens.why.split(':')[0]! });
+    }
     const decision = deps.scheduler().schedule(request, fleet.servingModel(request.model));
     if (decision.kind === 'reject') return refuse(rejectionError(decision));
     const primary = decision.primary as Backend;

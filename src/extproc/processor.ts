@@ -25,6 +25,7 @@ import type { Logger } from '../support/log.js';
 import { createDecider, publicPathCheck, type Outcome } from './decision.js';
 import type { InflightRequests } from './inflight-requests.js';
 import type { LargeBodyBudget } from './large-body-budget.js';
+import type { TokenizerSet } from '../tokenize/tokenizer-set.js';
 import { headersFromAttributes, readHeaders, type RequestHeaders } from './request-headers.js';
 import {
   continueBody,
@@ -51,6 +52,8 @@ export interface ProcessorDeps {
   inflight?: InflightRequests;
   /** What large bodies are admitted against, when Envoy sends their headers first. */
   largeBodies?: LargeBodyBudget;
+  /** Read per request: the tokenizers the config names. */
+  tokenizers?: () => TokenizerSet;
 }
 
 const EXTEND_FOR_LARGE_BODY = extendMessageTimeout(LARGE_BODY_MESSAGE_TIMEOUT_MS);

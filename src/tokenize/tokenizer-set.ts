@@ -1,0 +1,27 @@
+import { loadModelTokenizer, type ModelTokenizer } from './model-tokenizer.js';
+
+/** Characters of prompt segments each model's tokenizer keeps ids for (a few MB of ids and text). */
+export const SEGMENT_CACHE_CHARS = 8 * 1024 * 1024;
+
+export interface TokenizerSet {
+  /** The tokenizer of a served model name, if the config names one. */
+  forModel(model: string): ModelTokenizer | undefined;
+  readonly byDir: ReadonlyMap<string, ModelTokenizer>;
+}
+
+/**
+ * Loads the tokenizers a config names (model name -> model directory). Directories already
+ * loaded by `previous` are reused with their caches, so a reload does not start cold. Throws
+ * TokenizerLoadError naming the directory and the file at fault.
+ */
+export function loadTokenizerSet(spec: Readonly<Record<string, string>>, previous?: TokenizerSet): TokenizerSet {
+  const byDir = new Map<string, ModelTokenizer>();
+  const byModel = new Map<string, ModelTokenizer>();
+  for (const [model, dir] of Object.entries(spec)) {
+    let tokenizer = byDir.get(dir) ?? previous?.byDir.get(dir);
+    tokenizer ??= loadModelTokenizer(dir, SEGMENT_CACHE_CHARS);
+    byDir.set(dir, tokenizer);
+    byModel.set(model, tokenizer);
+  }
+  return { forModel: (model) => byModel.get(model), byDir };
+}
