@@ -8,7 +8,8 @@ import type { SimulatorOptions } from './server.js';
 export const USAGE = `usage: vllm-sim --model NAME [--model NAME ...] [--port 8000] [--host 127.0.0.1]
                 [--time-scale 1] [--max-num-seqs 64] [--max-num-batched-tokens 2048]
                 [--num-gpu-blocks 4096] [--block-size 16] [--max-model-len 32768] [--seed 0]
-                [--kv-events-config JSON] [--kv-events-encoding maps|arrays]`;
+                [--kv-events-config JSON] [--kv-events-encoding maps|arrays]
+                [--tokenizer MODEL_DIR]`;
 
 export class UsageError extends Error {}
 
@@ -47,6 +48,7 @@ export function parseCliArgs(argv: readonly string[]): SimulatorOptions | 'help'
         seed: { type: 'string' },
         'kv-events-config': { type: 'string' },
         'kv-events-encoding': { type: 'string' },
+        tokenizer: { type: 'string' },
         ...Object.fromEntries(Object.keys(INTEGER_FLAGS).map((flag) => [flag, { type: 'string' as const }])),
       },
     }));
@@ -79,6 +81,10 @@ export function parseCliArgs(argv: readonly string[]): SimulatorOptions | 'help'
   const options: SimulatorOptions = { models, engine };
   const kvEvents = parseKvEventsFlags(values['kv-events-config'], values['kv-events-encoding']);
   if (kvEvents) options.kvEvents = kvEvents;
+  if (values.tokenizer !== undefined) {
+    if (values.tokenizer.trim() === '') throw new UsageError('--tokenizer must name a model directory');
+    options.tokenizer = values.tokenizer;
+  }
   if (values.port !== undefined) options.port = parseInteger('port', values.port, 0, 65535);
   if (values.host !== undefined) {
     if (values.host.trim() === '') throw new UsageError('--host must not be empty');

@@ -8,6 +8,7 @@ import type { Engine, FinishedRequest } from './engine.js';
 import { maxTokensTooLarge, modelNotFound, promptTooLong } from './errors.js';
 import { naturalOutputLength, planOutput, type OutputPlan } from './filler.js';
 import type { GenerationSettings } from './openai-requests.js';
+import type { PromptEncoder } from './prompt-encoder.js';
 
 export interface ServingContext {
   engine: Engine;
@@ -15,6 +16,7 @@ export interface ServingContext {
   models: readonly string[];
   maxModelLen: number;
   seed: number;
+  encoder: PromptEncoder;
 }
 
 export interface Job {

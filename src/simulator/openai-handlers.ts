@@ -1,7 +1,6 @@
 /** POST /v1/chat/completions and /v1/completions, streaming and not. */
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { encodeChat } from './chat-template.js';
 import type { FinishedRequest } from './engine.js';
 import { CHAT_EOS_TOKEN, COMPLETION_EOS_TOKEN } from './filler.js';
 import { prepareJob, resolveModel, runJobs, type Job, type ServingContext } from './generation.js';
@@ -51,7 +50,7 @@ export async function handleChatCompletion(
   const request = parseChatRequest(body);
   const model = resolveModel(ctx, request.model);
   const head: ResponseHead = { id: `chatcmpl-${baseRequestId(req, request)}`, created: createdNow(), model };
-  const job = prepareJob(ctx, head.id, model, encodeChat(request.turns), request, CHAT_EOS_TOKEN);
+  const job = prepareJob(ctx, head.id, model, ctx.encoder.chat(request.turns, true), request, CHAT_EOS_TOKEN);
   const promptTokens = job.promptTokenIds.length;
   const outputLength = job.plan.tokenIds.length;
 
@@ -88,7 +87,7 @@ export async function handleCompletion(
   res: ServerResponse,
   body: unknown,
 ): Promise<void> {
-  const request = parseCompletionRequest(body);
+  const request = parseCompletionRequest(body, ctx.encoder);
   const model = resolveModel(ctx, request.model);
   const head: ResponseHead = { id: `cmpl-${baseRequestId(req, request)}`, created: createdNow(), model };
   const single = request.prompts.length === 1;

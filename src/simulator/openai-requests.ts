@@ -4,7 +4,8 @@
  */
 import type { ChatTurn } from './chat-template.js';
 import { apiError, validationError, type ValidationIssue } from './errors.js';
-import { encode, isValidTokenId } from './tokenizer.js';
+import { STAND_IN_ENCODER, type PromptEncoder } from './prompt-encoder.js';
+import { isValidTokenId } from './tokenizer.js';
 
 export interface StreamSettings {
   stream: boolean;
@@ -183,25 +184,26 @@ function checkTokens(tokens: number[]): number[] {
 }
 
 /** `prompt` as vLLM accepts it: string, list of strings, token ids, or list of token-id lists. */
-function parsePrompts(value: unknown, issues: Issues | null = null): number[][] {
+function parsePrompts(value: unknown, encodeText: (prompt: string) => number[], issues: Issues | null = null): number[][] {
   const fail = (msg: string) => {
     if (issues) issues.add('value_error', ['prompt'], msg);
     else throw validationError([{ type: 'value_error', loc: ['body', 'prompt'], msg }]);
     return [];
   };
   if (value === undefined || value === null) return fail('Value error, Either prompt or prompt_embeds must be provided.');
-  if (typeof value === 'string') return [encode(value)];
+  if (typeof value === 'string') return [encodeText(value)];
   if (!Array.isArray(value) || value.length === 0) return fail('Value error, prompt must be a non-empty string or list.');
   if (isTokenList(value)) return [checkTokens(value)];
-  if (value.every((v) => typeof v === 'string')) return (value as string[]).map((s) => encode(s));
+  if (value.every((v) => typeof v === 'string')) return (value as string[]).map((s) => encodeText(s));
   if (value.every(isTokenList)) return (value as number[][]).map(checkTokens);
   return fail('Value error, prompt must be a string, a list of strings, a list of token ids, or a list of such lists.');
 }
 
-export function parseCompletionRequest(value: unknown): CompletionRequest {
+export function parseCompletionRequest(value: unknown, encoder: PromptEncoder = STAND_IN_ENCODER): CompletionRequest {
   const body = asBody(value);
   const issues = new Issues();
-  const prompts = parsePrompts(body['prompt'], issues);
+  const addSpecialTokens = body['add_special_tokens'] !== false;
+  const prompts = parsePrompts(body['prompt'], (prompt) => encoder.text(prompt, addSpecialTokens), issues);
   if (body['echo'] === true) issues.add('value_error', ['echo'], 'Value error, echo is not supported by this server.');
   if (body['logprobs'] !== undefined && body['logprobs'] !== null) {
     issues.add('value_error', ['logprobs'], 'Value error, logprobs are not supported by this server.');
@@ -219,6 +221,8 @@ export interface TokenizeRequest {
   prompt?: string;
   turns?: ChatTurn[];
   addGenerationPrompt: boolean;
+  /** vLLM's default: true for a prompt, false for messages (their template writes them). */
+  addSpecialTokens: boolean;
 }
 
 export function parseTokenizeRequest(value: unknown): TokenizeRequest {
@@ -228,15 +232,17 @@ export function parseTokenizeRequest(value: unknown): TokenizeRequest {
   if (body['messages'] !== undefined) {
     const chat = parseChatRequest({ messages: body['messages'] });
     const addGenerationPrompt = optionalBool(body, 'add_generation_prompt', issues) ?? true;
+    const addSpecialTokens = optionalBool(body, 'add_special_tokens', issues) ?? false;
     issues.throwIfAny();
-    return { model, turns: chat.turns, addGenerationPrompt };
+    return { model, turns: chat.turns, addGenerationPrompt, addSpecialTokens };
   }
   const prompt = body['prompt'];
   if (typeof prompt !== 'string') {
     issues.add(prompt === undefined ? 'missing' : 'string_type', ['prompt'], prompt === undefined ? 'Field required' : 'Input should be a valid string');
   }
+  const addSpecialTokens = optionalBool(body, 'add_special_tokens', issues) ?? true;
   issues.throwIfAny();
-  return { model, prompt: prompt as string, addGenerationPrompt: false };
+  return { model, prompt: prompt as string, addGenerationPrompt: false, addSpecialTokens };
 }
 
 export interface DetokenizeRequest {

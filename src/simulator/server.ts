@@ -4,7 +4,7 @@
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { encodeChat } from './chat-template.js';
+import { modelDirectoryEncoder, STAND_IN_ENCODER } from './prompt-encoder.js';
 import { createEngine, type EngineStats, type FinishReason } from './engine.js';
 import { resolveEngineOptions, type EngineOptions } from './engine-options.js';
 import { apiError, METHOD_NOT_ALLOWED_DETAIL, NOT_FOUND_DETAIL } from './errors.js';
@@ -17,7 +17,7 @@ import { createMetrics } from './metrics.js';
 import { handleChatCompletion, handleCompletion } from './openai-handlers.js';
 import { parseDetokenizeRequest, parseTokenizeRequest } from './openai-requests.js';
 import { modelList } from './openai-responses.js';
-import { decode, encode } from './tokenizer.js';
+import { decode } from './tokenizer.js';
 
 export const SIMULATED_VLLM_VERSION = '0.11.0-sim';
 
@@ -29,6 +29,8 @@ export interface SimulatorOptions {
   engine?: Partial<EngineOptions>;
   /** Publish KV cache events over ZMQ as vLLM's --kv-events-config does; off when absent. */
   kvEvents?: KvEventsOptions;
+  /** A model directory whose tokenizer and chat template replace the stand-in ones. */
+  tokenizer?: string;
 }
 
 export interface SimulatorStats {
@@ -88,10 +90,11 @@ export async function startSimulator(options: SimulatorOptions): Promise<Simulat
   if (models.length === 0) throw new RangeError('at least one served model name is required');
   if (models.some((m) => typeof m !== 'string' || m === '')) throw new RangeError('model names must be non-empty strings');
   if (new Set(models).size !== models.length) throw new RangeError(`duplicate served model names: ${models.join(', ')}`);
+  const encoder = options.tokenizer === undefined ? STAND_IN_ENCODER : modelDirectoryEncoder(options.tokenizer);
   const engineOptions = resolveEngineOptions(options.engine);
   const metrics = createMetrics({ models, engine: engineOptions });
   const engine = createEngine(engineOptions, { observer: metrics.observer });
-  const ctx: ServingContext = { engine, models, maxModelLen: engineOptions.maxModelLen, seed: engineOptions.seed };
+  const ctx: ServingContext = { engine, models, maxModelLen: engineOptions.maxModelLen, seed: engineOptions.seed, encoder };
   let closing = false;
   let fault: Fault = { kind: 'none' };
   const publisher = options.kvEvents ? await startKvEventPublisher(engine.kvEvents, options.kvEvents) : null;
@@ -151,7 +154,7 @@ export async function startSimulator(options: SimulatorOptions): Promise<Simulat
       POST: async (req, res) => {
         const request = parseTokenizeRequest(await readJsonBody(req));
         resolveModel(ctx, request.model);
-        const tokens = request.turns ? encodeChat(request.turns, request.addGenerationPrompt) : encode(request.prompt ?? '');
+        const tokens = request.turns ? ctx.encoder.chat(request.turns, request.addGenerationPrompt) : ctx.encoder.text(request.prompt ?? '', request.addSpecialTokens);
         sendJson(res, 200, { count: tokens.length, max_model_len: engineOptions.maxModelLen, tokens, token_strs: null });
       },
     },

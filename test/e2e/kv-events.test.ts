@@ -2,7 +2,9 @@
  * Routing on what the servers report they cache: two simulated vLLM servers publishing KV
  * events (vLLM's wire format), the router following them, a real Envoy in front.
  */
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { REPO } from '../../src/launcher/envoy.js';
 import { startStack, waitFor, type Stack } from '../helpers/stack.js';
 
 const range = (from: number, n: number) => Array.from({ length: n }, (_, i) => from + i);
@@ -46,5 +48,41 @@ describe('routing on KV events', () => {
       const after = routed();
       expect({ prompt: p, to: after.findIndex((n, i) => n > before[i]!) }).toEqual({ prompt: p, to: holder });
     }
+  });
+});
+
+describe('routing chat text on KV events, tokenized as the servers do', () => {
+  const TINY = join(REPO, 'test/fixtures/tiny-tokenizer');
+  let stack: Stack;
+  beforeAll(async () => {
+    stack = await startStack({
+      backends: [0, 1].map(() => ({ models: ['m'], kvEvents: true, tokenizer: TINY })),
+      config: { tokenizers: { m: TINY } },
+    });
+  }, 60_000);
+  afterAll(() => stack?.close());
+
+  const chat = (url: string, messages: Array<{ role: string; content: string }>) =>
+    fetch(`${url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'm', messages, max_tokens: 2 }) }).then(async (r) => {
+      expect(r.status).toBe(200);
+      return r.json();
+    });
+
+  it('sends a conversation to the server that cached its start, though the router never saw it', async () => {
+    await waitFor(() => stack.router.fleet.backends().every((b) => b.cacheEvents?.state === 'live'), 10_000, 'both event streams live');
+    const routed = () => stack.router.fleet.backends().map((b) => b.routed);
+    for (let p = 0; p < 8; p++) {
+      const holder = p % 2;
+      const system = { role: 'system', content: `Conversation ${p}: ${'you answer questions about the following document, section by section. '.repeat(12)}` };
+      await chat(stack.sims[holder]!.url, [system, { role: 'user', content: 'Summarise the first section.' }]);
+      await waitFor(() => stack.router.fleet.backends().every((x) => x.inflight === 0), 5000, 'the direct request to finish');
+      await new Promise((r) => setTimeout(r, 100));
+      const before = routed();
+      await chat(stack.envoy.url, [system, { role: 'user', content: 'Now the second one, please.' }]);
+      const after = routed();
+      expect({ conversation: p, to: after.findIndex((n, i) => n > before[i]!) }).toEqual({ conversation: p, to: holder });
+    }
+    const metrics = await fetch(`http://127.0.0.1:${stack.router.adminPort}/metrics`).then((r) => r.text());
+    expect(metrics).toMatch(/vllm_router_prompt_tokenizations_total\{model="m",outcome="tokenized"\} 8/);
   });
 });

@@ -20,6 +20,8 @@ export interface BackendSpec {
   engine?: Partial<EngineOptions>;
   /** Publish KV events (vLLM's format, on ipc:// sockets) and tell the router where. */
   kvEvents?: boolean;
+  /** A model directory whose tokenizer and chat template the simulator uses. */
+  tokenizer?: string;
 }
 
 export interface Stack {
@@ -88,7 +90,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       const kv = spec.kvEvents ? { endpoint: `ipc://${dir}/kv-${i}.sock`, replayEndpoint: `ipc://${dir}/kv-replay-${i}.sock` } : undefined;
       kvEndpoints.push(kv);
       const kvEvents = kv ? { ...kv, topic: '', bufferSteps: 10_000, hwm: 100_000, encoding: 'maps' as const } : undefined;
-      sims.push(await startSimulator({ models: [...spec.models, ...(spec.aliases ?? [])], engine: { ...FAST_ENGINE, ...options.defaultEngine, ...spec.engine }, kvEvents }));
+      sims.push(await startSimulator({ models: [...spec.models, ...(spec.aliases ?? [])], engine: { ...FAST_ENGINE, ...options.defaultEngine, ...spec.engine }, kvEvents, ...(spec.tokenizer ? { tokenizer: spec.tokenizer } : {}) }));
     }
     const raw = {
       grpc: { host: '127.0.0.1', port: 0 },
