@@ -4,6 +4,8 @@
  *   1. direct to one backend (no proxy)
  *   2. Envoy alone: a plain proxy, one static cluster, least request, no body filters (the limit)
  *   3. Envoy + router (the repo's bootstrap), with short chats, 8k-token and 100k-token prompts
+ *   4. Envoy + router with the model's tokenizer configured (prompts tokenized as vLLM does),
+ *      on the same 8k-token prompt repeated (its text cached) and on unique ones (nothing cached)
  * Configurations take turns in short rounds, each starting one configuration later, so drift
  * in a shared machine's speed falls on all of them alike. Also: router CPU and memory per
  * request, decisions/s in process, and the router's heap across 1M requests driven through
@@ -33,6 +35,9 @@ import { silentLogger } from '../src/support/log.js';
 import { REPO, startEnvoy, type EnvoyHandle } from '../src/launcher/envoy.js';
 import { stopChildren, waitForHttp } from '../src/launcher/processes.js';
 import { createSchedulerMemory } from '../src/scheduling/memory.js';
+import { loadModelTokenizer } from '../src/tokenize/model-tokenizer.js';
+import { promptTokens } from '../src/tokenize/prompt-tokens.js';
+import { loadTokenizerSet } from '../src/tokenize/tokenizer-set.js';
 import { schedulerFromConfig } from '../src/scheduling/registry.js';
 import { backendView, vllmLoad } from '../test/helpers/backend-view.js';
 import { FakeStream } from '../test/helpers/fake-stream.js';
@@ -57,11 +62,28 @@ interface Row {
 const round = (x: number, d = 3) => Math.round(x * 10 ** d) / 10 ** d;
 const pct = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
 
-function body(kind: 'short' | '8k' | '100k', stream: boolean): string {
+const TOKENIZER_DIR = join(REPO, 'test/fixtures/tiny-tokenizer');
+
+/** Text of `tokens` tokens as the benchmark's tokenizer counts them (the generator's unit is an estimate). */
+function textOfTokens(tokens: number): string {
+  const tokenizer = loadModelTokenizer(TOKENIZER_DIR, 0);
+  let [low, high] = [1, tokens];
+  while (low < high) {
+    const mid = Math.ceil((low + high) / 2);
+    if (tokenizer.encode(text(prng(2), mid), false).length <= tokens) low = mid;
+    else high = mid - 1;
+  }
+  return text(prng(2), low);
+}
+const TEXT_8K = textOfTokens(8_000);
+
+/** A chat body; `unique` puts a request number first, so no prefix of it was seen before. */
+function body(kind: 'short' | '8k' | '100k', stream: boolean, unique?: number): string {
   const random = prng(kind.length);
-  const content = kind === 'short' ? 'Say hello in one word.' : text(random, kind === '8k' ? 8_000 : 100_000);
+  const content = kind === 'short' ? 'Say hello in one word.' : kind === '8k' ? TEXT_8K : text(random, 100_000);
+  const user = unique === undefined ? content : `Request ${unique}. ${content}`;
   // `stream` first: the instant backend sniffs the first bytes for it.
-  return JSON.stringify({ stream, model: 'm', messages: [{ role: 'system', content: 'You are terse.' }, { role: 'user', content }], max_tokens: 1 });
+  return JSON.stringify({ stream, model: 'm', messages: [{ role: 'system', content: 'You are terse.' }, { role: 'user', content: user }], max_tokens: 1 });
 }
 
 function send(url: string, payload: string): Promise<{ ok: boolean; ms: number }> {
@@ -83,7 +105,7 @@ function send(url: string, payload: string): Promise<{ ok: boolean; ms: number }
 }
 
 /** Open loop: `rate` requests per second for `seconds`, each sent on schedule whatever the others do. */
-async function fixedRate(url: string, payload: string, rate: number, seconds: number) {
+async function fixedRate(url: string, payload: string | ((i: number) => string), rate: number, seconds: number) {
   const total = Math.round(rate * seconds);
   const results: Array<Promise<{ ok: boolean; ms: number }>> = [];
   const start = performance.now();
@@ -91,7 +113,7 @@ async function fixedRate(url: string, payload: string, rate: number, seconds: nu
     const due = start + (i * 1000) / rate;
     const wait = due - performance.now();
     if (wait > 1) await new Promise((r) => setTimeout(r, wait));
-    results.push(send(url, payload));
+    results.push(send(url, typeof payload === 'string' ? payload : payload(i)));
   }
   const done = await Promise.all(results);
   const elapsed = (performance.now() - start) / 1000;
@@ -110,8 +132,9 @@ function rssMiB(pid: number): number {
 }
 
 /** Decisions per second of parse + schedule in this process, for one body. */
-function decisionsPerSecond(payload: string, budgetMs: number): number {
+function decisionsPerSecond(payload: string, budgetMs: number, tokenizers: Record<string, string> = {}): number {
   const config = parseConfig({ backends: [] });
+  const tokenizer = loadTokenizerSet(tokenizers).forModel('m');
   const scheduler = schedulerFromConfig(config, createSchedulerMemory(config));
   const fleet: BackendView[] = Array.from({ length: 4 }, (_, i) =>
     backendView(`b${i}`, {
@@ -127,6 +150,11 @@ function decisionsPerSecond(payload: string, budgetMs: number): number {
   while (performance.now() - start < budgetMs) {
     const parsed = parseRequestBody(bytes, { contentType: 'application/json' });
     if (!parsed.ok) throw new Error(parsed.error.message);
+    if (tokenizer) {
+      const tokens = promptTokens(tokenizer, '/v1/chat/completions', bytes);
+      if (!tokens.ok) throw new Error(tokens.why);
+      parsed.request.prompt = { kind: 'tokens', tokens: tokens.tokens };
+    }
     scheduler.schedule(parsed.request, fleet);
     n++;
   }
@@ -186,23 +214,29 @@ async function main(): Promise<void> {
     const ports = [await freePort(), await freePort()];
     for (const port of ports) children.push(child(['--import', 'tsx', join(REPO, 'bench/instant-backend.ts'), String(port)]));
     await Promise.all(ports.map((p) => waitForHttp(`http://127.0.0.1:${p}/health`, 'instant backend')));
-    const grpcPort = await freePort();
-    const adminPort = await freePort();
-    const configPath = join(dir, 'router.yaml');
-    await writeFile(
-      configPath,
-      stringify({
-        grpc: { host: '127.0.0.1', port: grpcPort },
-        admin: { host: '127.0.0.1', port: adminPort },
-        backends: ports.map((p, i) => ({ name: `instant-${i}`, url: `http://127.0.0.1:${p}`, models: ['m'] })),
-      }),
-    );
-    // ROUTER_NODE_OPTIONS, e.g. '--cpu-prof --cpu-prof-dir=.tmp/prof', profiles the router under this load.
-    const router = child([...(process.env.ROUTER_NODE_OPTIONS?.split(' ').filter(Boolean) ?? []), join(REPO, 'dist/main.js'), '--config', configPath, '--log-level', 'warn']);
-    children.push(router);
-    await waitForHttp(`http://127.0.0.1:${adminPort}/health`, 'router');
-    const controlPlane = { host: '127.0.0.1', port: grpcPort };
+    const startRouterProcess = async (name: string, extra: Record<string, unknown>) => {
+      const grpcPort = await freePort();
+      const adminPort = await freePort();
+      const configPath = join(dir, `${name}.yaml`);
+      await writeFile(
+        configPath,
+        stringify({
+          grpc: { host: '127.0.0.1', port: grpcPort },
+          admin: { host: '127.0.0.1', port: adminPort },
+          backends: ports.map((p, i) => ({ name: `instant-${i}`, url: `http://127.0.0.1:${p}`, models: ['m'] })),
+          ...extra,
+        }),
+      );
+      // ROUTER_NODE_OPTIONS, e.g. '--cpu-prof --cpu-prof-dir=.tmp/prof', profiles the router under this load.
+      const proc = child([...(process.env.ROUTER_NODE_OPTIONS?.split(' ').filter(Boolean) ?? []), join(REPO, 'dist/main.js'), '--config', configPath, '--log-level', 'warn']);
+      children.push(proc);
+      await waitForHttp(`http://127.0.0.1:${adminPort}/health`, name);
+      return { proc, controlPlane: { host: '127.0.0.1', port: grpcPort } };
+    };
+    const { proc: router, controlPlane } = await startRouterProcess('router', {});
+    const tokenizing = await startRouterProcess('router-with-tokenizer', { tokenizers: { m: TOKENIZER_DIR } });
     const withRouter = await startEnvoy({ controlPlane, concurrency: 1 });
+    const withTokenizer = await startEnvoy({ controlPlane: tokenizing.controlPlane, concurrency: 1 });
     // The limit: Envoy as a plain proxy, least request over the same backends, no body filters.
     const alone = await startEnvoy({
       controlPlane,
@@ -248,7 +282,7 @@ async function main(): Promise<void> {
         b.static_resources.clusters.push(copy);
       },
     });
-    envoys.push(withRouter, alone, floor);
+    envoys.push(withRouter, withTokenizer, alone, floor);
     const direct = `http://127.0.0.1:${ports[0]}`;
 
     const rows: Row[] = [];
@@ -258,11 +292,14 @@ async function main(): Promise<void> {
       { name: 'envoy alone', key: 'envoy', url: alone.url },
       { name: 'envoy + no-op ext_proc', key: 'floor', url: floor.url },
       { name: 'envoy + router', key: 'router', url: withRouter.url },
+      { name: 'envoy + router + tokenizer', key: 'tokenized', url: withTokenizer.url },
     ];
+    const pidOf = (key: string) => (key === 'tokenized' ? tokenizing.proc.pid! : router.pid!);
 
     /** The configurations in turn, `rounds` times, at one rate and body. */
-    const measure = async (label: string, kind: 'short' | '8k' | '100k', stream: boolean, rate: number) => {
-      const payload = body(kind, stream);
+    const measure = async (label: string, kind: 'short' | '8k' | '100k', stream: boolean, rate: number, unique = false) => {
+      let sentTotal = 0;
+      const payload = unique ? () => body(kind, stream, sentTotal++) : body(kind, stream);
       const samples = new Map(targets.map((t) => [t.key, { ms: [] as number[], sent: 0, seconds: 0, cpu: 0 }]));
       // One unmeasured round per configuration at this rate and body first: the client's and
       // Envoy's connection pools grow to the concurrency this load needs, and the JIT warms,
@@ -273,9 +310,9 @@ async function main(): Promise<void> {
         // process's garbage collection, connections closing) falls on each one in turn.
         for (const t of targets.map((_, i) => targets[(i + round) % targets.length]!)) {
           const acc = samples.get(t.key)!;
-          const cpu0 = cpuMs(router.pid!);
+          const cpu0 = cpuMs(pidOf(t.key));
           const r = await fixedRate(t.url, payload, rate, seconds / rounds);
-          acc.cpu += cpuMs(router.pid!) - cpu0;
+          acc.cpu += cpuMs(pidOf(t.key)) - cpu0;
           acc.ms.push(...r.ms);
           acc.sent += r.sent;
           acc.seconds += r.seconds;
@@ -295,7 +332,7 @@ async function main(): Promise<void> {
           p50: round(pct(ms, 50)),
           p99: round(pct(ms, 99)),
           routerCpuMsPer1000: round((acc.cpu / acc.sent) * 1000, 1),
-          routerRssMiB: rssMiB(router.pid!),
+          routerRssMiB: rssMiB(pidOf(t.key)),
         };
         rows.push(row);
         results[`${t.key}-${label}`] = row;
@@ -309,6 +346,8 @@ async function main(): Promise<void> {
     // Large prompts cost bandwidth on every hop: measured at rates this machine sustains for all three.
     await measure('8k', '8k', false, 200);
     await measure('100k', '100k', false, 25);
+    // Every prompt new: the tokenizer's cache cannot help, the whole text is encoded.
+    await measure('8k-unique', '8k', false, 50, true);
 
     // Max sustained rate before p99 doubles (against its own p99 at the lowest rate).
     const ramp = async (url: string) => {
@@ -334,11 +373,14 @@ async function main(): Promise<void> {
       noopExtProcOverEnvoyP50: round((results[`floor-${key}`]!.p50 as number) - (results[`envoy-${key}`]!.p50 as number)),
       p99RatioRouterToEnvoy: round((results[`router-${key}`]!.p99 as number) / (results[`envoy-${key}`]!.p99 as number), 2),
     });
-    const summary = { short: added('plain'), shortStream: added('stream'), '8k': added('8k'), '100k': added('100k') };
+    const summary = { short: added('plain'), shortStream: added('stream'), '8k': added('8k'), '100k': added('100k'), '8k-unique': added('8k-unique') };
+    const tokenizerOverRouterP50 = (key: string) => round((results[`tokenized-${key}`]!.p50 as number) - (results[`router-${key}`]!.p50 as number));
+    const tokenizer = { '8kRepeatedP50': tokenizerOverRouterP50('8k'), '8kUniqueP50': tokenizerOverRouterP50('8k-unique'), shortP50: tokenizerOverRouterP50('plain') };
     const decisions = {
       short: decisionsPerSecond(body('short', false), quick ? 300 : 1000),
       '8k': decisionsPerSecond(body('8k', false), quick ? 300 : 1000),
       '100k': decisionsPerSecond(body('100k', false), quick ? 300 : 1000),
+      '8k tokenized, repeated': decisionsPerSecond(body('8k', false), quick ? 300 : 1000, { m: TOKENIZER_DIR }),
     };
     const heap = await heapAcrossRequests(quick ? 100_000 : 1_000_000);
     const report = {
@@ -349,6 +391,7 @@ async function main(): Promise<void> {
       note: 'latencies in ms; added = configuration minus direct; envoy alone = plain proxy, least request, no body filters; no-op ext_proc = the repo bootstrap with a processor that reads nothing (the floor of body routing through ext_proc); Envoy runs one worker thread; 2 cores shared by everything',
       runs: rows,
       addedLatencyMs: summary,
+      tokenizerAddedOverRouterMs: tokenizer,
       maxSustainedRatePerS: maxRate,
       schedulerDecisionsPerSecondInProcess: decisions,
       routerHeapAcrossRequestsInProcess: heap,
@@ -363,6 +406,7 @@ async function main(): Promise<void> {
       const widths = [9, 10, 11, 11, 17, 16, 25];
       console.log(`${k.padEnd(31)} ${cells.map((c, i) => String(c).padStart(widths[i]!)).join(' ')}`);
     }
+    console.log(`tokenizer added over the router, p50 ms: ${JSON.stringify(tokenizer)}`);
     console.log(`max sustained req/s before p99 doubles: envoy alone ${maxRate.envoyAlone}, envoy + router ${maxRate.envoyRouter}`);
     console.log(`router CPU ms per 1000 requests (short, 500/s): ${results['router-plain']!.routerCpuMsPer1000}; RSS ${results['router-plain']!.routerRssMiB} MiB`);
     console.log(`scheduler decisions/s in-process (parse + schedule): ${JSON.stringify(decisions)}`);
