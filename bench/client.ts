@@ -76,14 +76,22 @@ export function closeClient(): void {
   agent.destroy();
 }
 
-/** Closed loop: `concurrency` workers take sessions in order and play their turns. */
-export async function drive(url: string, workload: Workload, deadlineMs: number) {
+/**
+ * Closed loop: `concurrency` workers take sessions in order and play their turns. A session
+ * marked `direct` goes straight to one of `servers` and is not counted.
+ */
+export async function drive(url: string, workload: Workload, deadlineMs: number, servers: readonly string[] = []) {
   const results: RequestResult[] = [];
   const sent: Array<{ request: BenchRequest; reply: string }> = [];
   let next = 0;
   const worker = async () => {
     while (next < workload.sessions.length && Date.now() < deadlineMs) {
       const session = workload.sessions[next++]!;
+      if (session.direct !== undefined) {
+        if (servers.length === 0) throw new Error(`${workload.name} sends traffic straight to the servers: drive() needs their URLs`);
+        await streamChat(servers[session.direct % servers.length]!, session.turn(0, []));
+        continue;
+      }
       const replies: string[] = [];
       for (let t = 0; t < session.turns && Date.now() < deadlineMs; t++) {
         const request = session.turn(t, replies);

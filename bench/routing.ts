@@ -7,18 +7,23 @@
  *                         [--rounds 1]   (runs of every strategy, taking turns; figures pool them)
  *                         [--fleets uniform,mixed-speed,mixed-slots,small-cache]   (simulated fleets, bench/stack.ts SIM_FLEETS)
  *                         [--replicas 1,2,3]   (each router strategy also with 2 and 3 router replicas behind the one Envoy)
+ *                         [--tokenizer DIR]   (the simulated servers tokenize with this model directory; default: the
+ *                                              simulator's stand-in, or test/fixtures/tiny-tokenizer when a precise
+ *                                              strategy runs, for every strategy of the run alike)
  *   npm run bench:routing -- --backend vllm [--vllm-servers 2]   (real vLLM, CPU build: npm run setup:vllm)
  */
 import { mkdir, writeFile } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { groupedBarsSvg } from './chart.js';
 import { closeClient, drive, type RequestResult } from './client.js';
 import { countersSince, readCounters, type ServerCounters } from './server-counters.js';
-import { BENCH_ENGINE, SIM_FLEETS, STRATEGIES, startRoutingLayer, startSimFleet, type BenchServer, type SimServerShape, type Strategy } from './stack.js';
+import { REPO } from '../src/launcher/envoy.js';
+import { modelDirectoryEncoder, STAND_IN_ENCODER, type PromptEncoder } from '../src/simulator/prompt-encoder.js';
+import { BENCH_ENGINE, SIM_FLEETS, STRATEGIES, startRoutingLayer, startSimFleet, type BenchServer, type SimFleetOptions, type SimServerShape, type Strategy } from './stack.js';
 import { upperBoundHits } from './upper-bound.js';
 import { startVllmFleet, type VllmFleet } from './vllm-fleet.js';
-import { allWorkloads, type BenchRequest, type Workload } from './workloads.js';
+import { allWorkloads, prng, text, type BenchRequest, type Workload } from './workloads.js';
 
 interface RunResult {
   /** Which fleet (SIM_FLEETS, or real vLLM). */
@@ -61,7 +66,7 @@ const summary = (values: number[]) => {
 const round = (x: number, d = 1) => Math.round(x * 10 ** d) / 10 ** d;
 
 /** Where the model servers come from: fresh simulators for every run, or real vLLM started once. */
-type Backend = { kind: 'sim'; timeScale: number; shapes: readonly SimServerShape[] } | { kind: 'vllm'; fleet: VllmFleet };
+type Backend = { kind: 'sim'; timeScale: number; shapes: readonly SimServerShape[]; options: SimFleetOptions } | { kind: 'vllm'; fleet: VllmFleet };
 
 interface Run {
   results: RequestResult[];
@@ -82,7 +87,7 @@ async function predictionErrors(routerAdmin: string): Promise<number[]> {
 }
 
 async function runOne(workload: Workload, strategy: Strategy, backend: Backend, budgetMs: number): Promise<Run> {
-  const sims = backend.kind === 'sim' ? await startSimFleet(workload.fleet, backend.timeScale, backend.shapes) : undefined;
+  const sims = backend.kind === 'sim' ? await startSimFleet(workload.fleet, backend.timeScale, backend.shapes, backend.options) : undefined;
   try {
     let servers: BenchServer[];
     let routing;
@@ -97,7 +102,7 @@ async function runOne(workload: Workload, strategy: Strategy, backend: Backend, 
     }
     try {
       const before = await Promise.all(servers.map((s) => readCounters(s.url)));
-      const { results, sent, durationS } = await drive(routing.url, workload, Date.now() + budgetMs);
+      const { results, sent, durationS } = await drive(routing.url, workload, Date.now() + budgetMs, servers.map((s) => s.url));
       const after = await Promise.all(servers.map((s) => readCounters(s.url)));
       const ttftErrors = strategy.envoyOnly ? [] : await predictionErrors(routing.routerAdmin);
       return { results, sent, durationS, servers, counters: after.map((a, i) => countersSince(before[i]!, a)), ttftErrors };
@@ -219,15 +224,34 @@ function leastRequestVerdicts(rows: RunResult[]): string[] {
 /** Several router replicas against one: at least 97 % of its hit rate and of its throughput. */
 function replicaVerdicts(rows: RunResult[]): string[] {
   const out: string[] = [];
-  for (const many of rows.filter((r) => /^ours-x\d$/.test(r.strategy))) {
-    const one = rows.find((r) => r.fleet === many.fleet && r.workload === many.workload && r.strategy === 'ours');
+  for (const many of rows) {
+    const [, base, count] = /^(.*)-x(\d)$/.exec(many.strategy) ?? [];
+    const one = rows.find((r) => r.fleet === many.fleet && r.workload === many.workload && r.strategy === base);
     if (!one) continue;
     const hits = one.hitRate > 0 ? many.hitRate / one.hitRate : 1;
     const tput = many.requestsPerS / one.requestsPerS;
     const met = hits >= 0.97 && tput >= 0.97;
     out.push(
-      `${many.fleet} ${many.workload}: ${many.strategy.slice('ours-x'.length)} replicas against one: hit rate ${(many.hitRate * 100).toFixed(1)}% vs ${(one.hitRate * 100).toFixed(1)}% = ${(hits * 100).toFixed(0)}%, ` +
+      `${many.fleet} ${many.workload}: ${base}, ${count} replicas against one: hit rate ${(many.hitRate * 100).toFixed(1)}% vs ${(one.hitRate * 100).toFixed(1)}% = ${(hits * 100).toFixed(0)}%, ` +
         `throughput ${many.requestsPerS} vs ${one.requestsPerS} req/s = ${(tput * 100).toFixed(0)}% (targets >= 97%): ${met ? 'met' : 'NOT met'}`,
+    );
+  }
+  return out;
+}
+
+/** Precise (events + tokenizer) against approximate, with as many replicas: at least as good, better under cache pressure. */
+function preciseVerdicts(rows: RunResult[]): string[] {
+  const out: string[] = [];
+  for (const precise of rows.filter((r) => r.strategy.startsWith('ours-precise'))) {
+    const approximate = rows.find((r) => r.fleet === precise.fleet && r.workload === precise.workload && r.strategy === precise.strategy.replace('ours-precise', 'ours'));
+    if (!approximate) continue;
+    const hits = precise.hitRate - approximate.hitRate;
+    const tput = precise.requestsPerS / approximate.requestsPerS;
+    const pressure = precise.workload === 'cache-pressure';
+    const met = pressure ? hits > 0 && tput >= 1 : hits >= -0.01 && tput >= 0.97;
+    out.push(
+      `${precise.fleet} ${precise.workload}: ${precise.strategy} against ${approximate.strategy}: hit rate ${(precise.hitRate * 100).toFixed(1)}% vs ${(approximate.hitRate * 100).toFixed(1)}%, ` +
+        `throughput ${precise.requestsPerS} vs ${approximate.requestsPerS} req/s = ${tput.toFixed(2)}x (target: ${pressure ? 'better' : 'at least as good'}): ${met ? 'met' : 'NOT met'}`,
     );
   }
   return out;
@@ -266,6 +290,7 @@ async function main(): Promise<void> {
       rounds: { type: 'string' },
       fleets: { type: 'string' },
       replicas: { type: 'string' },
+      tokenizer: { type: 'string' },
     },
   });
   const quick = values.quick!;
@@ -278,10 +303,19 @@ async function main(): Promise<void> {
   const timeScale = Number(values['time-scale']);
   const out = values.out ?? `bench/results/routing${onVllm ? '-vllm' : ''}${quick ? '-quick' : ''}.json`;
   const size = onVllm ? 'vllm' : quick ? 'quick' : 'full';
-  let workloads = allWorkloads(Number(values.seed), size, onVllm ? { model: 'tiny', servers: vllmServers } : undefined);
+  let strategies = values.strategies ? STRATEGIES.filter((s) => values.strategies!.split(',').includes(s.name)) : STRATEGIES.filter((s) => !s.precise);
+  const precise = strategies.some((s) => s.precise);
+  if (precise && onVllm) throw new Error('precise strategies run on simulated fleets only');
+  // One tokenizer for every strategy of a run: the servers' work must not differ between them.
+  const tokenizer = values.tokenizer ? resolve(values.tokenizer) : precise ? join(REPO, 'test/fixtures/tiny-tokenizer') : undefined;
+  const encoder: PromptEncoder = tokenizer ? modelDirectoryEncoder(tokenizer) : STAND_IN_ENCODER;
+  // Workloads are sized in tokens: their text is as long as that many of this tokenizer's tokens.
+  const sample = text(prng(1), 4000);
+  const charsPerToken = tokenizer ? sample.length / encoder.text(sample, false).length : 4;
+  const simOptions: SimFleetOptions = { ...(tokenizer ? { tokenizer } : {}), ...(precise ? { kvEvents: true } : {}) };
+  let workloads = allWorkloads(Number(values.seed), size, onVllm ? { model: 'tiny', servers: vllmServers } : undefined, charsPerToken);
   if (onVllm && quick) workloads = workloads.filter((w) => ['shared-system-prompts', 'random-prompts'].includes(w.name));
   if (values.only) workloads = workloads.filter((w) => values.only!.split(',').includes(w.name));
-  let strategies = values.strategies ? STRATEGIES.filter((s) => values.strategies!.split(',').includes(s.name)) : STRATEGIES;
   if (values.scheduler) {
     const scheduler = JSON.parse(values.scheduler) as Record<string, unknown>;
     strategies = strategies.map((s) => (s.name === 'ours' ? { ...s, label: `ours with ${values.scheduler}`, scheduler } : s));
@@ -307,7 +341,7 @@ async function main(): Promise<void> {
   try {
     for (const fleetName of fleets) {
       const shapes = SIM_FLEETS[fleetName]?.shapes ?? [{}];
-      const backend: Backend = vllm ? { kind: 'vllm', fleet: vllm } : { kind: 'sim', timeScale, shapes };
+      const backend: Backend = vllm ? { kind: 'vllm', fleet: vllm } : { kind: 'sim', timeScale, shapes, options: simOptions };
       for (const workload of workloads) {
         const runs = new Map<string, Run[]>(strategies.map((s) => [s.name, []]));
         for (let r = 0; r < rounds; r++) {
@@ -331,7 +365,7 @@ async function main(): Promise<void> {
             const mine = sent.filter((x) => x.request.model === model);
             let blocks = 0;
             for (let i = 0; i < servers; i++) blocks += shapes[i % shapes.length]!.numGpuBlocks ?? BENCH_ENGINE.numGpuBlocks;
-            const bound = upperBoundHits(mine, blocks, BENCH_ENGINE.blockSize);
+            const bound = upperBoundHits(mine, blocks, BENCH_ENGINE.blockSize, encoder);
             hits += bound.hits;
             queries += bound.queries;
           }
@@ -353,6 +387,8 @@ async function main(): Promise<void> {
     rounds,
     timeScale,
     engine,
+    tokenizer: tokenizer ?? "the simulator's stand-in",
+    charsPerToken: round(charsPerToken, 2),
     fleets: fleets.map((name) => ({ name, description: SIM_FLEETS[name]?.description ?? `real vLLM, ${vllmServers} servers` })),
     strategies: strategies.map((s) => ({ name: s.name, label: s.label })),
     workloads: workloads.map((w) => ({ name: w.name, description: w.description, fleet: w.fleet, concurrency: w.concurrency })),
@@ -362,6 +398,7 @@ async function main(): Promise<void> {
       ...(quick ? ['quick mode: a few dozen requests per run, dominated by cold caches; the targets are judged on the full run'] : []),
       ...leastRequestVerdicts(rows),
       ...replicaVerdicts(rows),
+      ...preciseVerdicts(rows),
       ...(onVllm ? [] : cacheVerdicts(rows, bounds)),
     ],
     elapsedS: round((Date.now() - started) / 1000),

@@ -16,6 +16,8 @@ export interface Strategy {
   scheduler?: Record<string, unknown>;
   /** Router replicas behind the one Envoy (ext_proc streams round robin over them); 1 unless said. */
   replicas?: number;
+  /** The router follows the servers' KV events and tokenizes prompts with the servers' tokenizer. */
+  precise?: boolean;
 }
 
 export const STRATEGIES: Strategy[] = [
@@ -28,6 +30,7 @@ export const STRATEGIES: Strategy[] = [
     scheduler: { scorers: [{ name: 'least-load' }], load: { waitingWeight: 0.5, kvCacheWeight: 0 } },
   },
   { name: 'ours', label: 'ours (first-token cost)', scheduler: {} },
+  { name: 'ours-precise', label: 'ours, precise (KV events + tokenizer)', scheduler: {}, precise: true },
 ];
 
 /** Engine of every simulated server in the benchmark: small enough that caching matters. */
@@ -67,6 +70,16 @@ export async function freePort(): Promise<number> {
 export interface BenchServer {
   url: string;
   model: string;
+  /** Where it publishes its KV events, if it does. */
+  kvEvents?: { endpoint: string; replayEndpoint: string };
+  /** The model directory whose tokenizer it uses, if not the simulator's stand-in. */
+  tokenizer?: string;
+}
+
+/** How the simulated servers of a run tokenize and whether they publish KV events (the same for every strategy). */
+export interface SimFleetOptions {
+  tokenizer?: string;
+  kvEvents?: boolean;
 }
 
 /** The router's config fields for a backend beyond its URL and model (e.g. `capacity`). */
@@ -108,30 +121,44 @@ export async function startSimFleet(
   fleet: Array<{ model: string; servers: number }>,
   timeScale: number,
   shapes: readonly SimServerShape[] = [{}],
+  options: SimFleetOptions = {},
 ): Promise<SimFleet> {
   const children: ChildProcess[] = [];
   const sims: BenchServer[] = [];
   const shapeOf: SimServerShape[] = [];
-  const startSim = (port: number, model: string, shape: SimServerShape) =>
-    node('simulator/main.js', [
+  const socketDir = options.kvEvents ? await mkdtemp(join(tmpdir(), 'bench-kv-')) : undefined;
+  const eventsOf = (port: number) => (socketDir ? { endpoint: `ipc://${socketDir}/kv-${port}.sock`, replayEndpoint: `ipc://${socketDir}/kv-replay-${port}.sock` } : undefined);
+  const startSim = (port: number, model: string, shape: SimServerShape) => {
+    const events = eventsOf(port);
+    return node('simulator/main.js', [
       '--port', String(port), '--model', model, '--time-scale', String(timeScale * (shape.slowdown ?? 1)),
       '--max-num-seqs', String(shape.maxNumSeqs ?? BENCH_ENGINE.maxNumSeqs), '--num-gpu-blocks', String(shape.numGpuBlocks ?? BENCH_ENGINE.numGpuBlocks),
       '--block-size', String(BENCH_ENGINE.blockSize), '--max-num-batched-tokens', String(BENCH_ENGINE.maxNumBatchedTokens),
       '--max-model-len', String(BENCH_ENGINE.maxModelLen),
+      ...(options.tokenizer ? ['--tokenizer', options.tokenizer] : []),
+      ...(events
+        ? ['--kv-events-config', JSON.stringify({ enable_kv_cache_events: true, publisher: 'zmq', endpoint: events.endpoint, replay_endpoint: events.replayEndpoint })]
+        : []),
     ]);
+  };
+  const cleanUp = async () => {
+    await stopChildren(children);
+    if (socketDir) await rm(socketDir, { recursive: true, force: true });
+  };
   try {
     for (const { model, servers } of fleet) {
       for (let i = 0; i < servers; i++) {
         const port = await freePort();
         const shape = shapes[i % shapes.length]!;
         children.push(startSim(port, model, shape));
-        sims.push({ url: `http://127.0.0.1:${port}`, model });
+        const events = eventsOf(port);
+        sims.push({ url: `http://127.0.0.1:${port}`, model, ...(events ? { kvEvents: events } : {}), ...(options.tokenizer ? { tokenizer: options.tokenizer } : {}) });
         shapeOf.push(shape);
       }
     }
     await Promise.all(sims.map((s) => waitForHttp(`${s.url}/health`, 'simulator')));
   } catch (err) {
-    await stopChildren(children);
+    await cleanUp();
     throw err;
   }
   const current = [...children];
@@ -150,7 +177,7 @@ export async function startSimFleet(
       children.push(fresh);
       await waitForHttp(`${sim.url}/health`, 'restarted simulator');
     },
-    stop: () => stopChildren(children),
+    stop: cleanUp,
   };
 }
 
@@ -169,8 +196,19 @@ export async function startRoutingLayer(
   const dir = await mkdtemp(join(tmpdir(), 'bench-routing-'));
   let envoy: EnvoyHandle | undefined;
   try {
+    if (strategy.precise && servers.some((s) => !s.kvEvents || !s.tokenizer)) {
+      throw new Error(`${strategy.name} needs servers that publish KV events and use a model directory's tokenizer`);
+    }
+    const tokenizers = strategy.precise ? Object.fromEntries(servers.map((s) => [s.model, s.tokenizer!])) : undefined;
     const config = {
-      backends: servers.map((s, i) => ({ name: `server-${i}`, url: s.url, models: [s.model], ...options.extras })),
+      backends: servers.map((s, i) => ({
+        name: `server-${i}`,
+        url: s.url,
+        models: [s.model],
+        ...options.extras,
+        ...(strategy.precise ? { kvEvents: s.kvEvents } : {}),
+      })),
+      ...(tokenizers ? { tokenizers } : {}),
       ...(options.scraping ? { scraping: options.scraping } : {}),
       upstream: { fallbackPolicy: strategy.envoyOnly ?? 'least_request' },
       ...(strategy.scheduler ? { scheduler: strategy.scheduler } : {}),

@@ -1,6 +1,6 @@
-import { encodeChat } from '../src/simulator/chat-template.js';
 import { createVirtualClock } from '../src/simulator/clock.js';
 import { createEngine } from '../src/simulator/engine.js';
+import { STAND_IN_ENCODER, type PromptEncoder } from '../src/simulator/prompt-encoder.js';
 import { encode } from '../src/simulator/tokenizer.js';
 import type { BenchRequest } from './workloads.js';
 
@@ -13,6 +13,7 @@ export function upperBoundHits(
   sent: Array<{ request: BenchRequest; reply: string }>,
   numGpuBlocks: number,
   blockSize: number,
+  encoder: PromptEncoder = STAND_IN_ENCODER,
 ): { hits: number; queries: number } {
   const clock = createVirtualClock();
   const engine = createEngine({ numGpuBlocks, blockSize, maxNumSeqs: 1, maxModelLen: Math.min(numGpuBlocks * blockSize, 131072) }, { clock });
@@ -20,7 +21,7 @@ export function upperBoundHits(
     const output = encode(reply).slice(0, request.maxTokens);
     while (output.length < request.maxTokens) output.push(100);
     engine.addRequest(
-      { requestId: String(i), model: request.model, promptTokenIds: encodeChat(request.messages), outputTokenIds: output, finishReason: 'length' },
+      { requestId: String(i), model: request.model, promptTokenIds: encoder.chat(request.messages, true), outputTokenIds: output, finishReason: 'length' },
       { onToken() {}, onFinish() {} },
     );
     clock.runUntilIdle(1_000_000);

@@ -21,6 +21,11 @@ export interface Session {
   /** Builds turn `i` given the replies to turns 0..i-1. */
   turn(i: number, replies: readonly string[]): BenchRequest;
   turns: number;
+  /**
+   * Sent straight to server `direct` (modulo the fleet's size), not through the router: other
+   * traffic on the same servers (another gateway, batch jobs), left out of the figures.
+   */
+  direct?: number;
 }
 
 export interface Workload {
@@ -41,9 +46,12 @@ export function prng(seed: number): () => number {
 
 const SYLLABLES = ['ka', 'lo', 'mi', 'ren', 'tas', 'vo', 'quel', 'dri', 'som', 'pa', 'ne', 'ul', 'ix', 'bor', 'zen', 'ta', 'fi', 'gar'];
 
-/** About `tokens` tokens (4 characters each) of pseudo-words. */
-export function text(random: () => number, tokens: number): string {
-  const target = tokens * 4;
+/**
+ * About `tokens` tokens of pseudo-words: 4 characters each for the simulator's stand-in
+ * tokenizer; a run whose servers use a model's tokenizer says how many characters make one of its tokens.
+ */
+export function text(random: () => number, tokens: number, charsPerToken = 4): string {
+  const target = Math.round(tokens * charsPerToken);
   let out = '';
   while (out.length < target) {
     const n = 1 + Math.floor(random() * 3);
@@ -84,7 +92,7 @@ export interface FleetShape {
 
 const FLEET_OF_4: FleetShape = { model: 'llama-8b', servers: 4 };
 
-export function multiTurnChat(seed: number, size: WorkloadSize, fleet = FLEET_OF_4): Workload {
+export function multiTurnChat(seed: number, size: WorkloadSize, fleet = FLEET_OF_4, charsPerToken = 4): Workload {
   const random = prng(seed);
   const { sessions, turns, concurrency, systemTokens, questionTokens } = {
     full: { sessions: 48, turns: 6, concurrency: 24, systemTokens: 300, questionTokens: 150 },
@@ -98,8 +106,8 @@ export function multiTurnChat(seed: number, size: WorkloadSize, fleet = FLEET_OF
     fleet: [fleet],
     concurrency,
     sessions: Array.from({ length: sessions }, () => {
-      const system = text(random, systemTokens);
-      const questions = Array.from({ length: turns }, () => text(random, questionTokens));
+      const system = text(random, systemTokens, charsPerToken);
+      const questions = Array.from({ length: turns }, () => text(random, questionTokens, charsPerToken));
       return {
         turns,
         turn(i, replies) {
@@ -113,7 +121,7 @@ export function multiTurnChat(seed: number, size: WorkloadSize, fleet = FLEET_OF
   };
 }
 
-export function sharedSystemPrompts(seed: number, size: WorkloadSize, fleet = FLEET_OF_4): Workload {
+export function sharedSystemPrompts(seed: number, size: WorkloadSize, fleet = FLEET_OF_4, charsPerToken = 4): Workload {
   const random = prng(seed);
   // Simulated fleet: 16 prompts of 2000 tokens, twice what one server's cache holds, half of
   // the fleet's. Real vLLM (256 blocks of 32 tokens; its tokenizer makes ~2.7 tokens of each
@@ -123,7 +131,7 @@ export function sharedSystemPrompts(seed: number, size: WorkloadSize, fleet = FL
     quick: { prompts: 16, promptTokens: 2000, requests: 96, concurrency: 32 },
     vllm: { prompts: 10, promptTokens: 400, requests: 160, concurrency: 4 },
   }[size];
-  const prompts = Array.from({ length: count }, () => text(random, promptTokens));
+  const prompts = Array.from({ length: count }, () => text(random, promptTokens, charsPerToken));
   const model = fleet.model;
   return {
     name: 'shared-system-prompts',
@@ -135,7 +143,7 @@ export function sharedSystemPrompts(seed: number, size: WorkloadSize, fleet = FL
         model,
         messages: [
           { role: 'system', content: prompts[zipf(random, prompts.length, 0.6)]! },
-          { role: 'user', content: text(random, 40) },
+          { role: 'user', content: text(random, 40, charsPerToken) },
         ],
         maxTokens: 16,
       }),
@@ -143,7 +151,7 @@ export function sharedSystemPrompts(seed: number, size: WorkloadSize, fleet = FL
   };
 }
 
-export function longDocumentQa(seed: number, size: WorkloadSize, fleet = FLEET_OF_4): Workload {
+export function longDocumentQa(seed: number, size: WorkloadSize, fleet = FLEET_OF_4, charsPerToken = 4): Workload {
   const random = prng(seed);
   // Simulated fleet: 8 documents of ~5000 tokens, more than twice what one server's cache
   // holds, two thirds of the fleet's. Real vLLM: 5 documents of ~2700 of its tokens, 1.6x what
@@ -153,7 +161,7 @@ export function longDocumentQa(seed: number, size: WorkloadSize, fleet = FLEET_O
     quick: { documents: 8, documentTokens: 5000, requests: 48, concurrency: 24 },
     vllm: { documents: 5, documentTokens: 1000, requests: 100, concurrency: 4 },
   }[size];
-  const docs = Array.from({ length: documents }, () => text(random, documentTokens));
+  const docs = Array.from({ length: documents }, () => text(random, documentTokens, charsPerToken));
   const model = fleet.model;
   return {
     name: 'long-document-qa',
@@ -165,7 +173,7 @@ export function longDocumentQa(seed: number, size: WorkloadSize, fleet = FLEET_O
         model,
         messages: [
           { role: 'system', content: 'Answer from the document.' },
-          { role: 'user', content: `${docs[Math.floor(random() * docs.length)]!}\n\nQuestion: ${text(random, 30)}` },
+          { role: 'user', content: `${docs[Math.floor(random() * docs.length)]!}\n\nQuestion: ${text(random, 30, charsPerToken)}` },
         ],
         maxTokens: 16,
       }),
@@ -173,7 +181,7 @@ export function longDocumentQa(seed: number, size: WorkloadSize, fleet = FLEET_O
   };
 }
 
-export function randomPrompts(seed: number, size: WorkloadSize, fleet = FLEET_OF_4): Workload {
+export function randomPrompts(seed: number, size: WorkloadSize, fleet = FLEET_OF_4, charsPerToken = 4): Workload {
   const random = prng(seed);
   const { requests, promptTokens, concurrency } = {
     full: { requests: 480, promptTokens: 800, concurrency: 32 },
@@ -187,14 +195,14 @@ export function randomPrompts(seed: number, size: WorkloadSize, fleet = FLEET_OF
     fleet: [fleet],
     concurrency,
     sessions: Array.from({ length: requests }, () =>
-      single({ model, messages: [{ role: 'user', content: text(random, promptTokens) }], maxTokens: 16 }),
+      single({ model, messages: [{ role: 'user', content: text(random, promptTokens, charsPerToken) }], maxTokens: 16 }),
     ),
   };
 }
 
-export function mixedTwoModels(seed: number, size: WorkloadSize): Workload {
-  const a = sharedSystemPrompts(seed, size, { model: 'llama-8b', servers: 2 });
-  const b = randomPrompts(seed + 1, size, { model: 'qwen-7b', servers: 2 });
+export function mixedTwoModels(seed: number, size: WorkloadSize, charsPerToken = 4): Workload {
+  const a = sharedSystemPrompts(seed, size, { model: 'llama-8b', servers: 2 }, charsPerToken);
+  const b = randomPrompts(seed + 1, size, { model: 'qwen-7b', servers: 2 }, charsPerToken);
   const random = prng(seed + 2);
   const sessions = [...a.sessions.slice(0, a.sessions.length / 2), ...b.sessions.slice(0, b.sessions.length / 2)];
   for (let i = sessions.length - 1; i > 0; i--) {
@@ -211,16 +219,51 @@ export function mixedTwoModels(seed: number, size: WorkloadSize): Workload {
 }
 
 /**
+ * Shared prompts routed through the router while other traffic, sent straight to the servers,
+ * fills their caches with prompts never seen again: what a router believes a server caches
+ * goes stale unless the server says what it evicted.
+ */
+export function cachePressure(seed: number, size: WorkloadSize, fleet = FLEET_OF_4, charsPerToken = 4): Workload {
+  const random = prng(seed);
+  const { prompts: count, promptTokens, requests, directShare, directTokens, concurrency } = {
+    full: { prompts: 24, promptTokens: 1500, requests: 640, directShare: 0.4, directTokens: 2000, concurrency: 32 },
+    quick: { prompts: 24, promptTokens: 1500, requests: 128, directShare: 0.4, directTokens: 2000, concurrency: 32 },
+    vllm: { prompts: 10, promptTokens: 300, requests: 160, directShare: 0.4, directTokens: 400, concurrency: 4 },
+  }[size];
+  const prompts = Array.from({ length: count }, () => text(random, promptTokens, charsPerToken));
+  const model = fleet.model;
+  const sessions: Session[] = [];
+  let directs = 0;
+  for (let i = 0; i < requests; i++) {
+    if (random() < directShare) {
+      const session = single({ model, messages: [{ role: 'user', content: text(random, directTokens, charsPerToken) }], maxTokens: 16 });
+      sessions.push({ ...session, direct: directs++ });
+    } else {
+      const system = prompts[Math.floor(random() * prompts.length)]!;
+      sessions.push(single({ model, messages: [{ role: 'system', content: system }, { role: 'user', content: text(random, 40, charsPerToken) }], maxTokens: 16 }));
+    }
+  }
+  return {
+    name: 'cache-pressure',
+    description: `${count} shared prompts of ~${promptTokens} tokens through the router, ${directShare * 100}% other traffic (unique ~${directTokens}-token prompts) sent straight to the servers`,
+    fleet: [fleet],
+    concurrency,
+    sessions,
+  };
+}
+
+/**
  * The benchmark's workloads at a size. On real vLLM every server serves one model (`fleet`),
  * so the two-model workload is left out there.
  */
-export function allWorkloads(seed: number, size: WorkloadSize, fleet = FLEET_OF_4): Workload[] {
+export function allWorkloads(seed: number, size: WorkloadSize, fleet = FLEET_OF_4, charsPerToken = 4): Workload[] {
   const list = [
-    multiTurnChat(seed, size, fleet),
-    sharedSystemPrompts(seed + 1, size, fleet),
-    longDocumentQa(seed + 2, size, fleet),
-    randomPrompts(seed + 3, size, fleet),
-    ...(size === 'vllm' ? [] : [mixedTwoModels(seed + 4, size)]),
+    multiTurnChat(seed, size, fleet, charsPerToken),
+    sharedSystemPrompts(seed + 1, size, fleet, charsPerToken),
+    longDocumentQa(seed + 2, size, fleet, charsPerToken),
+    randomPrompts(seed + 3, size, fleet, charsPerToken),
+    ...(size === 'vllm' ? [] : [mixedTwoModels(seed + 4, size, charsPerToken)]),
+    cachePressure(seed + 5, size, fleet, charsPerToken),
   ];
   return size === 'quick' ? list.filter((w) => ['shared-system-prompts', 'long-document-qa', 'random-prompts'].includes(w.name)) : list;
 }

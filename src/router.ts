@@ -117,6 +117,7 @@ export async function startRouter(initial: RouterConfig, logger: Logger): Promis
       loadWeights: () => config.scheduler.load,
       decisionLog,
       reportedBlocks: (id) => memory.preciseIndex.stats(id),
+      tokenizers: () => tokenizers.stats(),
     });
   } catch (err) {
     await grpcServer.close(0);

@@ -16,6 +16,8 @@ export interface AdminServerOptions {
   decisionLog?: DecisionLog;
   /** Blocks a backend's KV events say it holds, and stored blocks not indexed (their parent never seen). */
   reportedBlocks?: (backendId: string) => { blocks: number; orphans: number };
+  /** Per served model with a configured tokenizer: its directory and its segment cache's figures. */
+  tokenizers?: () => Record<string, unknown>;
 }
 
 type ReportedBlocks = NonNullable<AdminServerOptions['reportedBlocks']>;
@@ -68,7 +70,7 @@ function cacheSource(b: BackendView, now: number, reportedBlocks?: ReportedBlock
 }
 
 /** Per-backend load statistics, as JSON. */
-export function loadStatistics(fleet: FleetView, weights: LoadWeights, decisionLog?: DecisionLog, reportedBlocks?: ReportedBlocks) {
+export function loadStatistics(fleet: FleetView, weights: LoadWeights, decisionLog?: DecisionLog, reportedBlocks?: ReportedBlocks, tokenizers?: () => Record<string, unknown>) {
   const now = Date.now();
   return {
     time: new Date(now).toISOString(),
@@ -102,6 +104,7 @@ export function loadStatistics(fleet: FleetView, weights: LoadWeights, decisionL
       metricsError: b.metricsError ?? null,
     })),
     models: fleet.routableModels(),
+    tokenizers: tokenizers?.() ?? {},
     recentDecisions: decisionLog?.recent() ?? [],
   };
 }
@@ -123,7 +126,7 @@ export async function startAdminServer(options: AdminServerOptions): Promise<{ s
       } else if (path === '/dashboard' || path === '/') {
         res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' }).end(DASHBOARD_HTML);
       } else if (path === '/stats' || path === '/load') {
-        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(loadStatistics(fleet, options.loadWeights(), options.decisionLog, options.reportedBlocks), null, 2));
+        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(loadStatistics(fleet, options.loadWeights(), options.decisionLog, options.reportedBlocks, options.tokenizers), null, 2));
       } else {
         res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ error: `no admin endpoint ${path}; try /dashboard, /stats, /metrics or /health` }));
       }

@@ -7,6 +7,8 @@ export interface TokenizerSet {
   /** The tokenizer of a served model name, if the config names one. */
   forModel(model: string): ModelTokenizer | undefined;
   readonly byDir: ReadonlyMap<string, ModelTokenizer>;
+  /** Per model: where its tokenizer is from, whether prompts are encoded piecewise, its cache's figures. */
+  stats(): Record<string, { dir: string; segmented: boolean; cache: ReturnType<ModelTokenizer['cacheStats']> }>;
 }
 
 /**
@@ -23,5 +25,9 @@ export function loadTokenizerSet(spec: Readonly<Record<string, string>>, previou
     byDir.set(dir, tokenizer);
     byModel.set(model, tokenizer);
   }
-  return { forModel: (model) => byModel.get(model), byDir };
+  return {
+    forModel: (model) => byModel.get(model),
+    byDir,
+    stats: () => Object.fromEntries([...byModel].map(([model, t]) => [model, { dir: t.dir, segmented: t.segmented, cache: t.cacheStats() }])),
+  };
 }

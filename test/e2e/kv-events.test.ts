@@ -51,6 +51,37 @@ describe('routing on KV events', () => {
   });
 });
 
+describe('a router restarted beside servers that publish KV events', () => {
+  let stack: Stack;
+  beforeAll(async () => {
+    stack = await startStack({ backends: [0, 1].map(() => ({ models: ['m'], kvEvents: true })) });
+  }, 60_000);
+  afterAll(() => stack?.close());
+
+  const complete = (url: string, prompt: number[]) =>
+    fetch(`${url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'm', prompt, max_tokens: 2 }) }).then(async (r) => {
+      expect(r.status).toBe(200);
+      return r.json();
+    });
+
+  it('knows what every server holds, replayed, and routes on it within 2 s of coming back', async () => {
+    // Prompts cached on each server while the router is away.
+    await stack.stopRouter();
+    const prompts = [0, 1, 2, 3].map((p) => range(5000 * (p + 1), 256));
+    for (const [p, prompt] of prompts.entries()) await complete(stack.sims[p % 2]!.url, prompt);
+    const started = Date.now();
+    const router = await stack.restartRouter();
+    await waitFor(() => router.fleet.backends().every((b) => b.health === 'healthy' && b.cacheEvents?.state === 'live'), 2_000, 'both servers healthy and their events replayed');
+    const routed = () => router.fleet.backends().map((b) => b.routed);
+    for (const [p, prompt] of prompts.entries()) {
+      const before = routed();
+      await complete(stack.envoy.url, [...prompt, 1, 2, 3]);
+      expect({ prompt: p, to: routed().findIndex((n, i) => n > before[i]!) }).toEqual({ prompt: p, to: p % 2 });
+    }
+    expect(Date.now() - started).toBeLessThan(2_000);
+  });
+});
+
 describe('routing chat text on KV events, tokenized as the servers do', () => {
   const TINY = join(REPO, 'test/fixtures/tiny-tokenizer');
   let stack: Stack;
@@ -84,5 +115,9 @@ describe('routing chat text on KV events, tokenized as the servers do', () => {
     }
     const metrics = await fetch(`http://127.0.0.1:${stack.router.adminPort}/metrics`).then((r) => r.text());
     expect(metrics).toMatch(/vllm_router_prompt_tokenizations_total\{model="m",outcome="tokenized"\} 8/);
+    const stats = (await fetch(`http://127.0.0.1:${stack.router.adminPort}/stats`).then((r) => r.json())) as { tokenizers: Record<string, { segmented: boolean; cache: { segments: number } }> };
+    // Each conversation's system prompt, encoded and kept for its next request.
+    expect(stats.tokenizers['m']).toMatchObject({ dir: TINY, segmented: true });
+    expect(stats.tokenizers['m']!.cache.segments).toBeGreaterThanOrEqual(8);
   });
 });

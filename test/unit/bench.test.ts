@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { groupedBarsSvg } from '../../bench/chart.js';
 import { upperBoundHitRate } from '../../bench/upper-bound.js';
-import { allWorkloads, multiTurnChat, sharedSystemPrompts, type BenchRequest } from '../../bench/workloads.js';
+import { allWorkloads, cachePressure, multiTurnChat, randomPrompts, sharedSystemPrompts, type BenchRequest } from '../../bench/workloads.js';
 
 describe('routing benchmark workloads', () => {
   it('are deterministic for a seed', () => {
@@ -16,7 +16,21 @@ describe('routing benchmark workloads', () => {
       'long-document-qa',
       'random-prompts',
       'mixed-two-models',
+      'cache-pressure',
     ]);
+  });
+
+  it('send a share of the cache-pressure traffic straight to the servers, spread over them', () => {
+    const sessions = cachePressure(5, 'full').sessions;
+    const direct = sessions.filter((s) => s.direct !== undefined);
+    expect(direct.length / sessions.length).toBeGreaterThan(0.3);
+    expect(direct.length / sessions.length).toBeLessThan(0.5);
+    expect(new Set(direct.map((s) => s.direct! % 4)).size).toBe(4);
+  });
+
+  it('size text in the tokens of the run: as many characters a token as the tokenizer takes', () => {
+    const [four, two] = [4, 2].map((chars) => randomPrompts(9, 'quick', undefined, chars).sessions[0]!.turn(0, []).messages[0]!.content.length);
+    expect(four! / two!).toBeCloseTo(2, 1);
   });
 
   it('grow chat history turn by turn', () => {

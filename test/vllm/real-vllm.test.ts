@@ -1,8 +1,10 @@
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseVllmMetrics } from '../../src/fleet/vllm-metrics.js';
+import { loadModelTokenizer } from '../../src/tokenize/model-tokenizer.js';
+import { promptTokens } from '../../src/tokenize/prompt-tokens.js';
 import { startStack, waitFor, type Stack } from '../helpers/stack.js';
-import { TINY_LORA, startVllmServers, vllmInstalled, type VllmServer } from '../helpers/vllm.js';
+import { TINY_LORA, TINY_MODEL, startVllmServers, vllmInstalled, type VllmServer } from '../helpers/vllm.js';
 
 /**
  * The real-vLLM tier: two real vLLM servers (CPU build, tiny model with dummy weights, one core
@@ -209,5 +211,44 @@ describe.skipIf(!vllmInstalled())('real vLLM behind Envoy and the router', () =>
     for (let p = 100; p < 140; p++) await complete(servers[0]!.url, tokens(p));
     await waitFor(async () => (await blocksOf(servers[0]!)) <= KV_BLOCKS, 10_000, 'evictions applied');
     expect(await blocksOf(servers[0]!)).toBeGreaterThan(KV_BLOCKS / 2);
+  });
+
+  it("tokenizes as vLLM does, and routes a chat conversation to the server whose events say it holds its start", async () => {
+    await stack.writeConfig(stack.routerConfig({ tokenizers: { [MODEL]: TINY_MODEL } }));
+    await waitFor(() => stack.router.config().tokenizers[MODEL] === TINY_MODEL, 10_000, 'the config with the tokenizer applied');
+    expect(stack.reloadErrors).toEqual([]);
+    const router = loadModelTokenizer(TINY_MODEL, 1 << 20);
+    const idsOf = async (body: Record<string, unknown>) => ((await (await post(servers[0]!.url, '/tokenize', body)).json()) as { tokens: number[] }).tokens;
+    const conversation = (n: number, question: string) => [
+      { role: 'system', content: `Conversation ${n}. You answer questions about the following document, section by section, in plain words. `.repeat(6) },
+      { role: 'user', content: question },
+    ];
+    // The same ids as vLLM's own tokenizer and template: chat, completion, multi-part content.
+    const samples: Array<[string, Record<string, unknown>]> = [
+      ['/v1/chat/completions', { model: MODEL, messages: conversation(0, 'Summarise the first section, émigré café, 日本語 🎉.') }],
+      ['/v1/chat/completions', { model: MODEL, messages: [{ role: 'user', content: [{ type: 'text', text: 'Hello' }, { type: 'text', text: 'world' }] }] }],
+      ['/v1/completions', { model: MODEL, prompt: 'Once upon a time,  there were\n\ntwo servers.' }],
+    ];
+    for (const [path, body] of samples) {
+      const ours = promptTokens(router, path, Buffer.from(JSON.stringify(body)));
+      const theirs = await idsOf(path === '/v1/completions' ? { model: MODEL, prompt: body['prompt'] } : { model: MODEL, messages: body['messages'] });
+      expect({ path, ids: ours.ok ? ours.tokens : ours.why }).toEqual({ path, ids: theirs });
+    }
+    const chat = async (url: string, messages: unknown) => {
+      const res = await post(url, '/v1/chat/completions', { model: MODEL, messages, max_tokens: 1 });
+      expect(res.status).toBe(200);
+      await res.arrayBuffer();
+    };
+    const batchesOf = (server: VllmServer) => stack.router.fleet.backends().find((b) => b.url === server.url)!.cacheEvents?.batches ?? 0;
+    const routed = () => servers.map((s) => stack.router.fleet.backends().find((b) => b.url === s.url)!.routed);
+    for (let p = 1; p <= 4; p++) {
+      const holder = servers[p % 2]!;
+      const batches = batchesOf(holder);
+      await chat(holder.url, conversation(p, 'Summarise the first section.'));
+      await waitFor(() => batchesOf(holder) > batches, 10_000, 'the stored blocks reported');
+      const before = routed();
+      await chat(stack.envoy.url, conversation(p, 'And the second one?'));
+      expect({ conversation: p, routed: routed().map((n, i) => n - before[i]!) }).toEqual({ conversation: p, routed: servers.map((s) => (s === holder ? 1 : 0)) });
+    }
   });
 });
