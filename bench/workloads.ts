@@ -265,5 +265,5 @@ export function allWorkloads(seed: number, size: WorkloadSize, fleet = FLEET_OF_
     ...(size === 'vllm' ? [] : [mixedTwoModels(seed + 4, size, charsPerToken)]),
     cachePressure(seed + 5, size, fleet, charsPerToken),
   ];
-  return size === 'quick' ? list.filter((w) => ['shared-system-prompts', 'long-document-qa', 'random-prompts'].includes(w.name)) : list;
+  return size === 'quick' ? list.filter((w) => ['shared-system-prompts', 'long-document-qa', 'random-prompts', 'cache-pressure'].includes(w.name)) : list;
 }

@@ -42,12 +42,20 @@ export async function startRouter(initial: RouterConfig, logger: Logger): Promis
   const fleet = createFleet({
     config,
     logger,
-    kvEventSink: (id) => ({
-      apply: (rank, events) => {
-        for (const event of events) memory.preciseIndex.apply(id, rank, event);
-      },
-      reset: () => memory.preciseIndex.clear(id),
-    }),
+    kvEventSink: (id) => {
+      // The ranks this publisher spoke for (its batches say): what its reset voids.
+      const ranks = new Set<number>();
+      return {
+        apply: (rank, events) => {
+          ranks.add(rank);
+          for (const event of events) memory.preciseIndex.apply(id, rank, event);
+        },
+        reset: () => {
+          for (const rank of ranks) memory.preciseIndex.clear(id, rank);
+          ranks.clear();
+        },
+      };
+    },
   });
   const metrics = createRouterMetrics(fleet);
   const cache = createSnapshotCache();

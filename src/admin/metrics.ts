@@ -70,8 +70,8 @@ export function createRouterMetrics(fleet: FleetView): RouterMetrics {
   gauge('vllm_router_backend_ttft_predicted_seconds', 'Mean time to first token the router predicted for what it sent there (30 s half-life).', (b) => b.rates.ttftPredictedS);
   gauge('vllm_router_backend_ttft_measured_seconds', 'Mean time to first token the backend reported (vllm:time_to_first_token_seconds, 30 s half-life).', (b) => b.rates.ttftMeasuredS);
   gauge('vllm_router_backend_ttft_prediction_error_ratio', 'Mean absolute error of the predicted time to first token, relative to the measured one.', (b) => b.rates.ttftError);
-  gauge('vllm_router_backend_kv_events_complete', "1 while the backend's own KV events tell the router its whole cache, 0 while only part of their history is known, absent when none are configured.", (b) =>
-    b.cacheEvents === undefined ? undefined : b.cacheEvents.state === 'live' ? 1 : 0,
+  gauge('vllm_router_backend_kv_events_complete', "1 while the backend's own KV events tell the router its whole cache, 0 while only part of their history is known or the stream is stale (silent while requests were routed there), absent when none are configured.", (b) =>
+    b.cacheEvents === undefined ? undefined : b.cacheEvents.state === 'live' && !b.cacheEventsStale ? 1 : 0,
   );
   gauge('vllm_router_backend_kv_event_gaps', 'Sequence gaps in the backend\'s KV event stream (each replayed, or, past the replay buffer, its index rebuilt).', (b) => b.cacheEvents?.gaps);
   return { registry, decisions, rejections, decisionSeconds, upstreamResponses, promptTokenizations };

@@ -46,16 +46,19 @@ function speedFigures(r: ServiceRates) {
 function cacheSource(b: BackendView, now: number, reportedBlocks?: ReportedBlocks) {
   const e = b.cacheEvents;
   if (!e) return { source: 'guess', why: 'no KV events configured', events: null };
-  const source = e.state === 'live' ? 'events' : e.state === 'partial' ? 'events-partial' : 'guess';
+  const stale = b.cacheEventsStale && (e.state === 'live' || e.state === 'partial');
+  const source = stale ? 'events-stale' : e.state === 'live' ? 'events' : e.state === 'partial' ? 'events-partial' : 'guess';
   const why =
+    stale ? 'no batch while requests were routed there: events and the guess together' :
     e.state === 'live' ? 'complete event history' :
     e.state === 'partial' ? 'history before the replay buffer (or a gap it outran) is missing' :
     e.state === 'closed' ? 'event stream closed' : `event stream ${e.state}`;
   return {
     source,
-    why: `${why}; token-id prompts only (text prompts are matched by the guess)`,
+    why: `${why}; for prompts in token ids, or text of a model with a configured tokenizer`,
     events: {
       state: e.state,
+      stale: b.cacheEventsStale,
       lastSequence: e.lastSequence,
       lastBatchAgeMs: e.lastBatchAt === null ? null : now - e.lastBatchAt,
       batches: e.batches,

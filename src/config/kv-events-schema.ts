@@ -6,6 +6,9 @@ const zmqEndpoint = z
   .regex(/^(tcp:\/\/.+:\d+|ipc:\/\/.+)$/, 'must be a ZMQ endpoint: tcp://HOST:PORT or ipc:///path')
   .refine((value) => !value.includes('*'), 'must name a host: a wildcard binds every interface (give the address to bind, e.g. tcp://127.0.0.1:5557)');
 
+/** vLLM's --data-parallel-size: each rank publishes on the configured ports plus its rank. */
+const dataParallelSize = z.number().int().min(1).max(64).default(1);
+
 /**
  * Where a backend publishes its KV cache events (vLLM --kv-events-config): the router then
  * knows what the server's cache holds instead of guessing from what it sent there.
@@ -20,8 +23,13 @@ export const kvEventsEndpoint = z
     replayEndpoint: zmqEndpoint.optional(),
     /** vLLM's `topic` (first frame of every message), if it set one. */
     topic: z.string().default(''),
+    dataParallelSize,
   })
-  .strict();
+  .strict()
+  .refine((c) => c.dataParallelSize === 1 || (c.endpoint.startsWith('tcp://') && (c.replayEndpoint ?? 'tcp://').startsWith('tcp://')), {
+    message: 'dataParallelSize above 1 needs tcp:// endpoints: vLLM publishes rank r on the port plus r, and refuses ipc:// with data parallelism',
+    path: ['dataParallelSize'],
+  });
 
 /** KV events of discovered servers: ports on each server's address. */
 export const kvEventsPorts = z
@@ -29,6 +37,7 @@ export const kvEventsPorts = z
     port: z.number().int().min(1).max(65535),
     replayPort: z.number().int().min(1).max(65535).optional(),
     topic: z.string().default(''),
+    dataParallelSize,
   })
   .strict();
 
@@ -43,5 +52,6 @@ export function kvEventsAt(hostLiteral: string, ports: KvEventsPortsConfig | und
     bind: false,
     ...(ports.replayPort ? { replayEndpoint: `tcp://${hostLiteral}:${ports.replayPort}` } : {}),
     topic: ports.topic,
+    dataParallelSize: ports.dataParallelSize,
   };
 }

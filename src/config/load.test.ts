@@ -2,7 +2,7 @@ import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, parseConfigText } from './load.js';
+import { ConfigError, loadConfigFile, parseConfigText } from './load.js';
 import type { RouterConfig } from './schema.js';
 import { watchConfigFile } from './watch.js';
 
@@ -51,11 +51,22 @@ describe('config', () => {
 
   it('validates where backends publish KV events, refusing wildcards', () => {
     const config = parseConfigText('backends:\n  - url: http://10.0.0.5:8000\n    kvEvents: { endpoint: "tcp://10.0.0.5:5557", replayEndpoint: "tcp://10.0.0.5:5558" }\n');
-    expect(config.backends[0]!.kvEvents).toEqual({ endpoint: 'tcp://10.0.0.5:5557', replayEndpoint: 'tcp://10.0.0.5:5558', bind: false, topic: '' });
+    expect(config.backends[0]!.kvEvents).toEqual({ endpoint: 'tcp://10.0.0.5:5557', replayEndpoint: 'tcp://10.0.0.5:5558', bind: false, topic: '', dataParallelSize: 1 });
     expect(problemsOf('backends:\n  - url: http://a:1\n    kvEvents: { endpoint: "tcp://*:5557" }\n')[0]).toMatch(/^backends\[0\]\.kvEvents\.endpoint: must name a host/);
     expect(problemsOf('backends:\n  - url: http://a:1\n    kvEvents: { endpoint: "http://a:5557" }\n')[0]).toMatch(/^backends\[0\]\.kvEvents\.endpoint: must be a ZMQ endpoint/);
     const dns = parseConfigText('discovery:\n  dns:\n    - { name: vllm.svc, port: 8000, kvEvents: { port: 5557, replayPort: 5558 } }\n');
-    expect(dns.discovery.dns[0]!.kvEvents).toEqual({ port: 5557, replayPort: 5558, topic: '' });
+    expect(dns.discovery.dns[0]!.kvEvents).toEqual({ port: 5557, replayPort: 5558, topic: '', dataParallelSize: 1 });
+    expect(problemsOf('backends:\n  - url: http://a:1\n    kvEvents: { endpoint: "ipc:///tmp/kv", dataParallelSize: 2 }\n')[0]).toMatch(
+      /^backends\[0\]\.kvEvents\.dataParallelSize: dataParallelSize above 1 needs tcp:\/\/ endpoints/,
+    );
+  });
+
+  it('reads tokenizer directories relative to the config file', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'config-'));
+    const path = join(dir, 'router.yaml');
+    await writeFile(path, 'backends:\n  - url: http://a:1\ntokenizers:\n  m: models/m\n  n: /abs/n\n');
+    expect((await loadConfigFile(path)).tokenizers).toEqual({ m: join(dir, 'models/m'), n: '/abs/n' });
+    await rm(dir, { recursive: true, force: true });
   });
 
   it('rejects a backend listed twice', () => {

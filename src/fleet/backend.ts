@@ -62,6 +62,8 @@ export interface BackendView {
   readonly recent: { readonly prefixHitShare: number | undefined; readonly othersShare: number | undefined };
   /** Its KV event stream, when the config names one: what the server itself says its cache holds. */
   readonly cacheEvents: Readonly<KvEventStatus> | undefined;
+  /** Its stream is connected but silent while we keep sending it work: events may be lost. */
+  readonly cacheEventsStale: boolean;
 }
 
 /** Assumed until a backend shows how many requests it runs before queueing (vLLM's GPU default max_num_seqs). */
@@ -149,6 +151,7 @@ export interface Backend extends BackendView {
   /** Where the config says it publishes KV events, if anywhere. */
   kvEventsConfig: BackendConfig['kvEvents'];
   cacheEvents: Readonly<KvEventStatus> | undefined;
+  cacheEventsStale: boolean;
   rates: ServiceRates;
   metrics: VllmLoad | undefined;
   inflight: number;

@@ -21,7 +21,8 @@ export interface FleetOptions {
   /** How backends are probed over HTTP (injectable for tests). */
   probe?: Probe;
   /** Where each backend's KV events go (the precise prefix index); without it they are not followed. */
-  kvEventSink?: (backendId: string) => KvEventSink;
+  /** Where the events of a backend's publisher (one per data-parallel rank) go. */
+  kvEventSink?: (backendId: string, rank: number) => KvEventSink;
 }
 
 /**

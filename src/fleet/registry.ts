@@ -36,6 +36,7 @@ function newBackend(bc: BackendConfig): Backend {
     capacityOverride: bc.capacity,
     kvEventsConfig: bc.kvEvents,
     cacheEvents: undefined,
+    cacheEventsStale: false,
     rates: emptyServiceRates(),
     predictedTtft: [],
     metrics: undefined,

@@ -102,8 +102,8 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
           const b = backends[i]!;
           const guessed = (prefixIndex.match(b.id, p.hashes) * p.unitsPerBlock) / unitsPerToken(p, b);
           const reported = reportedHeld(request, b, keysBySize);
-          // A complete event history is the truth; a partial one may miss blocks stored before it.
-          const held = reported < 0 ? guessed : b.cacheEvents?.state === 'live' ? reported : Math.max(reported, guessed);
+          // A complete, flowing event history is the truth; a partial or stale one may miss blocks.
+          const held = reported < 0 ? guessed : b.cacheEvents?.state === 'live' && !b.cacheEventsStale ? reported : Math.max(reported, guessed);
           cached[i] = Math.min(total, held);
         }
         return cached;

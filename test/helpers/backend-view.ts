@@ -42,6 +42,7 @@ export function backendView(id: string, over: Partial<BackendView> = {}): Mutabl
     recent: { prefixHitShare: undefined, othersShare: undefined },
     rates: emptyServiceRates(),
     cacheEvents: undefined,
+    cacheEventsStale: false,
     ...over,
   };
 }
