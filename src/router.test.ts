@@ -78,3 +78,15 @@ describe('a config reload', () => {
     second.done();
   });
 });
+
+describe('tokenizers in the config', () => {
+  it('refuses a reload naming a tokenizer it cannot read, keeping the config it serves', async () => {
+    sims.push(await startSimulator({ models: ['m'] }));
+    const raw = { grpc: { host: '127.0.0.1', port: 0 }, admin: { host: '127.0.0.1', port: 0 }, backends: [{ name: 'a', url: sims[0]!.url, models: ['m'] }] };
+    router = await startRouter(parseConfig(raw), silentLogger);
+    const before = router.config();
+    expect(() => router!.applyConfig(parseConfig({ ...raw, tokenizers: { m: '/nonexistent/model' } }))).toThrow('tokenizer in /nonexistent/model: tokenizer.json not found');
+    expect(router.config()).toBe(before);
+    await expect(startRouter(parseConfig({ ...raw, grpc: { host: '127.0.0.1', port: 0 }, tokenizers: { m: '/nonexistent/model' } }), silentLogger)).rejects.toThrow('tokenizer.json not found');
+  });
+});

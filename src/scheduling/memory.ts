@@ -1,6 +1,7 @@
 import type { RouterConfig } from '../config/schema.js';
 import { createPreciseIndex, type PreciseIndex } from './prefix/precise-index.js';
 import { createPrefixIndex, type PrefixIndex } from './prefix/prefix-index.js';
+import { createRecentDispatches, type RecentDispatches } from './prefix/recent-dispatches.js';
 import { createTokenRatio, type TokenRatio } from './prefix/token-ratio.js';
 
 /** Which backend last served each session: a bounded LRU, oldest session forgotten first. */
@@ -31,6 +32,8 @@ export interface SchedulerMemory {
   readonly prefixIndex: PrefixIndex;
   /** What backends that publish KV events say their caches hold. */
   readonly preciseIndex: PreciseIndex;
+  /** Prompts routed to each backend whose blocks its events may not report yet. */
+  readonly recentDispatches: RecentDispatches;
   readonly tokenRatio: TokenRatio;
   readonly sessions: SessionTable;
   /** Per backend id: mean uncached prompt tokens of the requests routed there. */
@@ -44,15 +47,18 @@ export function createSchedulerMemory(config: RouterConfig): SchedulerMemory {
   const prefixIndex = createPrefixIndex(Math.ceil((p.defaultCapacityTokens * p.bytesPerToken) / p.blockBytes));
   const meanUncachedPrefill = new Map<string, number>();
   const preciseIndex = createPreciseIndex();
+  const recentDispatches = createRecentDispatches();
   return {
     prefixIndex,
     preciseIndex,
+    recentDispatches,
     tokenRatio: createTokenRatio(p.bytesPerToken),
     sessions: createSessionTable(),
     meanUncachedPrefill,
     retain(keep) {
       prefixIndex.retain(keep);
       preciseIndex.retain(keep);
+      recentDispatches.retain(keep);
       for (const id of meanUncachedPrefill.keys()) if (!keep.has(id)) meanUncachedPrefill.delete(id);
     },
   };

@@ -45,6 +45,7 @@ export function schedulerFromConfig(config: RouterConfig, memory: SchedulerMemor
     fallbacks: c.fallbacks,
     prefixIndex: memory.prefixIndex,
     preciseIndex: memory.preciseIndex,
+    recentDispatches: memory.recentDispatches,
     tokenRatio: memory.tokenRatio,
     meanUncachedPrefill: memory.meanUncachedPrefill,
     blocks: c.prefix,

@@ -2,6 +2,7 @@ import type { BackendView } from '../fleet/backend.js';
 import { promptBlocks, type BlockSettings, type PromptBlocks } from './prefix/prompt-blocks.js';
 import { tokenBlockKeys, type PreciseIndex } from './prefix/precise-index.js';
 import type { PrefixIndex } from './prefix/prefix-index.js';
+import type { RecentDispatches } from './prefix/recent-dispatches.js';
 import { rendezvousRanks } from './prefix/rendezvous.js';
 import type { TokenRatio } from './prefix/token-ratio.js';
 import { serviceTime, speedsOf, type ServiceTime, type Speed } from './service-time.js';
@@ -22,6 +23,10 @@ export interface SchedulerOptions {
   prefixIndex: PrefixIndex;
   /** What backends that publish KV events report holding (token-keyed); kept across reloads. */
   preciseIndex?: PreciseIndex;
+  /** Prompts routed to each backend that its events may not show yet; kept across reloads. */
+  recentDispatches?: RecentDispatches;
+  /** Wall clock in ms (tests set it). */
+  now?: () => number;
   /** Bytes of prompt text per token per backend; kept across reloads with the index. */
   tokenRatio: TokenRatio;
   /** Per backend: mean uncached prompt tokens of what was routed there (its queue's prefill); kept across reloads. */
@@ -51,7 +56,8 @@ const uncached = (prompt: number, cached: number) => Math.max(1, prompt - cached
  * backends' state and what earlier decisions taught the scorers (the prefix index, affinity).
  */
 export function createScheduler(options: SchedulerOptions): Scheduler {
-  const { filters, scorers, picker, fallbacks, prefixIndex, preciseIndex, tokenRatio, meanUncachedPrefill, blocks } = options;
+  const { filters, scorers, picker, fallbacks, prefixIndex, preciseIndex, recentDispatches, tokenRatio, meanUncachedPrefill, blocks } = options;
+  const now = options.now ?? Date.now;
   const capacities = new Map<string, number>();
 
   const unitsPerToken = (p: PromptBlocks, b: BackendView) => (p.exactTokens ? 1 : tokenRatio.bytesPerToken(b));
@@ -102,8 +108,10 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
           const b = backends[i]!;
           const guessed = (prefixIndex.match(b.id, p.hashes) * p.unitsPerBlock) / unitsPerToken(p, b);
           const reported = reportedHeld(request, b, keysBySize);
-          // A complete, flowing event history is the truth; a partial or stale one may miss blocks.
-          const held = reported < 0 ? guessed : b.cacheEvents?.state === 'live' && !b.cacheEventsStale ? reported : Math.max(reported, guessed);
+          // A complete, flowing event history is the truth, but for what we sent there that is
+          // not prefilled yet; a partial or stale one may miss blocks.
+          const pending = () => ((recentDispatches?.match(b.id, p.hashes, now()) ?? 0) * p.unitsPerBlock) / unitsPerToken(p, b);
+          const held = reported < 0 ? guessed : b.cacheEvents?.state === 'live' && !b.cacheEventsStale ? Math.max(reported, pending()) : Math.max(reported, guessed);
           cached[i] = Math.min(total, held);
         }
         return cached;
@@ -183,6 +191,9 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
       const p = input.blocks();
       syncCapacity(primary, p);
       prefixIndex.record(primary.id, p.hashes);
+      // Its blocks are in the events by its first token; until then (with a margin) they count as pending.
+      const t = now();
+      recentDispatches?.record(primary.id, p.hashes, t, t + 500 + 1500 * why.predictedTtftS);
       if (!p.exactTokens) tokenRatio.sent(primary, p.units);
       return { kind: 'route', primary, fallbacks: ranked.slice(1, 1 + fallbacks).map((s) => s.backend), ranked, why };
     },
