@@ -308,7 +308,7 @@ async function main(): Promise<void> {
   if (precise && onVllm) throw new Error('precise strategies run on simulated fleets only');
   // One tokenizer for every strategy of a run: the servers' work must not differ between them.
   const tokenizer = values.tokenizer ? resolve(values.tokenizer) : precise ? join(REPO, 'test/fixtures/tiny-tokenizer') : undefined;
-  const encoder: PromptEncoder = tokenizer ? modelDirectoryEncoder(tokenizer) : STAND_IN_ENCODER;
+  const encoder: PromptEncoder = tokenizer ? await modelDirectoryEncoder(tokenizer) : STAND_IN_ENCODER;
   // Workloads are sized in tokens: their text is as long as that many of this tokenizer's tokens.
   const sample = text(prng(1), 4000);
   const charsPerToken = tokenizer ? sample.length / encoder.text(sample, false).length : 4;

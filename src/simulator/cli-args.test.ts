@@ -112,7 +112,7 @@ describe('vllm-sim command', () => {
     const config = { enable_kv_cache_events: true, endpoint: `ipc://${dir}/pub.sock`, replay_endpoint: `ipc://${dir}/replay.sock` };
     const run = runMain(['--port', '0', '--model', 'm', '--kv-events-config', JSON.stringify(config)]);
     try {
-      for (let i = 0; i < 300 && run.out().split('\n').length < 3; i++) await new Promise((r) => setTimeout(r, 20));
+      for (let i = 0; i < 750 && run.out().split('\n').length < 3; i++) await new Promise((r) => setTimeout(r, 20));
       expect(run.out(), run.err()).toMatch(
         new RegExp(`^vllm-sim listening on http://127\\.0\\.0\\.1:\\d+\nvllm-sim KV events: PUB bound at ipc://${dir}/pub\\.sock, replay ROUTER bound at ipc://${dir}/replay\\.sock\n$`),
       );

@@ -4,7 +4,6 @@
  * router given the same directory computes the ids the simulator caches and reports in its
  * KV events, as it would against vLLM serving that model.
  */
-import { loadModelTokenizer } from '../tokenize/model-tokenizer.js';
 import { encodeChat, type ChatTurn } from './chat-template.js';
 import { encode } from './tokenizer.js';
 
@@ -22,7 +21,9 @@ export const STAND_IN_ENCODER: PromptEncoder = {
 
 const SEGMENT_CACHE_CHARS = 8 * 1024 * 1024;
 
-export function modelDirectoryEncoder(dir: string): PromptEncoder {
+/** Loaded only when asked for: a simulator with the stand-in tokenizer does not pay for the library. */
+export async function modelDirectoryEncoder(dir: string): Promise<PromptEncoder> {
+  const { loadModelTokenizer } = await import('../tokenize/model-tokenizer.js');
   const tokenizer = loadModelTokenizer(dir, SEGMENT_CACHE_CHARS);
   if (tokenizer.renderChat([], { addGenerationPrompt: false, continueFinalMessage: false }) === undefined) {
     throw new RangeError(`tokenizer in ${dir}: no chat template (tokenizer_config.json chat_template or chat_template.jinja)`);

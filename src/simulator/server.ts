@@ -90,7 +90,7 @@ export async function startSimulator(options: SimulatorOptions): Promise<Simulat
   if (models.length === 0) throw new RangeError('at least one served model name is required');
   if (models.some((m) => typeof m !== 'string' || m === '')) throw new RangeError('model names must be non-empty strings');
   if (new Set(models).size !== models.length) throw new RangeError(`duplicate served model names: ${models.join(', ')}`);
-  const encoder = options.tokenizer === undefined ? STAND_IN_ENCODER : modelDirectoryEncoder(options.tokenizer);
+  const encoder = options.tokenizer === undefined ? STAND_IN_ENCODER : await modelDirectoryEncoder(options.tokenizer);
   const engineOptions = resolveEngineOptions(options.engine);
   const metrics = createMetrics({ models, engine: engineOptions });
   const engine = createEngine(engineOptions, { observer: metrics.observer });
