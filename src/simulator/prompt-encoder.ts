@@ -19,12 +19,10 @@ export const STAND_IN_ENCODER: PromptEncoder = {
   chat: (turns, addGenerationPrompt) => encodeChat(turns, addGenerationPrompt),
 };
 
-const SEGMENT_CACHE_CHARS = 8 * 1024 * 1024;
-
 /** Loaded only when asked for: a simulator with the stand-in tokenizer does not pay for the library. */
 export async function modelDirectoryEncoder(dir: string): Promise<PromptEncoder> {
   const { loadModelTokenizer } = await import('../tokenize/model-tokenizer.js');
-  const tokenizer = loadModelTokenizer(dir, SEGMENT_CACHE_CHARS);
+  const tokenizer = loadModelTokenizer(dir);
   if (tokenizer.renderChat([], { addGenerationPrompt: false, continueFinalMessage: false }) === undefined) {
     throw new RangeError(`tokenizer in ${dir}: no chat template (tokenizer_config.json chat_template or chat_template.jinja)`);
   }

@@ -102,7 +102,10 @@ function cutAfterFinalMessage(text: string, messages: readonly unknown[]): strin
 
 const escapeRegExp = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
-export function loadModelTokenizer(dir: string, cacheChars: number): ModelTokenizer {
+/** Characters of prompt segments a model's tokenizer keeps ids for (a few MB of ids and text). */
+export const SEGMENT_CACHE_CHARS = 8 * 1024 * 1024;
+
+export function loadModelTokenizer(dir: string, cacheChars = SEGMENT_CACHE_CHARS): ModelTokenizer {
   const json = readJson(dir, 'tokenizer.json', true)!;
   const config = readJson(dir, 'tokenizer_config.json', false) ?? {};
   let tokenizer: Tokenizer;

@@ -1,8 +1,5 @@
 import { loadModelTokenizer, type ModelTokenizer } from './model-tokenizer.js';
 
-/** Characters of prompt segments each model's tokenizer keeps ids for (a few MB of ids and text). */
-export const SEGMENT_CACHE_CHARS = 8 * 1024 * 1024;
-
 export interface TokenizerSet {
   /** The tokenizer of a served model name, if the config names one. */
   forModel(model: string): ModelTokenizer | undefined;
@@ -21,7 +18,7 @@ export function loadTokenizerSet(spec: Readonly<Record<string, string>>, previou
   const byModel = new Map<string, ModelTokenizer>();
   for (const [model, dir] of Object.entries(spec)) {
     let tokenizer = byDir.get(dir) ?? previous?.byDir.get(dir);
-    tokenizer ??= loadModelTokenizer(dir, SEGMENT_CACHE_CHARS);
+    tokenizer ??= loadModelTokenizer(dir);
     byDir.set(dir, tokenizer);
     byModel.set(model, tokenizer);
   }
