@@ -192,8 +192,10 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
       syncCapacity(primary, p);
       prefixIndex.record(primary.id, p.hashes);
       // Its blocks are in the events by its first token; until then (with a margin) they count as pending.
-      const t = now();
-      recentDispatches?.record(primary.id, p.hashes, t, t + 500 + 1500 * why.predictedTtftS);
+      if (primary.cacheEvents) {
+        const t = now();
+        recentDispatches?.record(primary.id, p.hashes, t, t + 500 + 1500 * why.predictedTtftS);
+      }
       if (!p.exactTokens) tokenRatio.sent(primary, p.units);
       return { kind: 'route', primary, fallbacks: ranked.slice(1, 1 + fallbacks).map((s) => s.backend), ranked, why };
     },
