@@ -3,6 +3,7 @@
  * encodings) and a scripted publisher that skips and restarts sequences on demand.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -75,6 +76,32 @@ describe('KV event subscriber', () => {
       expect(subscriber.status()).toMatchObject({ state: 'live', gaps: 0, restarts: 0, malformed: 0 });
     });
   }
+});
+
+describe('KV event subscriber: bind mode', () => {
+  it("binds for a publisher that connects to it (vLLM given the router's address)", async () => {
+    const dir = tempDir();
+    const port = await new Promise<number>((resolve) => {
+      const server = createServer().listen(0, '127.0.0.1', () => {
+        const { port } = server.address() as AddressInfo;
+        server.close(() => resolve(port));
+      });
+    });
+    // A tcp endpoint that is not a wildcard: the simulator connects to it, as vLLM does.
+    const kvEvents = { endpoint: `tcp://127.0.0.1:${port}`, replayEndpoint: `ipc://${dir}/replay.sock`, topic: '', bufferSteps: 1000, hwm: 1000, encoding: 'maps' as const };
+    const sim = await startSimulator({ models: ['m'], host: '127.0.0.1', engine: { timeScale: 0, blockSize: 16 }, kvEvents });
+    cleanups.push(() => sim.close());
+    const { index, sink } = indexSink();
+    await subscribe({ endpoint: kvEvents.endpoint, bind: true, replayEndpoint: kvEvents.replayEndpoint }, sink);
+    // The publisher's connection comes when it comes: send prompts until one arrives live.
+    for (let p = 0; ; p++) {
+      if (p > 100) throw new Error('nothing arrived on the bound socket');
+      const prompt = range(100 + 32 * p, 32);
+      await fetch(`${sim.url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'm', prompt, max_tokens: 1 }) });
+      await new Promise((r) => setTimeout(r, 30));
+      if (index.match('a', tokenBlockKeys(prompt, 16)) === 2) break;
+    }
+  });
 });
 
 /** A publisher whose sequence numbers the test chooses, with vLLM's replay socket over a buffer. */
