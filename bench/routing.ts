@@ -10,6 +10,8 @@
  *                         [--tokenizer DIR]   (the simulated servers tokenize with this model directory; default: the
  *                                              simulator's stand-in, or test/fixtures/tiny-tokenizer when a precise
  *                                              strategy runs, for every strategy of the run alike)
+ *   On real vLLM a precise strategy makes every server publish its KV events (whatever the strategy) and gives
+ *   the router the model's own tokenizer.
  *   npm run bench:routing -- --backend vllm [--vllm-servers 2]   (real vLLM, CPU build: npm run setup:vllm)
  */
 import { mkdir, writeFile } from 'node:fs/promises';
@@ -305,9 +307,10 @@ async function main(): Promise<void> {
   const size = onVllm ? 'vllm' : quick ? 'quick' : 'full';
   let strategies = values.strategies ? STRATEGIES.filter((s) => values.strategies!.split(',').includes(s.name)) : STRATEGIES.filter((s) => !s.precise);
   const precise = strategies.some((s) => s.precise);
-  if (precise && onVllm) throw new Error('precise strategies run on simulated fleets only');
+  if (onVllm && values.tokenizer) throw new Error('--tokenizer is for simulated servers; real vLLM uses its model');
   // One tokenizer for every strategy of a run: the servers' work must not differ between them.
-  const tokenizer = values.tokenizer ? resolve(values.tokenizer) : precise ? join(REPO, 'test/fixtures/tiny-tokenizer') : undefined;
+  // (Real vLLM tokenizes with its model whatever the strategy; workloads keep their sizes there.)
+  const tokenizer = onVllm ? undefined : values.tokenizer ? resolve(values.tokenizer) : precise ? join(REPO, 'test/fixtures/tiny-tokenizer') : undefined;
   const encoder: PromptEncoder = tokenizer ? await modelDirectoryEncoder(tokenizer) : STAND_IN_ENCODER;
   // Workloads are sized in tokens: their text is as long as that many of this tokenizer's tokens.
   const sample = text(prng(1), 4000);
@@ -334,7 +337,7 @@ async function main(): Promise<void> {
   const budgetMs = quick ? (onVllm ? 15_000 : 8_000) : 60_000;
   const started = Date.now();
 
-  const vllm = onVllm ? await startVllmFleet(vllmServers, 'tiny') : undefined;
+  const vllm = onVllm ? await startVllmFleet(vllmServers, 'tiny', { kvEvents: precise }) : undefined;
   const engine = vllm ? vllm.engine : BENCH_ENGINE;
   const rows: RunResult[] = [];
   const bounds = new Map<string, number>();
@@ -387,7 +390,7 @@ async function main(): Promise<void> {
     rounds,
     timeScale,
     engine,
-    tokenizer: tokenizer ?? "the simulator's stand-in",
+    tokenizer: onVllm ? "the model's" : (tokenizer ?? "the simulator's stand-in"),
     charsPerToken: round(charsPerToken, 2),
     fleets: fleets.map((name) => ({ name, description: SIM_FLEETS[name]?.description ?? `real vLLM, ${vllmServers} servers` })),
     strategies: strategies.map((s) => ({ name: s.name, label: s.label })),

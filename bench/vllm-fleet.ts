@@ -1,5 +1,5 @@
 import { parseVllmMetrics } from '../src/fleet/vllm-metrics.js';
-import { startVllmServers, vllmInstalled, type VllmServer } from '../test/helpers/vllm.js';
+import { TINY_MODEL, startVllmServers, vllmInstalled, type VllmServer } from '../test/helpers/vllm.js';
 import type { BenchServer } from './stack.js';
 
 /**
@@ -25,16 +25,23 @@ async function busy(url: string): Promise<number> {
   return running + waiting;
 }
 
-export async function startVllmFleet(count: number, model: string): Promise<VllmFleet> {
+/** `kvEvents`: every server publishes its KV events (for every strategy alike), for precise strategies to follow. */
+export async function startVllmFleet(count: number, model: string, options: { kvEvents?: boolean } = {}): Promise<VllmFleet> {
   if (!vllmInstalled()) throw new Error('real vLLM is not installed: run npm run setup:vllm');
   const started: VllmServer[] = await startVllmServers(count, {
     model,
     kvBlocks: VLLM_BENCH_ENGINE.numGpuBlocks,
     maxModelLen: VLLM_BENCH_ENGINE.maxModelLen,
     env: { VLLM_SERVER_DEV_MODE: '1' },
+    ...(options.kvEvents ? { kvEvents: true } : {}),
   });
   return {
-    servers: started.map((s) => ({ url: s.url, model })),
+    servers: started.map((s) => ({
+      url: s.url,
+      model,
+      tokenizer: TINY_MODEL,
+      ...(s.kvEndpoint && s.replayEndpoint ? { kvEvents: { endpoint: s.kvEndpoint, replayEndpoint: s.replayEndpoint } } : {}),
+    })),
     engine: VLLM_BENCH_ENGINE,
     async resetCaches() {
       for (const s of started) {
