@@ -214,7 +214,7 @@ async function main(): Promise<void> {
     const ports = [await freePort(), await freePort()];
     for (const port of ports) children.push(child(['--import', 'tsx', join(REPO, 'bench/instant-backend.ts'), String(port)]));
     await Promise.all(ports.map((p) => waitForHttp(`http://127.0.0.1:${p}/health`, 'instant backend')));
-    const startRouterProcess = async (name: string, extra: Record<string, unknown>) => {
+    const startRouterProcess = async (name: string, extra: Record<string, unknown>, backendExtra: (i: number) => Record<string, unknown> = () => ({})) => {
       const grpcPort = await freePort();
       const adminPort = await freePort();
       const configPath = join(dir, `${name}.yaml`);
@@ -223,7 +223,7 @@ async function main(): Promise<void> {
         stringify({
           grpc: { host: '127.0.0.1', port: grpcPort },
           admin: { host: '127.0.0.1', port: adminPort },
-          backends: ports.map((p, i) => ({ name: `instant-${i}`, url: `http://127.0.0.1:${p}`, models: ['m'] })),
+          backends: ports.map((p, i) => ({ name: `instant-${i}`, url: `http://127.0.0.1:${p}`, models: ['m'], ...backendExtra(i) })),
           ...extra,
         }),
       );
@@ -234,7 +234,9 @@ async function main(): Promise<void> {
       return { proc, controlPlane: { host: '127.0.0.1', port: grpcPort } };
     };
     const { proc: router, controlPlane } = await startRouterProcess('router', {});
-    const tokenizing = await startRouterProcess('router-with-tokenizer', { tokenizers: { m: TOKENIZER_DIR } });
+    // The router tokenizes only for servers that report their caches: these name a KV event
+    // socket nobody publishes on, so the tokenizing is measured and the index stays empty.
+    const tokenizing = await startRouterProcess('router-with-tokenizer', { tokenizers: { m: TOKENIZER_DIR } }, (i) => ({ kvEvents: { endpoint: `ipc://${dir}/kv-${i}.sock` } }));
     const withRouter = await startEnvoy({ controlPlane, concurrency: 1 });
     const withTokenizer = await startEnvoy({ controlPlane: tokenizing.controlPlane, concurrency: 1 });
     // The limit: Envoy as a plain proxy, least request over the same backends, no body filters.

@@ -94,13 +94,15 @@ export function createDecider(deps: DecisionDeps) {
     const sessionKey = headers.session ?? (session.useUserField ? request.user : undefined);
     if (sessionKey !== undefined) request.sessionKey = sessionKey;
     if (allowed) request.allowedEndpoints = allowed;
+    const candidates = fleet.servingModel(request.model);
     const tokenizer = request.prompt.kind === 'text' ? deps.tokenizers?.().forModel(request.model) : undefined;
     if (tokenizer) {
-      const tokens = promptTokens(tokenizer, headers.path, body);
+      // Token ids pay off against what servers report; with no server reporting, the text is matched as it is.
+      const tokens = candidates.some((b) => b.cacheEvents) ? promptTokens(tokenizer, headers.path, body) : ({ ok: false, why: 'no-events' } as const);
       if (tokens.ok) request.prompt = { kind: 'tokens', tokens: tokens.tokens };
       metrics.promptTokenizations.inc({ model: request.model, outcome: tokens.ok ? 'tokenized' : tokens.why.split(':')[0]! });
     }
-    const decision = deps.scheduler().schedule(request, fleet.servingModel(request.model));
+    const decision = deps.scheduler().schedule(request, candidates);
     if (decision.kind === 'reject') return refuse(rejectionError(decision));
     const primary = decision.primary as Backend;
     fleet.dispatch(primary, decision.why.predictedTtftS);
