@@ -20,8 +20,10 @@ export interface FleetOptions {
   resolveAll?: (host: string) => Promise<string[]>;
   /** How backends are probed over HTTP (injectable for tests). */
   probe?: Probe;
-  /** Where each backend's KV events go (the precise prefix index); without it they are not followed. */
-  /** Where the events of a backend's publisher (one per data-parallel rank) go. */
+  /**
+   * Where the events of each backend's publisher (one per data-parallel rank) go: the precise
+   * prefix index. Without it they are not followed.
+   */
   kvEventSink?: (backendId: string, rank: number) => KvEventSink;
 }
 
