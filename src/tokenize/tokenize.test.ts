@@ -6,7 +6,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { REPO } from '../launcher/envoy.js';
 import { loadModelTokenizer, TokenizerLoadError } from './model-tokenizer.js';
-import { promptTokens } from './prompt-tokens.js';
+import { MAX_TOKENIZED_BODY_BYTES, promptTokens } from './prompt-tokens.js';
 import { loadTokenizerSet } from './tokenizer-set.js';
 
 const TINY = join(REPO, 'test/fixtures/tiny-tokenizer');
@@ -125,6 +125,7 @@ describe('prompt tokens', () => {
     expect(why('/v1/chat/completions', { model: 'm', messages, chat_template: '{{ 1 }}' })).toBe('request-template');
     expect(why('/v1/chat/completions', { model: 'm', messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'x' } }] }] })).toBe('non-text-content');
     expect(why('/v1/completions', { model: 'm', prompt: [1, 2, 3] })).toBe('not-text');
+    expect(why('/v1/completions', { model: 'm', prompt: 'x'.repeat(MAX_TOKENIZED_BODY_BYTES) })).toBe('too-long');
     const raising = loadModelTokenizer(variant((_json, config) => (config['chat_template'] = "{{ raise_exception('roles must alternate') }}")), 1);
     const r = promptTokens(raising, '/v1/chat/completions', body({ model: 'm', messages }));
     expect(r).toEqual({ ok: false, why: 'template-error: roles must alternate' });
