@@ -30,7 +30,6 @@ async function main(): Promise<void> {
     ? `vllm-sim KV events: PUB ${pubBinds(publisher.endpoint) ? 'bound at' : 'connecting to'} ${publisher.endpoint}` +
       `${publisher.replayEndpoint ? `, replay ROUTER bound at ${publisher.replayEndpoint}` : ''}\n`
     : '';
-  process.stdout.write(`vllm-sim listening on ${sim.url}\n${kvLine}`);
   const handle = sim;
   let stopping = false;
   const stop = (signal: NodeJS.Signals) => {
@@ -46,6 +45,8 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
+  // Announced only once a signal would be handled: whoever waits for this line may stop it at once.
+  process.stdout.write(`vllm-sim listening on ${sim.url}\n${kvLine}`);
 }
 
 main().catch((err: unknown) => {
