@@ -74,7 +74,7 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
     const size = preciseIndex.blockSize(b.id);
     if (size === undefined) return -1;
     let keys = keysBySize.get(size);
-    if (!keys) keysBySize.set(size, (keys = tokenBlockKeys(request.prompt.tokens, size)));
+    if (!keys) keysBySize.set(size, (keys = tokenBlockKeys(request.prompt.tokens, size, request.adapter ?? null)));
     return preciseIndex.match(b.id, keys) * size;
   }
 

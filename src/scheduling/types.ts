@@ -22,6 +22,8 @@ export interface SchedulingRequest {
   sessionKey?: string;
   /** Endpoints (`ip:port`) a gateway allows for this request (endpoint-picker subset hint), if it narrowed them. */
   allowedEndpoints?: ReadonlySet<string>;
+  /** The LoRA adapter `model` names, if it names one: its KV blocks are its own. */
+  adapter?: string;
 }
 
 /** Removes backends that must not receive the request. Returns a subset of its input. */

@@ -250,5 +250,21 @@ describe.skipIf(!vllmInstalled())('real vLLM behind Envoy and the router', () =>
       await chat(stack.envoy.url, conversation(p, 'And the second one?'));
       expect({ conversation: p, routed: routed().map((n, i) => n - before[i]!) }).toEqual({ conversation: p, routed: servers.map((s) => (s === holder ? 1 : 0)) });
     }
+    // An adapter's blocks are its own (vLLM names it in its events): a conversation with the
+    // adapter, read with its base model's tokenizer, goes where the adapter's blocks are.
+    const adapterChat = async (url: string, messages: unknown) => {
+      const res = await post(url, '/v1/chat/completions', { model: ADAPTER, messages, max_tokens: 1 });
+      expect(res.status).toBe(200);
+      await res.arrayBuffer();
+    };
+    for (let p = 11; p <= 12; p++) {
+      const holder = servers[p % 2]!;
+      const batches = batchesOf(holder);
+      await adapterChat(holder.url, conversation(p, 'Summarise the first section.'));
+      await waitFor(() => batchesOf(holder) > batches, 10_000, "the adapter's stored blocks reported");
+      const before = routed();
+      await adapterChat(stack.envoy.url, conversation(p, 'And the second one?'));
+      expect({ adapter: p, routed: routed().map((n, i) => n - before[i]!) }).toEqual({ adapter: p, routed: servers.map((s) => (s === holder ? 1 : 0)) });
+    }
   });
 });
