@@ -74,6 +74,9 @@ export function promptTokens(tokenizer: ModelTokenizer, path: string, body: Uint
     return skip('not-json');
   }
   if (typeof parsed !== 'object' || parsed === null) return skip('not-json');
+  // vLLM keys a salted request's blocks apart (its events carry the salt in extra_keys, which
+  // the index does not read): its token ids would match blocks it cannot use.
+  if ((parsed as Record<string, unknown>)['cache_salt'] !== undefined) return skip('cache-salt');
   try {
     return chat ? chatTokens(tokenizer, parsed as Record<string, unknown>) : completionTokens(tokenizer, parsed as Record<string, unknown>);
   } catch (err) {

@@ -125,6 +125,7 @@ describe('prompt tokens', () => {
     expect(why('/v1/chat/completions', { model: 'm', messages, chat_template: '{{ 1 }}' })).toBe('request-template');
     expect(why('/v1/chat/completions', { model: 'm', messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'x' } }] }] })).toBe('non-text-content');
     expect(why('/v1/completions', { model: 'm', prompt: [1, 2, 3] })).toBe('not-text');
+    expect(why('/v1/chat/completions', { model: 'm', messages, cache_salt: 'tenant-a' })).toBe('cache-salt');
     expect(why('/v1/completions', { model: 'm', prompt: 'x'.repeat(MAX_TOKENIZED_BODY_BYTES) })).toBe('too-long');
     const raising = loadModelTokenizer(variant((_json, config) => (config['chat_template'] = "{{ raise_exception('roles must alternate') }}")), 1);
     const r = promptTokens(raising, '/v1/chat/completions', body({ model: 'm', messages }));
