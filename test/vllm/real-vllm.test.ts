@@ -234,37 +234,23 @@ describe.skipIf(!vllmInstalled())('real vLLM behind Envoy and the router', () =>
       const theirs = await idsOf(path === '/v1/completions' ? { model: MODEL, prompt: body['prompt'] } : { model: MODEL, messages: body['messages'] });
       expect({ path, ids: ours.ok ? ours.tokens : ours.why }).toEqual({ path, ids: theirs });
     }
-    const chat = async (url: string, messages: unknown) => {
-      const res = await post(url, '/v1/chat/completions', { model: MODEL, messages, max_tokens: 1 });
+    const chat = async (url: string, model: string, messages: unknown) => {
+      const res = await post(url, '/v1/chat/completions', { model, messages, max_tokens: 1 });
       expect(res.status).toBe(200);
       await res.arrayBuffer();
     };
     const batchesOf = (server: VllmServer) => stack.router.fleet.backends().find((b) => b.url === server.url)!.cacheEvents?.batches ?? 0;
     const routed = () => servers.map((s) => stack.router.fleet.backends().find((b) => b.url === s.url)!.routed);
-    for (let p = 1; p <= 4; p++) {
+    // The base model, then its adapter: an adapter's blocks are its own (vLLM names it in its
+    // events), and its text is read with its base model's tokenizer.
+    for (const [p, model] of [[1, MODEL], [2, MODEL], [3, MODEL], [4, MODEL], [11, ADAPTER], [12, ADAPTER]] as const) {
       const holder = servers[p % 2]!;
       const batches = batchesOf(holder);
-      await chat(holder.url, conversation(p, 'Summarise the first section.'));
+      await chat(holder.url, model, conversation(p, 'Summarise the first section.'));
       await waitFor(() => batchesOf(holder) > batches, 10_000, 'the stored blocks reported');
       const before = routed();
-      await chat(stack.envoy.url, conversation(p, 'And the second one?'));
-      expect({ conversation: p, routed: routed().map((n, i) => n - before[i]!) }).toEqual({ conversation: p, routed: servers.map((s) => (s === holder ? 1 : 0)) });
-    }
-    // An adapter's blocks are its own (vLLM names it in its events): a conversation with the
-    // adapter, read with its base model's tokenizer, goes where the adapter's blocks are.
-    const adapterChat = async (url: string, messages: unknown) => {
-      const res = await post(url, '/v1/chat/completions', { model: ADAPTER, messages, max_tokens: 1 });
-      expect(res.status).toBe(200);
-      await res.arrayBuffer();
-    };
-    for (let p = 11; p <= 12; p++) {
-      const holder = servers[p % 2]!;
-      const batches = batchesOf(holder);
-      await adapterChat(holder.url, conversation(p, 'Summarise the first section.'));
-      await waitFor(() => batchesOf(holder) > batches, 10_000, "the adapter's stored blocks reported");
-      const before = routed();
-      await adapterChat(stack.envoy.url, conversation(p, 'And the second one?'));
-      expect({ adapter: p, routed: routed().map((n, i) => n - before[i]!) }).toEqual({ adapter: p, routed: servers.map((s) => (s === holder ? 1 : 0)) });
+      await chat(stack.envoy.url, model, conversation(p, 'And the second one?'));
+      expect({ model, conversation: p, routed: routed().map((n, i) => n - before[i]!) }).toEqual({ model, conversation: p, routed: servers.map((s) => (s === holder ? 1 : 0)) });
     }
   });
 });
