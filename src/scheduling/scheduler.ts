@@ -108,10 +108,15 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
           const b = backends[i]!;
           const guessed = (prefixIndex.match(b.id, p.hashes) * p.unitsPerBlock) / unitsPerToken(p, b);
           const reported = reportedHeld(request, b, keysBySize);
-          // A complete, flowing event history is the truth, but for what we sent there that is
-          // not prefilled yet; a partial or stale one may miss blocks.
-          const pending = () => ((recentDispatches?.match(b.id, p.hashes, now()) ?? 0) * p.unitsPerBlock) / unitsPerToken(p, b);
-          const held = reported < 0 ? guessed : b.cacheEvents?.state === 'live' && !b.cacheEventsStale ? Math.max(reported, pending()) : Math.max(reported, guessed);
+          let held = guessed;
+          if (reported >= 0 && b.cacheEvents?.state === 'live' && !b.cacheEventsStale) {
+            // A complete, flowing event history is the truth, but for what we sent there that is not prefilled yet.
+            const pending = ((recentDispatches?.match(b.id, p.hashes, now()) ?? 0) * p.unitsPerBlock) / unitsPerToken(p, b);
+            held = Math.max(reported, pending);
+          } else if (reported >= 0) {
+            // A partial or stale one may miss blocks: the guess may know them.
+            held = Math.max(reported, guessed);
+          }
           cached[i] = Math.min(total, held);
         }
         return cached;
