@@ -44,7 +44,7 @@ describe('prompts of a model with a configured tokenizer', () => {
     } finally {
       backend.cacheEvents = undefined;
     }
-    expect(seen).toEqual(['text', 'tokens']);
+    expect(seen).toEqual(['text', 'tokenizing']);
     const counts = await metrics.registry.getSingleMetricAsString('vllm_router_prompt_tokenizations_total');
     expect(counts).toContain('outcome="no-events"} 1');
     expect(counts).toContain('outcome="tokenized"} 1');

@@ -103,7 +103,7 @@ export function createDecider(deps: DecisionDeps) {
     if (tokenizer) {
       // Token ids pay off against what servers report; with no server reporting, the text is matched as it is.
       const tokens = candidates.some((b) => b.cacheEvents) ? promptTokens(tokenizer, headers.path, body) : ({ ok: false, why: 'no-events' } as const);
-      if (tokens.ok) request.prompt = { kind: 'tokens', tokens: tokens.tokens };
+      if (tokens.ok) request.prompt = { kind: 'tokenizing', reader: tokens.reader };
       metrics.promptTokenizations.inc({ model: request.model, outcome: tokens.ok ? 'tokenized' : tokens.why.split(':')[0]! });
     }
     const decision = deps.scheduler().schedule(request, candidates);

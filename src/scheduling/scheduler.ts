@@ -68,14 +68,50 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
    * model's tokenizer), and the guess from what was sent there stands alone.
    */
   function reportedHeld(request: SchedulingRequest, b: BackendView, keysBySize: Map<number, Float64Array>): number {
-    if (!preciseIndex || request.prompt.kind !== 'tokens') return -1;
+    const prompt = request.prompt;
+    const ids = prompt.kind === 'tokens' ? prompt.tokens : prompt.kind === 'tokenizing' ? prompt.reader.ids : undefined;
+    if (!preciseIndex || !ids) return -1;
     const state = b.cacheEvents?.state;
     if (state !== 'live' && state !== 'partial') return -1;
     const size = preciseIndex.blockSize(b.id);
     if (size === undefined) return -1;
     let keys = keysBySize.get(size);
-    if (!keys) keysBySize.set(size, (keys = tokenBlockKeys(request.prompt.tokens, size, request.adapter ?? null)));
+    if (!keys) keysBySize.set(size, (keys = tokenBlockKeys(ids, size, request.adapter ?? null)));
     return preciseIndex.match(b.id, keys) * size;
+  }
+
+  /** Prompt tokens a backend holds, as best it is known (not yet capped at the prompt's length). */
+  function heldTokens(request: SchedulingRequest, b: BackendView, p: PromptBlocks, keysBySize: Map<number, Float64Array>): number {
+    const guessed = (prefixIndex.match(b.id, p.hashes) * p.unitsPerBlock) / unitsPerToken(p, b);
+    const reported = reportedHeld(request, b, keysBySize);
+    if (reported < 0) return guessed;
+    // A complete, flowing event history is the truth, but for what we sent there that is not prefilled yet.
+    if (b.cacheEvents?.state === 'live' && !b.cacheEventsStale) {
+      const pending = ((recentDispatches?.match(b.id, p.hashes, now()) ?? 0) * p.unitsPerBlock) / unitsPerToken(p, b);
+      return Math.max(reported, pending);
+    }
+    // A partial or stale one may miss blocks: the guess may know them.
+    return Math.max(reported, guessed);
+  }
+
+  /**
+   * A tokenizing prompt is read as far as the scores depend on it: the opening its placement
+   * key covers, then on while some backend holds all that was read, since where the longest
+   * hold ends is all the rest of the text can change.
+   */
+  function readPrompt(request: SchedulingRequest, backends: readonly BackendView[], keysBySize: Map<number, Float64Array>): PromptBlocks {
+    const prompt = request.prompt;
+    if (prompt.kind !== 'tokenizing') return promptBlocks(prompt, blocks);
+    const reader = prompt.reader;
+    while (!reader.done && reader.ids.length < PLACEMENT_PREFIX_TOKENS) reader.readMore();
+    for (;;) {
+      keysBySize.clear();
+      const p = promptBlocks(prompt, blocks);
+      if (reader.done) return p;
+      const read = reader.ids.length;
+      const holdsAll = backends.some((b) => heldTokens(request, b, p, keysBySize) + Math.max(blocks.blockTokens, preciseIndex?.blockSize(b.id) ?? 0) > read);
+      if (!holdsAll || !reader.readMore()) return p;
+    }
   }
 
   function scoringInput(request: SchedulingRequest, backends: readonly BackendView[]) {
@@ -86,7 +122,8 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
     let fullness: Float64Array | undefined;
     let speeds: Speed[] | undefined;
     let times: ServiceTime[] | undefined;
-    const blocksOf = () => (prompt ??= promptBlocks(request.prompt, blocks));
+    const keysBySize = new Map<number, Float64Array>();
+    const blocksOf = () => (prompt ??= readPrompt(request, backends, keysBySize));
     const input: ScoringInput & { blocks(): PromptBlocks } = {
       request,
       backends,
@@ -103,22 +140,7 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
         const p = blocksOf();
         const total = input.promptTokens();
         cached = new Float64Array(backends.length);
-        const keysBySize = new Map<number, Float64Array>();
-        for (let i = 0; i < backends.length; i++) {
-          const b = backends[i]!;
-          const guessed = (prefixIndex.match(b.id, p.hashes) * p.unitsPerBlock) / unitsPerToken(p, b);
-          const reported = reportedHeld(request, b, keysBySize);
-          let held = guessed;
-          if (reported >= 0 && b.cacheEvents?.state === 'live' && !b.cacheEventsStale) {
-            // A complete, flowing event history is the truth, but for what we sent there that is not prefilled yet.
-            const pending = ((recentDispatches?.match(b.id, p.hashes, now()) ?? 0) * p.unitsPerBlock) / unitsPerToken(p, b);
-            held = Math.max(reported, pending);
-          } else if (reported >= 0) {
-            // A partial or stale one may miss blocks: the guess may know them.
-            held = Math.max(reported, guessed);
-          }
-          cached[i] = Math.min(total, held);
-        }
+        for (let i = 0; i < backends.length; i++) cached[i] = Math.min(total, heldTokens(request, backends[i]!, p, keysBySize));
         return cached;
       },
       placementRanks() {

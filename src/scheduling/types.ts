@@ -9,7 +9,21 @@ import type { ServiceTime, Speed } from './service-time.js';
 export type PromptSource =
   | { kind: 'text'; bytes: Uint8Array }
   | { kind: 'tokens'; tokens: readonly number[] }
+  | { kind: 'tokenizing'; reader: PromptTokenReader }
   | { kind: 'none' };
+
+/**
+ * A text prompt's token ids as the model's tokenizer makes them, encoded only as far as they
+ * are read: the scheduler reads while some backend holds all it has read, and stops there.
+ */
+export interface PromptTokenReader {
+  readonly ids: ArrayLike<number>;
+  readonly done: boolean;
+  /** Reads on (at least one more piece of text); false when nothing was left. */
+  readMore(): boolean;
+  /** The whole prompt's length in tokens: exact once done, else scaled from what was read. */
+  estimatedLength(): number;
+}
 
 /** The routing-relevant part of one OpenAI/vLLM request. */
 export interface SchedulingRequest {

@@ -25,9 +25,9 @@ describe('simulator with a model directory tokenizer', () => {
     ];
     const chat = promptTokens(router, '/v1/chat/completions', Buffer.from(JSON.stringify({ model: 'm', messages })));
     expect(chat.ok).toBe(true);
-    expect((await tokenize({ model: 'm', messages })).tokens).toEqual(chat.ok ? chat.tokens : []);
+    expect((await tokenize({ model: 'm', messages })).tokens).toEqual(chat.ok ? Array.from(chat.reader.readAll()) : []);
     const completion = promptTokens(router, '/v1/completions', Buffer.from(JSON.stringify({ model: 'm', prompt: 'Once upon a time' })));
-    expect((await tokenize({ model: 'm', prompt: 'Once upon a time' })).tokens).toEqual(completion.ok ? completion.tokens : []);
+    expect((await tokenize({ model: 'm', prompt: 'Once upon a time' })).tokens).toEqual(completion.ok ? Array.from(completion.reader.readAll()) : []);
   });
 
   it('refuses a directory without a tokenizer, naming the file', async () => {

@@ -3,6 +3,8 @@ import { join } from 'node:path';
 import { Template } from '@huggingface/jinja';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { createSegmentCache, type SegmentCache } from './segment-cache.js';
+import { cutsCleanly } from './text-chunks.js';
+import { createTokenReader, type TokenReader } from './token-reader.js';
 
 /**
  * One model's tokenizer and chat template, read from a Hugging Face model directory
@@ -13,10 +15,14 @@ export interface ModelTokenizer {
   readonly dir: string;
   /** Token ids of `text`, as the model's tokenizer makes them. */
   encode(text: string, addSpecialTokens: boolean): number[];
+  /** The same ids, encoded only as far as the caller reads. */
+  read(text: string, addSpecialTokens: boolean): TokenReader;
   /** The model's chat template rendered over `messages`, or undefined when the model has none. */
   renderChat(messages: readonly unknown[], options: ChatRenderOptions): string | undefined;
   /** Text encoded piecewise between added tokens, reused from the cache (false: every call encodes all). */
   readonly segmented: boolean;
+  /** Long text between added tokens cut into pieces of about CHUNK_CHARS, each encoded and cached alone. */
+  readonly chunked: boolean;
   cacheStats(): { segments: number; chars: number; hits: number; misses: number };
 }
 
@@ -131,19 +137,9 @@ export function loadModelTokenizer(dir: string, cacheChars = SEGMENT_CACHE_CHARS
     ? new RegExp(`(${[...idOf.keys()].sort((a, b) => b.length - a.length).map(escapeRegExp).join('|')})`)
     : undefined;
   const encodePlain = (text: string) => tokenizer.encode(text, { add_special_tokens: false }).ids;
-  const cache: SegmentCache = createSegmentCache(encodePlain, cacheChars);
-
-  const encodeSegments = (text: string): number[] => {
-    const pieces: Array<readonly number[] | number> = [];
-    const parts = text.split(splitter!);
-    for (let i = 0; i < parts.length; i++) {
-      const part = parts[i]!;
-      if (i % 2 === 1) pieces.push(idOf.get(part)!);
-      else if (part !== '') pieces.push(cache.encode(part));
-    }
-    // One concat copies the cached arrays wholesale, where pushing id by id costs a call each.
-    return ([] as number[]).concat(...(pieces as number[][]));
-  };
+  const encodeTyped = (text: string) => Uint32Array.from(encodePlain(text));
+  const cache: SegmentCache = createSegmentCache(encodeTyped, cacheChars);
+  const uncached: SegmentCache = { encode: encodeTyped, isCheap: () => false, stats: () => ({ segments: 0, chars: 0, hits: 0, misses: 0 }) };
 
   // What the post-processor adds around a text (a BOS, say), found by encoding one letter both ways.
   const bare: number[] = encodePlain('a');
@@ -152,17 +148,23 @@ export function loadModelTokenizer(dir: string, cacheChars = SEGMENT_CACHE_CHARS
   const before = at < 0 ? [] : full.slice(0, at);
   const after = at < 0 ? [] : full.slice(at + bare.length);
 
+  const readSegments = (text: string, chunked: boolean, special: boolean) =>
+    createTokenReader({ parts: splitter ? text.split(splitter) : [text], idOf, cache, chunked, before: special ? before : [], after: special ? after : [] });
+  const readWhole = (text: string, special: boolean) =>
+    createTokenReader({ parts: [text], idOf, cache: uncached, chunked: false, before: special ? before : [], after: special ? after : [] });
+
   // Checked, not assumed: a tokenizer whose pieces change with what is beside them encodes whole.
   const probe = added[0] ? `Hello  world.\n${added[0].content} next\n\n line ${added[0].content}tail x` : '';
-  const segmented = splitter !== undefined && encodeSegments(probe).join() === encodePlain(probe).join();
+  const segmented = added.length === 0 || (splitter !== undefined && readSegments(probe, false, false).readAll().join() === encodePlain(probe).join());
+  const chunked = segmented && cutsCleanly(encodePlain);
+  const read = (text: string, special: boolean) => (segmented ? readSegments(text, chunked, special) : readWhole(text, special));
 
   return {
     dir,
     segmented,
-    encode(text, addSpecialTokens) {
-      const ids = segmented ? encodeSegments(text) : encodePlain(text);
-      return addSpecialTokens && (before.length > 0 || after.length > 0) ? [...before, ...ids, ...after] : ids;
-    },
+    chunked,
+    read,
+    encode: (text, addSpecialTokens) => Array.from(read(text, addSpecialTokens).readAll()),
     renderChat(messages, options) {
       const template = options.tools !== undefined ? templates.tools : templates.plain;
       if (!template) return undefined;

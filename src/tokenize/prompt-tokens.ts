@@ -1,12 +1,13 @@
 import type { ChatRenderOptions, ModelTokenizer } from './model-tokenizer.js';
+import type { TokenReader } from './token-reader.js';
 
 /**
  * A request's prompt as the token ids vLLM will compute for it: the chat template rendered
  * over `messages` then encoded without special tokens (vLLM's default for chat), or the
  * `prompt` string encoded with them (its default for completions); `add_special_tokens` in
- * the body overrides either, as it does on vLLM.
+ * the body overrides either, as it does on vLLM. The ids are encoded as far as they are read.
  */
-export type PromptTokens = { ok: true; tokens: number[] } | { ok: false; why: string };
+export type PromptTokens = { ok: true; reader: TokenReader } | { ok: false; why: string };
 
 const CHAT_PATHS = new Set(['/v1/chat/completions']);
 const COMPLETION_PATHS = new Set(['/v1/completions']);
@@ -15,8 +16,8 @@ const skip = (why: string): PromptTokens => ({ ok: false, why });
 
 /**
  * Bodies above this are matched on their text: encoding new text takes about 1.3 us a token on
- * the router's one thread, so 512 KiB (some 130k tokens, beyond most models' context) already
- * holds every other request back by up to 0.2 s.
+ * the router's one thread, so a 512 KiB prompt (some 130k tokens, beyond most models' context)
+ * that a server holds but this router never read holds every other request back by up to 0.2 s.
  */
 export const MAX_TOKENIZED_BODY_BYTES = 512 * 1024;
 
@@ -54,13 +55,13 @@ function chatTokens(tokenizer: ModelTokenizer, body: Record<string, unknown>): P
   };
   const text = tokenizer.renderChat(messages, options);
   if (text === undefined) return skip('no-chat-template');
-  return { ok: true, tokens: tokenizer.encode(text, body['add_special_tokens'] === true) };
+  return { ok: true, reader: tokenizer.read(text, body['add_special_tokens'] === true) };
 }
 
 function completionTokens(tokenizer: ModelTokenizer, body: Record<string, unknown>): PromptTokens {
   const prompt = Array.isArray(body['prompt']) ? (body['prompt'] as unknown[])[0] : body['prompt'];
   if (typeof prompt !== 'string') return skip('not-text');
-  return { ok: true, tokens: tokenizer.encode(prompt, body['add_special_tokens'] !== false) };
+  return { ok: true, reader: tokenizer.read(prompt, body['add_special_tokens'] !== false) };
 }
 
 export function promptTokens(tokenizer: ModelTokenizer, path: string, body: Uint8Array): PromptTokens {

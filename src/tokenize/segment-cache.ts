@@ -5,15 +5,19 @@
  * request.
  */
 export interface SegmentCache {
-  encode(segment: string): readonly number[];
+  encode(segment: string): Uint32Array;
+  /** Whether encoding `segment` costs next to nothing: it is cached, or too short to be worth caching. */
+  isCheap(segment: string): boolean;
   stats(): { segments: number; chars: number; hits: number; misses: number };
 }
 
 /** Below this a segment costs less to encode than to look up and keep. */
 const MIN_CACHED_CHARS = 48;
 
-export function createSegmentCache(encode: (text: string) => number[], maxChars: number): SegmentCache {
-  const entries = new Map<string, readonly number[]>();
+export function createSegmentCache(encode: (text: string) => Uint32Array, maxChars: number): SegmentCache {
+  // Each entry keeps its own key: re-inserted under the segment just asked for, a slice of a
+  // rendered prompt, the map would keep that whole prompt alive.
+  const entries = new Map<string, { key: string; ids: Uint32Array }>();
   let chars = 0;
   let hits = 0;
   let misses = 0;
@@ -24,22 +28,24 @@ export function createSegmentCache(encode: (text: string) => number[], maxChars:
       if (known) {
         hits++;
         // Re-inserted: a Map iterates in insertion order, so its first key is the least recent.
-        entries.delete(segment);
-        entries.set(segment, known);
-        return known;
+        entries.delete(known.key);
+        entries.set(known.key, known);
+        return known.ids;
       }
       misses++;
       const ids = encode(segment);
-      // A fresh copy: a slice would keep the whole rendered prompt it was cut from alive.
-      entries.set(JSON.parse(JSON.stringify(segment)) as string, ids);
+      // A fresh copy, for the same reason.
+      const key = JSON.parse(JSON.stringify(segment)) as string;
+      entries.set(key, { key, ids });
       chars += segment.length;
-      for (const [key] of entries) {
+      for (const [oldest] of entries) {
         if (chars <= maxChars) break;
-        entries.delete(key);
-        chars -= key.length;
+        entries.delete(oldest);
+        chars -= oldest.length;
       }
       return ids;
     },
+    isCheap: (segment) => segment.length < MIN_CACHED_CHARS || entries.has(segment),
     stats: () => ({ segments: entries.size, chars, hits, misses }),
   };
 }

@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { REPO } from '../launcher/envoy.js';
 import { loadModelTokenizer, TokenizerLoadError } from './model-tokenizer.js';
 import { MAX_TOKENIZED_BODY_BYTES, promptTokens } from './prompt-tokens.js';
+import { chunkEnd } from './text-chunks.js';
 import { loadTokenizerSet } from './tokenizer-set.js';
 
 const TINY = join(REPO, 'test/fixtures/tiny-tokenizer');
@@ -41,14 +42,52 @@ describe('model tokenizer', () => {
     );
   });
 
+  it('cuts long text between words into pieces, with the ids of encoding the whole text', () => {
+    expect(tokenizer.chunked).toBe(true);
+    const word = fc.constantFrom('the', 'cache', ' émigré', 'café,', '日本語', '🎉', '123', '4567.', '"quoted"', '(x)', '\n\n', '  ', "it's", '\t', 'a?b=c', '<s>', '</s>');
+    fc.assert(
+      fc.property(fc.array(word, { minLength: 300, maxLength: 900 }), (words) => {
+        const text = words.join(' ');
+        expect(tokenizer.encode(text, false)).toEqual(reference.encode(text, { add_special_tokens: false }).ids);
+      }),
+      { numRuns: 30 },
+    );
+  });
+
+  it('reads a prompt only as far as asked, each new piece once', () => {
+    const shared = 'Every answer cites the manual, chapter and verse, in plain words for plain people. '.repeat(40);
+    const whole = tokenizer.encode(`<s>${shared} first question</s>`, false);
+    const reader = tokenizer.read(`<s>${shared} second question, a new one</s>`, false);
+    // The shared text is cached in pieces: the first read takes them all and the new last piece, and stops there.
+    expect(reader.readMore()).toBe(true);
+    expect(reader.done).toBe(false);
+    expect(Array.from(reader.ids.slice(0, whole.length - 10))).toEqual(whole.slice(0, whole.length - 10));
+    const before = reader.ids.length;
+    expect(reader.readMore()).toBe(true);
+    expect([reader.done, reader.ids.length]).toEqual([true, before + 1]);
+    const fresh = tokenizer.read(`<s>${'Nobody asked this before, so every piece of it is new text. '.repeat(60)}</s>`, false);
+    fresh.readMore();
+    expect(fresh.done).toBe(false);
+    const estimate = fresh.estimatedLength();
+    const all = fresh.readAll();
+    expect(fresh.readMore()).toBe(false);
+    expect(Math.abs(estimate - all.length) / all.length).toBeLessThan(0.1);
+    expect(fresh.estimatedLength()).toBe(all.length);
+    expect(Array.from(all)).toEqual(tokenizer.encode(`<s>${'Nobody asked this before, so every piece of it is new text. '.repeat(60)}</s>`, false));
+  });
+
   it('encodes a repeated segment once', () => {
     const system = 'You are a helpful assistant who answers every question about the world. '.repeat(20);
     const before = tokenizer.cacheStats();
     const first = tokenizer.encode(`<s>${system}</s>hello`, false);
     const second = tokenizer.encode(`<s>${system}</s>goodbye`, false);
     const after = tokenizer.cacheStats();
-    expect(after.misses - before.misses).toBe(1);
-    expect(after.hits - before.hits).toBe(1);
+    // Its pieces, cut between words, once each; the short tail is encoded as it is.
+    let pieces = 0;
+    for (let at = 0; at < system.length; at = chunkEnd(system, at)) pieces++;
+    expect(pieces).toBeGreaterThan(1);
+    expect(after.misses - before.misses).toBe(pieces);
+    expect(after.hits - before.hits).toBe(pieces);
     const end = first.indexOf(1) + 1;
     expect(end).toBeGreaterThan(100);
     expect(second.slice(0, end)).toEqual(first.slice(0, end));
@@ -109,11 +148,12 @@ describe('prompt tokens', () => {
 
   it('renders chat without special tokens and completions with them, as vLLM does by default', () => {
     const chat = promptTokens(tokenizer, '/v1/chat/completions', body({ model: 'm', messages }));
-    expect(chat).toEqual({ ok: true, tokens: tokenizer.encode('<s><|system|>\nBe brief.</s>\n<|user|>\nHi\nthere</s>\n<|assistant|>\n', false) });
+    const ids = (r: ReturnType<typeof promptTokens>) => (r.ok ? Array.from(r.reader.readAll()) : r.why);
+    expect(ids(chat)).toEqual(tokenizer.encode('<s><|system|>\nBe brief.</s>\n<|user|>\nHi\nthere</s>\n<|assistant|>\n', false));
     const completion = promptTokens(tokenizer, '/v1/completions', body({ model: 'm', prompt: ['Once upon', 'x'] }));
-    expect(completion).toEqual({ ok: true, tokens: tokenizer.encode('Once upon', true) });
+    expect(ids(completion)).toEqual(tokenizer.encode('Once upon', true));
     const noGeneration = promptTokens(tokenizer, '/v1/chat/completions', body({ model: 'm', messages, add_generation_prompt: false }));
-    expect(noGeneration.ok && chat.ok && noGeneration.tokens.length).toBeLessThan(chat.ok ? chat.tokens.length : 0);
+    expect(ids(noGeneration).length).toBeLessThan(ids(chat).length);
   });
 
   it('says why it leaves a prompt to text matching', () => {

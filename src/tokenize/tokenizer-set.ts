@@ -4,8 +4,8 @@ export interface TokenizerSet {
   /** The tokenizer of a served model name, if the config names one. */
   forModel(model: string): ModelTokenizer | undefined;
   readonly byDir: ReadonlyMap<string, ModelTokenizer>;
-  /** Per model: where its tokenizer is from, whether prompts are encoded piecewise, its cache's figures. */
-  stats(): Record<string, { dir: string; segmented: boolean; cache: ReturnType<ModelTokenizer['cacheStats']> }>;
+  /** Per model: where its tokenizer is from, whether prompts are encoded piecewise (between added tokens, and cut between words), its cache's figures. */
+  stats(): Record<string, { dir: string; segmented: boolean; chunked: boolean; cache: ReturnType<ModelTokenizer['cacheStats']> }>;
 }
 
 /**
@@ -25,6 +25,6 @@ export function loadTokenizerSet(spec: Readonly<Record<string, string>>, previou
   return {
     forModel: (model) => byModel.get(model),
     byDir,
-    stats: () => Object.fromEntries([...byModel].map(([model, t]) => [model, { dir: t.dir, segmented: t.segmented, cache: t.cacheStats() }])),
+    stats: () => Object.fromEntries([...byModel].map(([model, t]) => [model, { dir: t.dir, segmented: t.segmented, chunked: t.chunked, cache: t.cacheStats() }])),
   };
 }

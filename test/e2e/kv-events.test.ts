@@ -103,7 +103,7 @@ describe('routing chat text on KV events, tokenized as the servers do', () => {
     expect(metrics).toMatch(/vllm_router_prompt_tokenizations_total\{model="m",outcome="tokenized"\} 8/);
     const stats = (await fetch(`http://127.0.0.1:${stack.router.adminPort}/stats`).then((r) => r.json())) as { tokenizers: Record<string, { segmented: boolean; cache: { segments: number } }> };
     // Each conversation's system prompt, encoded and kept for its next request.
-    expect(stats.tokenizers['m']).toMatchObject({ dir: TINY, segmented: true });
+    expect(stats.tokenizers['m']).toMatchObject({ dir: TINY, segmented: true, chunked: true });
     expect(stats.tokenizers['m']!.cache.segments).toBeGreaterThanOrEqual(8);
   });
 });

@@ -9,7 +9,7 @@ import type { PromptSource } from '../types.js';
 export interface PromptBlocks {
   /** Chained block hashes; only full blocks, as in vLLM. */
   hashes: Float64Array;
-  /** Prompt length in its units: bytes of text, or token ids. */
+  /** Prompt length in its units: bytes of text, or token ids (past what a tokenizing prompt read, estimated). */
   units: number;
   /** Units one block covers. */
   unitsPerBlock: number;
@@ -68,7 +68,7 @@ export function hashBytes(bytes: Uint8Array, settings: BlockSettings): PromptBlo
 
 // The same chained loop as hashBytes, over ids instead of words: written twice on purpose,
 // since a shared loop taking an accessor would cost a call per word on the hot path.
-export function hashTokens(tokens: readonly number[], settings: BlockSettings): PromptBlocks {
+export function hashTokens(tokens: ArrayLike<number>, settings: BlockSettings): PromptBlocks {
   const size = settings.blockTokens;
   const count = Math.floor(tokens.length / size);
   const hashes = count === 0 ? EMPTY : new Float64Array(count);
@@ -95,6 +95,8 @@ export function promptBlocks(prompt: PromptSource, settings: BlockSettings): Pro
       return hashBytes(prompt.bytes, settings);
     case 'tokens':
       return hashTokens(prompt.tokens, settings);
+    case 'tokenizing':
+      return { ...hashTokens(prompt.reader.ids, settings), units: Math.max(1, prompt.reader.estimatedLength()) };
     case 'none':
       return { hashes: EMPTY, units: 1, unitsPerBlock: settings.blockBytes, exactTokens: false };
   }
