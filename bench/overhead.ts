@@ -153,7 +153,7 @@ function decisionsPerSecond(payload: string, budgetMs: number, tokenizers: Recor
     if (tokenizer) {
       const tokens = promptTokens(tokenizer, '/v1/chat/completions', bytes);
       if (!tokens.ok) throw new Error(tokens.why);
-      parsed.request.prompt = { kind: 'tokenizing', reader: tokens.reader };
+      if (parsed.request.prompt.kind === 'text') parsed.request.prompt = { kind: 'tokenizing', reader: tokens.reader, bytes: parsed.request.prompt.bytes };
     }
     scheduler.schedule(parsed.request, fleet);
     n++;

@@ -117,6 +117,7 @@ export const SCORER_NAMES = [
   'kv-cache',
   'inflight',
   'session-affinity',
+  'lora-affinity',
 ] as const;
 
 const scheduler = z

@@ -98,12 +98,13 @@ export function createDecider(deps: DecisionDeps) {
     // An adapter (its /v1/models card names a parent) keeps its own KV blocks, and reads text with its base's tokenizer.
     const parent = candidates[0]?.cards.find((c) => c.id === request.model)?.parent ?? null;
     if (parent !== null) request.adapter = request.model;
-    const tokenizers = request.prompt.kind === 'text' ? deps.tokenizers?.() : undefined;
+    const text = request.prompt.kind === 'text' ? request.prompt.bytes : undefined;
+    const tokenizers = text ? deps.tokenizers?.() : undefined;
     const tokenizer = tokenizers?.forModel(request.model) ?? (parent !== null ? tokenizers?.forModel(parent) : undefined);
-    if (tokenizer) {
+    if (text && tokenizer) {
       // Token ids pay off against what servers report; with no server reporting, the text is matched as it is.
       const tokens = candidates.some((b) => b.cacheEvents) ? promptTokens(tokenizer, headers.path, body) : ({ ok: false, why: 'no-events' } as const);
-      if (tokens.ok) request.prompt = { kind: 'tokenizing', reader: tokens.reader };
+      if (tokens.ok) request.prompt = { kind: 'tokenizing', reader: tokens.reader, bytes: text };
       metrics.promptTokenizations.inc({ model: request.model, outcome: tokens.ok ? 'tokenized' : tokens.why.split(':')[0]! });
     }
     const decision = deps.scheduler().schedule(request, candidates);

@@ -7,7 +7,7 @@ import type { VllmLoad } from './vllm-metrics.js';
 function simulatedServer(base: number, perSeq: number, perToken: number) {
   const page: VllmLoad = {
     running: 0, waiting: 0, kvCacheUsage: 0, prefixCacheQueries: 0, prefixCacheHits: 0, promptTokensTotal: 0, requestsCompleted: 0,
-    generationTokensTotal: 0, waitingForCapacity: 0, blockSize: 16, numGpuBlocks: 1000, modelNames: ['m'],
+    generationTokensTotal: 0, waitingForCapacity: 0, blockSize: 16, numGpuBlocks: 1000, modelNames: ['m'], lora: undefined,
     histograms: {
       ttft: { sum: 0, count: 0 }, interToken: { sum: 0, count: 0 }, queue: { sum: 0, count: 0 }, prefill: { sum: 0, count: 0 }, inference: { sum: 0, count: 0 },
       prefillComputedTokens: { sum: 0, count: 0 }, generationTokens: { sum: 0, count: 0 },

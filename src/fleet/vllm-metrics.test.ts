@@ -56,7 +56,21 @@ describe('vLLM metrics', () => {
       blockSize: 16,
       numGpuBlocks: 4096,
       modelNames: ['llama-8b'],
+      lora: undefined,
     });
+  });
+
+  it("reads the adapters at work from vLLM's newest lora_requests_info series", () => {
+    const gauges = [
+      `vllm:num_requests_running{model_name="m"} 3`,
+      `vllm:num_requests_waiting{model_name="m"} 1`,
+      // Earlier label values stay on the page with the time they were last current.
+      `vllm:lora_requests_info{max_lora="4",running_lora_adapters="a",waiting_lora_adapters=""} 1.7000000005e+09`,
+      `vllm:lora_requests_info{max_lora="4",running_lora_adapters="a,b",waiting_lora_adapters="c"} 1.7000000012e+09`,
+      `vllm:lora_requests_info{max_lora="4",running_lora_adapters="",waiting_lora_adapters=""} 1.7000000001e+09`,
+    ].join('\n');
+    expect(parseVllmMetrics(gauges).lora).toEqual({ maxLoras: 4, running: ['a', 'b'], waiting: ['c'] });
+    expect(parseVllmMetrics('vllm:num_requests_running 0\nvllm:num_requests_waiting 0\n').lora).toBeUndefined();
   });
 
   it('accepts the pre-0.12 KV name and counters without _total', () => {

@@ -25,6 +25,19 @@ export interface VllmLoad {
   numGpuBlocks: number | undefined;
   /** Model names seen in the `model_name` label. */
   modelNames: string[];
+  /** Its LoRA adapters at work (vllm:lora_requests_info); undefined without LoRA enabled. */
+  lora: LoraActivity | undefined;
+}
+
+/**
+ * Adapters with requests running or waiting on a server, and how many adapters one batch may
+ * hold (--max-loras): a request for any other adapter waits until one of them has no
+ * request left running.
+ */
+export interface LoraActivity {
+  maxLoras: number;
+  running: string[];
+  waiting: string[];
 }
 
 /** A histogram's running sum and count. */
@@ -73,6 +86,7 @@ export const NO_HISTOGRAMS: Readonly<VllmHistograms> = Object.freeze({
 const GENERATION_TOKENS = ['vllm:generation_tokens_total', 'vllm:generation_tokens'];
 const WAITING_BY_REASON = 'vllm:num_requests_waiting_by_reason';
 const CACHE_CONFIG = 'vllm:cache_config_info';
+const LORA_INFO = 'vllm:lora_requests_info';
 const HISTOGRAMS: Record<keyof VllmHistograms, string[]> = {
   ttft: ['vllm:time_to_first_token_seconds'],
   interToken: ['vllm:inter_token_latency_seconds', 'vllm:time_per_output_token_seconds'],
@@ -86,7 +100,7 @@ const HISTOGRAM_SERIES = Object.values(HISTOGRAMS).flatMap((names) => names.flat
 
 const WANTED = new Set([
   ...RUNNING, ...WAITING, ...KV_USAGE, ...PREFIX_QUERIES, ...PREFIX_HITS, ...PROMPT_TOKENS, ...COMPLETED, ...GENERATION_TOKENS,
-  WAITING_BY_REASON, CACHE_CONFIG, ...HISTOGRAM_SERIES,
+  WAITING_BY_REASON, CACHE_CONFIG, LORA_INFO, ...HISTOGRAM_SERIES,
 ]);
 
 export class MetricsFormatError extends Error {
@@ -156,7 +170,22 @@ export function parseVllmMetrics(text: string): VllmLoad {
     blockSize,
     numGpuBlocks: gpuBlocks.length > 0 ? gpuBlocks.reduce((a, b) => a + b, 0) : undefined,
     modelNames: [...modelNames],
+    lora: loraActivity(byName.get(LORA_INFO)),
   };
+}
+
+const adapterList = (label: string | undefined) => (label ? label.split(',').filter((name) => name !== '') : []);
+
+/**
+ * vLLM sets the series of the current label values to the time of its last scrape-worthy
+ * step and leaves the series of earlier values on the page: the newest series is the state.
+ */
+function loraActivity(series: Sample[] | undefined): LoraActivity | undefined {
+  let newest: Sample | undefined;
+  for (const s of series ?? []) if (!newest || s.value > newest.value) newest = s;
+  const maxLoras = Number(newest?.labels.max_lora);
+  if (!newest || !Number.isSafeInteger(maxLoras) || maxLoras < 1) return undefined;
+  return { maxLoras, running: adapterList(newest.labels.running_lora_adapters), waiting: adapterList(newest.labels.waiting_lora_adapters) };
 }
 
 function clamp01(value: number): number {

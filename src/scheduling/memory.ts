@@ -1,4 +1,5 @@
 import type { RouterConfig } from '../config/schema.js';
+import { createAdapterActivity, type AdapterActivity } from './adapters.js';
 import { createPreciseIndex, type PreciseIndex } from './prefix/precise-index.js';
 import { createPrefixIndex, type PrefixIndex } from './prefix/prefix-index.js';
 import { createRecentDispatches, type RecentDispatches } from './prefix/recent-dispatches.js';
@@ -34,6 +35,8 @@ export interface SchedulerMemory {
   readonly preciseIndex: PreciseIndex;
   /** Prompts routed to each backend whose blocks its events may not report yet. */
   readonly recentDispatches: RecentDispatches;
+  /** LoRA adapters sent to each backend lately. */
+  readonly adapterActivity: AdapterActivity;
   readonly tokenRatio: TokenRatio;
   readonly sessions: SessionTable;
   /** Per backend id: mean uncached prompt tokens of the requests routed there. */
@@ -48,10 +51,12 @@ export function createSchedulerMemory(config: RouterConfig): SchedulerMemory {
   const meanUncachedPrefill = new Map<string, number>();
   const preciseIndex = createPreciseIndex();
   const recentDispatches = createRecentDispatches();
+  const adapterActivity = createAdapterActivity();
   return {
     prefixIndex,
     preciseIndex,
     recentDispatches,
+    adapterActivity,
     tokenRatio: createTokenRatio(p.bytesPerToken),
     sessions: createSessionTable(),
     meanUncachedPrefill,
@@ -59,6 +64,7 @@ export function createSchedulerMemory(config: RouterConfig): SchedulerMemory {
       prefixIndex.retain(keep);
       preciseIndex.retain(keep);
       recentDispatches.retain(keep);
+      adapterActivity.retain(keep);
       for (const id of meanUncachedPrefill.keys()) if (!keep.has(id)) meanUncachedPrefill.delete(id);
     },
   };

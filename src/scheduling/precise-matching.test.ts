@@ -50,7 +50,8 @@ describe('matching prompts against what servers report', () => {
 
   it('reads a prompt being tokenized only as far as a server holds it, and scores it as if read whole', () => {
     const live = { state: 'live' as const, lastSequence: 0, lastBatchAt: 0, batches: 1, gaps: 0, replays: 0, restarts: 0, malformed: 0, lastError: null };
-    const fleet = [backendView('a', { cacheEvents: live }), backendView('b', { cacheEvents: live })];
+    // One server, so the figures read are its own whatever the placement.
+    const fleet = [backendView('a', { cacheEvents: live })];
     const tokens = Array.from({ length: 2000 }, (_, i) => 10 + (i % 997));
     const route = (held: number, prompt: 'whole' | 'reader') => {
       const config = parseConfig({ backends: [] });
@@ -62,14 +63,14 @@ describe('matching prompts against what servers report', () => {
       }
       const reader = steppedReader(tokens, 100);
       const decision = schedulerFromConfig(config, memory).schedule(
-        { model: 'm', stream: false, prompt: prompt === 'whole' ? { kind: 'tokens', tokens } : { kind: 'tokenizing', reader } },
+        { model: 'm', stream: false, prompt: prompt === 'whole' ? { kind: 'tokens', tokens } : { kind: 'tokenizing', reader, bytes: Buffer.from(JSON.stringify(tokens)) } },
         fleet,
       );
       if (decision.kind !== 'route') throw new Error(decision.code);
       return { read: reader.ids.length, cached: decision.why.cachedTokens, prompt: decision.why.promptTokens, backend: decision.primary.id };
     };
-    // Nobody holds it: the opening the placement key needs (256 tokens) and no further.
-    expect(route(0, 'reader')).toMatchObject({ read: 300, cached: 0, prompt: 2000 });
+    // Nobody holds it: its first piece and no further (its placement is read off its text).
+    expect(route(0, 'reader')).toMatchObject({ read: 100, cached: 0, prompt: 2000 });
     // `a` holds 400 tokens: read on past its hold, then stop; the scores are those of the whole prompt.
     const partly = route(400, 'reader');
     expect(partly).toMatchObject({ read: 500, cached: 400, prompt: 2000, backend: 'a' });

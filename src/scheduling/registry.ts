@@ -9,6 +9,7 @@ import { createRandomPicker } from './pickers/random.js';
 import { createScheduler, type Scheduler } from './scheduler.js';
 import { createFirstTokenCostScorer } from './scorers/first-token-cost.js';
 import { createLeastLoadScorer } from './scorers/least-load.js';
+import { loraAffinityScorer } from './scorers/lora-affinity.js';
 import { inflightScorer, kvCacheScorer, prefixMatchScorer, queueScorer, runningScorer } from './scorers/load-signals.js';
 import { createSessionAffinityScorer } from './scorers/session-affinity.js';
 import type { Filter, Scorer } from './types.js';
@@ -26,6 +27,7 @@ const SCORERS: Record<ScorerName, (config: SchedulerConfig, memory: SchedulerMem
   'kv-cache': () => kvCacheScorer,
   inflight: () => inflightScorer,
   'session-affinity': (_c, m) => createSessionAffinityScorer(m.sessions),
+  'lora-affinity': () => loraAffinityScorer,
 };
 
 /**
@@ -46,6 +48,7 @@ export function schedulerFromConfig(config: RouterConfig, memory: SchedulerMemor
     prefixIndex: memory.prefixIndex,
     preciseIndex: memory.preciseIndex,
     recentDispatches: memory.recentDispatches,
+    adapterActivity: memory.adapterActivity,
     tokenRatio: memory.tokenRatio,
     meanUncachedPrefill: memory.meanUncachedPrefill,
     blocks: c.prefix,

@@ -1,5 +1,6 @@
 import type { BackendView } from '../fleet/backend.js';
-import { promptBlocks, type BlockSettings, type PromptBlocks } from './prefix/prompt-blocks.js';
+import { adapterState, adapterWaitS, type AdapterActivity, type AdapterState } from './adapters.js';
+import { chainSeed, hashBytes, promptBlocks, type BlockSettings, type PromptBlocks } from './prefix/prompt-blocks.js';
 import { tokenBlockKeys, type PreciseIndex } from './prefix/precise-index.js';
 import type { PrefixIndex } from './prefix/prefix-index.js';
 import type { RecentDispatches } from './prefix/recent-dispatches.js';
@@ -25,6 +26,8 @@ export interface SchedulerOptions {
   preciseIndex?: PreciseIndex;
   /** Prompts routed to each backend that its events may not show yet; kept across reloads. */
   recentDispatches?: RecentDispatches;
+  /** LoRA adapters sent to each backend lately; kept across reloads. */
+  adapterActivity?: AdapterActivity;
   /** Wall clock in ms (tests set it). */
   now?: () => number;
   /** Bytes of prompt text per token per backend; kept across reloads with the index. */
@@ -56,7 +59,7 @@ const uncached = (prompt: number, cached: number) => Math.max(1, prompt - cached
  * backends' state and what earlier decisions taught the scorers (the prefix index, affinity).
  */
 export function createScheduler(options: SchedulerOptions): Scheduler {
-  const { filters, scorers, picker, fallbacks, prefixIndex, preciseIndex, recentDispatches, tokenRatio, meanUncachedPrefill, blocks } = options;
+  const { filters, scorers, picker, fallbacks, prefixIndex, preciseIndex, recentDispatches, adapterActivity, tokenRatio, meanUncachedPrefill, blocks } = options;
   const now = options.now ?? Date.now;
   const capacities = new Map<string, number>();
 
@@ -95,18 +98,17 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
   }
 
   /**
-   * A tokenizing prompt is read as far as the scores depend on it: the opening its placement
-   * key covers, then on while some backend holds all that was read, since where the longest
-   * hold ends is all the rest of the text can change.
+   * A tokenizing prompt is read as far as the scores depend on it: on while some backend holds
+   * all that was read, since where the longest hold ends is all the rest of the text can change.
    */
   function readPrompt(request: SchedulingRequest, backends: readonly BackendView[], keysBySize: Map<number, Float64Array>): PromptBlocks {
     const prompt = request.prompt;
-    if (prompt.kind !== 'tokenizing') return promptBlocks(prompt, blocks);
+    const seed = chainSeed(request.adapter);
+    if (prompt.kind !== 'tokenizing') return promptBlocks(prompt, blocks, seed);
     const reader = prompt.reader;
-    while (!reader.done && reader.ids.length < PLACEMENT_PREFIX_TOKENS) reader.readMore();
     for (;;) {
       keysBySize.clear();
-      const p = promptBlocks(prompt, blocks);
+      const p = promptBlocks(prompt, blocks, seed);
       if (reader.done) return p;
       const read = reader.ids.length;
       const holdsAll = backends.some((b) => heldTokens(request, b, p, keysBySize) + Math.max(blocks.blockTokens, preciseIndex?.blockSize(b.id) ?? 0) > read);
@@ -122,6 +124,8 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
     let fullness: Float64Array | undefined;
     let speeds: Speed[] | undefined;
     let times: ServiceTime[] | undefined;
+    let adapters: AdapterState[] | undefined;
+    let adapterWaits: Float64Array | undefined;
     const keysBySize = new Map<number, Float64Array>();
     const blocksOf = () => (prompt ??= readPrompt(request, backends, keysBySize));
     const input: ScoringInput & { blocks(): PromptBlocks } = {
@@ -145,7 +149,8 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
       },
       placementRanks() {
         if (ranks !== undefined) return ranks;
-        const p = blocksOf();
+        // A prompt being tokenized is placed by its text: the same key, read or not.
+        const p = request.prompt.kind === 'tokenizing' ? hashBytes(request.prompt.bytes, blocks, chainSeed(request.adapter)) : blocksOf();
         if (p.hashes.length === 0) return (ranks = null);
         const keyUnits = PLACEMENT_PREFIX_TOKENS * (p.exactTokens ? 1 : blocks.bytesPerToken);
         const keyBlock = Math.min(p.hashes.length, Math.ceil(keyUnits / p.unitsPerBlock));
@@ -168,6 +173,18 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
         const cachedTokens = input.cachedTokens();
         const speed = input.speeds();
         return (times = backends.map((b, i) => serviceTime(b, speed[i]!, uncached(prompt, cachedTokens[i]!), meanUncachedPrefill.get(b.id) ?? prompt)));
+      },
+      adapterStates() {
+        if (adapters) return adapters;
+        const adapter = request.adapter;
+        const t = now();
+        return (adapters = backends.map((b) => (adapter === undefined ? 'unknown' : adapterState(b, adapter, adapterActivity?.recent(b.id, t) ?? []))));
+      },
+      adapterWaits() {
+        if (adapterWaits) return adapterWaits;
+        const states = input.adapterStates();
+        const speed = input.speeds();
+        return (adapterWaits = Float64Array.from(states, (state, i) => adapterWaitS(state, speed[i]!)));
       },
     };
     return input;
@@ -224,6 +241,7 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
         recentDispatches?.record(primary.id, p.hashes, t, t + 500 + 1500 * why.predictedTtftS);
       }
       if (!p.exactTokens) tokenRatio.sent(primary, p.units);
+      if (request.adapter !== undefined) adapterActivity?.record(primary.id, request.adapter, now());
       return { kind: 'route', primary, fallbacks: ranked.slice(1, 1 + fallbacks).map((s) => s.backend), ranked, why };
     },
   };

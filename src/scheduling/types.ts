@@ -1,4 +1,5 @@
 import type { BackendView } from '../fleet/backend.js';
+import type { AdapterState } from './adapters.js';
 import type { ServiceTime, Speed } from './service-time.js';
 
 /**
@@ -9,12 +10,14 @@ import type { ServiceTime, Speed } from './service-time.js';
 export type PromptSource =
   | { kind: 'text'; bytes: Uint8Array }
   | { kind: 'tokens'; tokens: readonly number[] }
-  | { kind: 'tokenizing'; reader: PromptTokenReader }
+  | { kind: 'tokenizing'; reader: PromptTokenReader; bytes: Uint8Array }
   | { kind: 'none' };
 
 /**
  * A text prompt's token ids as the model's tokenizer makes them, encoded only as far as they
  * are read: the scheduler reads while some backend holds all it has read, and stops there.
+ * `bytes` (beside it in the prompt source) is its text as `text` prompts carry it, which
+ * places its opening (rendezvous) without reading a token.
  */
 export interface PromptTokenReader {
   readonly ids: ArrayLike<number>;
@@ -69,6 +72,10 @@ export interface ScoringInput {
   speeds(): readonly Speed[];
   /** Per backend, the time this request would take there and cost the requests running there. */
   serviceTimes(): readonly ServiceTime[];
+  /** Per backend, where the LoRA adapter the request names stands there (all 'unknown' for the base model). */
+  adapterStates(): readonly AdapterState[];
+  /** Per backend, seconds the request would wait for its adapter there before its prefill (0 for the base model). */
+  adapterWaits(): Float64Array;
 }
 
 /**

@@ -8,6 +8,16 @@
 
 /** Characters a piece reaches before it is cut at the next clean point: some 120 tokens of English prose. */
 export const CHUNK_CHARS = 512;
+/**
+ * The first pieces of a text are shorter (64, 128, 256 characters, then CHUNK_CHARS): a prompt
+ * that nobody holds is read no further than its first piece, so that piece is all it costs.
+ */
+const FIRST_CHUNK_CHARS = 64;
+
+/** The size the `index`th piece of a text reaches before it is cut. */
+export function chunkSize(index: number): number {
+  return index >= 3 ? CHUNK_CHARS : FIRST_CHUNK_CHARS << index;
+}
 
 const CUT = /(?<=\S) (?=\p{L})/gu;
 

@@ -1,5 +1,5 @@
 import type { SegmentCache } from './segment-cache.js';
-import { chunkEnd } from './text-chunks.js';
+import { chunkEnd, chunkSize } from './text-chunks.js';
 
 /**
  * A prompt's token ids, encoded as far as someone asks. Routing needs them only as far as
@@ -54,6 +54,7 @@ export function createTokenReader(source: ReaderSource): TokenReader {
   append(before);
   let part = 0;
   let offset = 0;
+  let piece = 0;
   let charsRead = 0;
   let done = false;
 
@@ -73,16 +74,17 @@ export function createTokenReader(source: ReaderSource): TokenReader {
           append([idOf.get(text)!]);
           charsRead += text.length;
         } else if (text !== '') {
-          const end = chunked ? chunkEnd(text, offset) : text.length;
-          const piece = offset === 0 && end === text.length ? text : text.slice(offset, end);
-          fresh = !cache.isCheap(piece);
-          append(cache.encode(piece));
+          const end = chunked ? chunkEnd(text, offset, chunkSize(piece++)) : text.length;
+          const slice = offset === 0 && end === text.length ? text : text.slice(offset, end);
+          fresh = !cache.isCheap(slice);
+          append(cache.encode(slice));
           charsRead += end - offset;
           offset = end;
           if (end < text.length) continue;
         }
         part++;
         offset = 0;
+        piece = 0;
       }
       if (part === parts.length) {
         done = true;

@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { REPO } from '../launcher/envoy.js';
 import { loadModelTokenizer, TokenizerLoadError } from './model-tokenizer.js';
 import { MAX_TOKENIZED_BODY_BYTES, promptTokens } from './prompt-tokens.js';
-import { chunkEnd } from './text-chunks.js';
+import { chunkEnd, chunkSize } from './text-chunks.js';
 import { loadTokenizerSet } from './tokenizer-set.js';
 
 const TINY = join(REPO, 'test/fixtures/tiny-tokenizer');
@@ -84,7 +84,7 @@ describe('model tokenizer', () => {
     const after = tokenizer.cacheStats();
     // Its pieces, cut between words, once each; the short tail is encoded as it is.
     let pieces = 0;
-    for (let at = 0; at < system.length; at = chunkEnd(system, at)) pieces++;
+    for (let at = 0; at < system.length; at = chunkEnd(system, at, chunkSize(pieces))) pieces++;
     expect(pieces).toBeGreaterThan(1);
     expect(after.misses - before.misses).toBe(pieces);
     expect(after.hits - before.hits).toBe(pieces);

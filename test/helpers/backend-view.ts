@@ -18,6 +18,7 @@ export function vllmLoad(running: number, waiting: number, over: Partial<VllmLoa
     blockSize: 16,
     numGpuBlocks: 100_000,
     modelNames: [],
+    lora: undefined,
     ...over,
   };
 }

@@ -4,7 +4,7 @@ import type { BackendView } from '../../fleet/backend.js';
 import { BlockLru } from './block-lru.js';
 import { createPrefixIndex } from './prefix-index.js';
 import { createTokenRatio } from './token-ratio.js';
-import { hashBytes, hashTokens, promptBlocks } from './prompt-blocks.js';
+import { chainSeed, hashBytes, hashTokens, promptBlocks } from './prompt-blocks.js';
 
 const settings = { blockBytes: 8, bytesPerToken: 4, blockTokens: 4 };
 const hashText = (text: string, s = settings) => hashBytes(Buffer.from(text), s);
@@ -62,6 +62,17 @@ describe('prompt blocks', () => {
     // Every full block but the one holding the closing bracket of the shorter list.
     const shared = Math.floor((json(turn1).length - 1) / 8);
     expect(Array.from(b2.slice(0, shared))).toEqual(Array.from(b1.slice(0, shared)));
+  });
+
+  it("keeps each LoRA adapter's blocks apart from the base model's and from each other's", () => {
+    const bytes = Buffer.from('The same prompt, sent to the base model and to two adapters of it.');
+    const base = Array.from(hashBytes(bytes, settings).hashes);
+    const a = Array.from(hashBytes(bytes, settings, chainSeed('sql-lora')).hashes);
+    const b = Array.from(hashBytes(bytes, settings, chainSeed('chat-lora')).hashes);
+    expect(Array.from(hashBytes(bytes, settings, chainSeed(undefined)).hashes)).toEqual(base);
+    for (let i = 0; i < base.length; i++) expect(new Set([base[i], a[i], b[i]]).size).toBe(3);
+    const ids = [1, 2, 3, 4, 5, 6, 7, 8];
+    expect(hashTokens(ids, settings, chainSeed('sql-lora')).hashes[0]).not.toBe(hashTokens(ids, settings).hashes[0]);
   });
 
   it('hashes token-id prompts by blocks of ids', () => {

@@ -41,13 +41,24 @@ export function fold(a: number, b: number): number {
   return mix(a) * 2097152 + (mix(b ^ a) >>> 11);
 }
 
+/**
+ * Where a prompt's chain starts: the same for every base-model prompt, apart for each LoRA
+ * adapter, whose KV blocks are its own (vLLM keys them by adapter too).
+ */
+export function chainSeed(adapter: string | undefined): number {
+  if (adapter === undefined) return 0;
+  let h = 0x9e3779b9;
+  for (let i = 0; i < adapter.length; i++) h = Math.imul(h ^ adapter.charCodeAt(i), 0x01000193);
+  return mix(h) || 1;
+}
+
 /** Hashes text in little-endian 32-bit words: an eighth of the steps of a two-lane byte loop. */
-export function hashBytes(bytes: Uint8Array, settings: BlockSettings): PromptBlocks {
+export function hashBytes(bytes: Uint8Array, settings: BlockSettings, seed = 0): PromptBlocks {
   const size = settings.blockBytes;
   const count = Math.floor(bytes.length / size);
   const hashes = count === 0 ? EMPTY : new Float64Array(count);
   const words = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  let a = SEED_A;
+  let a = SEED_A ^ seed;
   let b = SEED_B;
   let i = 0;
   for (let block = 0; block < count; block++) {
@@ -68,11 +79,11 @@ export function hashBytes(bytes: Uint8Array, settings: BlockSettings): PromptBlo
 
 // The same chained loop as hashBytes, over ids instead of words: written twice on purpose,
 // since a shared loop taking an accessor would cost a call per word on the hot path.
-export function hashTokens(tokens: ArrayLike<number>, settings: BlockSettings): PromptBlocks {
+export function hashTokens(tokens: ArrayLike<number>, settings: BlockSettings, seed = 0): PromptBlocks {
   const size = settings.blockTokens;
   const count = Math.floor(tokens.length / size);
   const hashes = count === 0 ? EMPTY : new Float64Array(count);
-  let a = SEED_A;
+  let a = SEED_A ^ seed;
   let b = SEED_B;
   let i = 0;
   for (let block = 0; block < count; block++) {
@@ -89,14 +100,14 @@ export function hashTokens(tokens: ArrayLike<number>, settings: BlockSettings): 
   return { hashes, units: Math.max(1, tokens.length), unitsPerBlock: size, exactTokens: true };
 }
 
-export function promptBlocks(prompt: PromptSource, settings: BlockSettings): PromptBlocks {
+export function promptBlocks(prompt: PromptSource, settings: BlockSettings, seed = 0): PromptBlocks {
   switch (prompt.kind) {
     case 'text':
-      return hashBytes(prompt.bytes, settings);
+      return hashBytes(prompt.bytes, settings, seed);
     case 'tokens':
-      return hashTokens(prompt.tokens, settings);
+      return hashTokens(prompt.tokens, settings, seed);
     case 'tokenizing':
-      return { ...hashTokens(prompt.reader.ids, settings), units: Math.max(1, prompt.reader.estimatedLength()) };
+      return { ...hashTokens(prompt.reader.ids, settings, seed), units: Math.max(1, prompt.reader.estimatedLength()) };
     case 'none':
       return { hashes: EMPTY, units: 1, unitsPerBlock: settings.blockBytes, exactTokens: false };
   }

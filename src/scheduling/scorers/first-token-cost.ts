@@ -51,6 +51,7 @@ export function createFirstTokenCostScorer(settings: FirstTokenCostSettings): Sc
       const ranks = input.placementRanks();
       const reuse = ranks ? reuseShare(input.backends) : 0;
       const lastRank = Math.max(1, input.backends.length - 1);
+      const adapterWaits = input.adapterWaits();
       const costs = input.serviceTimes().map((t, i) => {
         const b = input.backends[i]!;
         // Its new blocks evict as many; evicted blocks are lost work only as often as that
@@ -61,7 +62,9 @@ export function createFirstTokenCostScorer(settings: FirstTokenCostSettings): Sc
         // further down that order, the likelier its prefill (lost work as often as prompts are
         // reused: the fleet's hit share) is done again only because this replica went there.
         const scatterS = ranks ? (t.ownPrefillS * reuse * ranks[i]!) / lastRank : 0;
-        return t.firstTokenS + (settings.queueWaitWeight - 1) * t.slotWaitS + settings.streamingDelayWeight * t.dragS + evictionS + scatterS;
+        // A request for a LoRA adapter waits for it where it is not at work (scheduling/adapters.ts).
+        const adapterS = adapterWaits[i]!;
+        return t.firstTokenS + adapterS + (settings.queueWaitWeight - 1) * t.slotWaitS + settings.streamingDelayWeight * t.dragS + evictionS + scatterS;
       });
       const min = Math.min(...costs);
       return costs.map((cost) => min / cost);
