@@ -9,7 +9,8 @@ export const USAGE = `usage: vllm-sim --model NAME [--model NAME ...] [--port 80
                 [--time-scale 1] [--max-num-seqs 64] [--max-num-batched-tokens 2048]
                 [--num-gpu-blocks 4096] [--block-size 16] [--max-model-len 32768] [--seed 0]
                 [--kv-events-config JSON] [--kv-events-encoding maps|arrays]
-                [--tokenizer MODEL_DIR]`;
+                [--tokenizer MODEL_DIR]
+                [--enable-lora --lora-modules NAME=PATH [NAME=PATH ...] [--max-loras 1] [--lora-load-ms 20]]`;
 
 export class UsageError extends Error {}
 
@@ -19,6 +20,7 @@ const INTEGER_FLAGS = {
   'num-gpu-blocks': 'numGpuBlocks',
   'block-size': 'blockSize',
   'max-model-len': 'maxModelLen',
+  'max-loras': 'maxLoras',
 } as const satisfies Record<string, keyof EngineOptions>;
 
 function parseInteger(flag: string, raw: string, min: number, max = Number.MAX_SAFE_INTEGER): number {
@@ -31,11 +33,42 @@ function parseInteger(flag: string, raw: string, min: number, max = Number.MAX_S
 }
 
 /** Parses argv (without node and script) into simulator options; throws UsageError. */
+/** vLLM takes `--lora-modules a=x b=y`: each value after the flag becomes a flag of its own here. */
+function spreadLoraModules(argv: readonly string[]): string[] {
+  const out: string[] = [];
+  let inList = false;
+  for (const arg of argv) {
+    if (arg === '--lora-modules') inList = true;
+    else if (arg.startsWith('-')) inList = false;
+    else if (inList && out[out.length - 1] !== '--lora-modules') out.push('--lora-modules');
+    out.push(arg);
+  }
+  return out;
+}
+
+/** One --lora-modules value: NAME=PATH, or vLLM's JSON form {"name": ..., "path": ...}. */
+function parseLoraModule(raw: string): { name: string; path: string } {
+  if (raw.trim().startsWith('{')) {
+    let value: unknown;
+    try {
+      value = JSON.parse(raw);
+    } catch (err) {
+      throw new UsageError(`--lora-modules: ${err instanceof Error ? err.message : String(err)}`);
+    }
+    const { name, path } = value as { name?: unknown; path?: unknown };
+    if (typeof name === 'string' && name !== '' && typeof path === 'string' && path !== '') return { name, path };
+    throw new UsageError(`--lora-modules: a JSON module needs "name" and "path" strings, got '${raw}'`);
+  }
+  const at = raw.indexOf('=');
+  if (at <= 0 || at === raw.length - 1) throw new UsageError(`--lora-modules takes NAME=PATH, got '${raw}'`);
+  return { name: raw.slice(0, at), path: raw.slice(at + 1) };
+}
+
 export function parseCliArgs(argv: readonly string[]): SimulatorOptions | 'help' {
   let values;
   try {
     ({ values } = parseArgs({
-      args: [...argv],
+      args: spreadLoraModules(argv),
       strict: true,
       allowPositionals: false,
       options: {
@@ -49,6 +82,9 @@ export function parseCliArgs(argv: readonly string[]): SimulatorOptions | 'help'
         'kv-events-config': { type: 'string' },
         'kv-events-encoding': { type: 'string' },
         tokenizer: { type: 'string' },
+        'enable-lora': { type: 'boolean' },
+        'lora-modules': { type: 'string', multiple: true },
+        'lora-load-ms': { type: 'string' },
         ...Object.fromEntries(Object.keys(INTEGER_FLAGS).map((flag) => [flag, { type: 'string' as const }])),
       },
     }));
@@ -77,8 +113,19 @@ export function parseCliArgs(argv: readonly string[]): SimulatorOptions | 'help'
     engine.timeScale = value;
   }
   if (values.seed !== undefined) engine.seed = parseInteger('seed', values.seed, 0);
+  const loadMs = values['lora-load-ms'];
+  if (loadMs !== undefined) {
+    const value = Number(loadMs);
+    if (loadMs.trim() === '' || !Number.isFinite(value) || value < 0) throw new UsageError(`--lora-load-ms must be a number >= 0, got '${loadMs}'`);
+    engine.loraLoadMs = value;
+  }
 
   const options: SimulatorOptions = { models, engine };
+  const loraModules = (values['lora-modules'] ?? []).map(parseLoraModule);
+  if (values['enable-lora']) options.loraModules = loraModules;
+  else if (loraModules.length > 0) throw new UsageError('--lora-modules needs --enable-lora');
+  const dupe = loraModules.find((m, i) => loraModules.findIndex((o) => o.name === m.name) !== i);
+  if (dupe) throw new UsageError(`--lora-modules: '${dupe.name}' given more than once`);
   const kvEvents = parseKvEventsFlags(values['kv-events-config'], values['kv-events-encoding']);
   if (kvEvents) options.kvEvents = kvEvents;
   if (values.tokenizer !== undefined) {

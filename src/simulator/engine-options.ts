@@ -23,6 +23,10 @@ export interface EngineOptions {
   timeScale: number;
   /** Varies generated text and default output lengths between fleets; same seed, same output. */
   seed: number;
+  /** vLLM --max-loras: most LoRA adapters one batch may hold (one device slot each). */
+  maxLoras: number;
+  /** Loading an adapter into a slot (evicting the least recently used one), added to that step, in ms. */
+  loraLoadMs: number;
 }
 
 export const DEFAULT_ENGINE_OPTIONS: Readonly<EngineOptions> = Object.freeze({
@@ -36,10 +40,12 @@ export const DEFAULT_ENGINE_OPTIONS: Readonly<EngineOptions> = Object.freeze({
   decodeMsPerSeq: 0.15,
   timeScale: 1,
   seed: 0,
+  maxLoras: 1,
+  loraLoadMs: 20,
 });
 
-const POSITIVE_INTEGERS = ['maxNumSeqs', 'maxNumBatchedTokens', 'blockSize', 'numGpuBlocks', 'maxModelLen'] as const;
-const NON_NEGATIVE_NUMBERS = ['stepBaseMs', 'prefillMsPerToken', 'decodeMsPerSeq', 'timeScale'] as const;
+const POSITIVE_INTEGERS = ['maxNumSeqs', 'maxNumBatchedTokens', 'blockSize', 'numGpuBlocks', 'maxModelLen', 'maxLoras'] as const;
+const NON_NEGATIVE_NUMBERS = ['stepBaseMs', 'prefillMsPerToken', 'decodeMsPerSeq', 'timeScale', 'loraLoadMs'] as const;
 
 /** Fills defaults and rejects settings vLLM itself would refuse to start with. */
 export function resolveEngineOptions(overrides: Partial<EngineOptions> = {}): EngineOptions {

@@ -26,6 +26,8 @@ export interface EngineRequest {
   outputTokenIds: readonly number[];
   /** Reported when the plan completes: 'stop' if it ends in a stop token, else 'length'. */
   finishReason: 'stop' | 'length';
+  /** The LoRA adapter it runs with; its KV blocks are keyed apart from the base model's. */
+  lora?: string;
 }
 
 /** Times in clock milliseconds. */
@@ -79,6 +81,11 @@ export interface EngineStats {
   requestsByModel: Record<string, number>;
   requestsByFinishReason: Record<FinishReason, number>;
   steps: number;
+  /** Adapters of the running requests, and of the waiting ones (vllm:lora_requests_info). */
+  runningLoras: string[];
+  waitingLoras: string[];
+  /** Adapters loaded into a device slot so far (each load slowed its step by loraLoadMs). */
+  loraLoads: number;
 }
 
 export interface Engine {
@@ -124,6 +131,16 @@ interface ScheduledChunk {
   numTokens: number;
 }
 
+/** Where an adapter's chain of block hashes starts: apart from the base model's and each other's. */
+function rootHash(lora: string | undefined): number {
+  if (lora === undefined) return ROOT_BLOCK_HASH;
+  let h = ROOT_BLOCK_HASH;
+  for (let i = 0; i < lora.length; i++) h = (h * 31 + lora.charCodeAt(i)) % 2 ** 48;
+  return h;
+}
+
+const distinctLoras = (seqs: readonly Sequence[]) => [...new Set(seqs.flatMap((s) => (s.request.lora === undefined ? [] : [s.request.lora])))];
+
 export function createEngine(overrides: Partial<EngineOptions> = {}, deps: EngineDeps = {}): Engine {
   const options = resolveEngineOptions(overrides);
   const clock = deps.clock ?? createRealClock();
@@ -143,7 +160,10 @@ export function createEngine(overrides: Partial<EngineOptions> = {}, deps: Engin
     numPreemptions: 0,
     requestsTotal: 0,
     steps: 0,
+    loraLoads: 0,
   };
+  /** Adapters in the device's slots, least recently used first. */
+  const loadedLoras: string[] = [];
   const requestsByModel: Record<string, number> = {};
   const requestsByFinishReason: Record<FinishReason, number> = { stop: 0, length: 0, abort: 0 };
 
@@ -156,7 +176,7 @@ export function createEngine(overrides: Partial<EngineOptions> = {}, deps: Engin
     const hashes = seq.blockHashes;
     while (hashes.length < numBlocks) {
       const i = hashes.length;
-      const parent = i === 0 ? ROOT_BLOCK_HASH : (hashes[i - 1] as number);
+      const parent = i === 0 ? rootHash(seq.request.lora) : (hashes[i - 1] as number);
       hashes.push(hashBlockTokens(parent, seq.tokens, i * blockSize, (i + 1) * blockSize));
     }
   }
@@ -203,6 +223,7 @@ export function createEngine(overrides: Partial<EngineOptions> = {}, deps: Engin
       parentBlockHash: firstBlock === 0 ? null : (seq.blockHashes[firstBlock - 1] as number),
       tokenIds: seq.tokens.slice(firstBlock * blockSize, (firstBlock + hashes.length) * blockSize),
       blockSize,
+      lora: seq.request.lora ?? null,
     });
   }
 
@@ -275,8 +296,17 @@ export function createEngine(overrides: Partial<EngineOptions> = {}, deps: Engin
       i++;
     }
 
-    while (!preempted && budget > 0 && waiting.length > 0 && running.length < maxNumSeqs) {
-      const seq = waiting[0] as Sequence;
+    // As vLLM's scheduler: a batch holds at most max_loras adapters; a waiting request for
+    // another one is skipped (it keeps its place) until an adapter has no request running.
+    const batchLoras = new Set<string>();
+    for (const seq of running) if (seq.request.lora !== undefined) batchLoras.add(seq.request.lora);
+    for (let w = 0; !preempted && budget > 0 && w < waiting.length && running.length < maxNumSeqs; ) {
+      const seq = waiting[w] as Sequence;
+      const lora = seq.request.lora;
+      if (lora !== undefined && !batchLoras.has(lora) && batchLoras.size >= options.maxLoras) {
+        w++;
+        continue;
+      }
       // At least the last token is always computed, so at most numTokens - 1 come from cache.
       const maxHitBlocks = Math.floor((seq.tokens.length - 1) / blockSize);
       ensureBlockHashes(seq, maxHitBlocks);
@@ -294,13 +324,30 @@ export function createEngine(overrides: Partial<EngineOptions> = {}, deps: Engin
       if (seq.cachedTokens === null) seq.cachedTokens = hitTokens;
       // A step starts at the last deadline, which a request that arrived late in it postdates.
       if (seq.timings.scheduledMs === null) seq.timings.scheduledMs = Math.max(nowMs, seq.timings.arrivalMs);
-      waiting.shift();
+      waiting.splice(w, 1);
+      if (lora !== undefined) batchLoras.add(lora);
       seq.status = 'running';
       running.push(seq);
       plan.push({ seq, numTokens: numNew });
       budget -= numNew;
     }
     return plan;
+  }
+
+  /** Milliseconds of loading the plan's adapters that are not in a device slot, evicting the least recently used. */
+  function loadLoras(plan: readonly ScheduledChunk[]): number {
+    let loads = 0;
+    for (const { seq } of plan) {
+      const lora = seq.request.lora;
+      if (lora === undefined) continue;
+      const at = loadedLoras.indexOf(lora);
+      if (at >= 0) loadedLoras.splice(at, 1);
+      else loads++;
+      loadedLoras.push(lora);
+      if (loadedLoras.length > options.maxLoras) loadedLoras.shift();
+    }
+    counters.loraLoads += loads;
+    return loads * options.loraLoadMs;
   }
 
   function stepDurationMs(plan: readonly ScheduledChunk[]): number {
@@ -311,7 +358,7 @@ export function createEngine(overrides: Partial<EngineOptions> = {}, deps: Engin
       if (isDecode) decodeSeqs++;
       else prefillTokens += numTokens;
     }
-    const ms = options.stepBaseMs + options.prefillMsPerToken * prefillTokens + options.decodeMsPerSeq * decodeSeqs;
+    const ms = options.stepBaseMs + options.prefillMsPerToken * prefillTokens + options.decodeMsPerSeq * decodeSeqs + loadLoras(plan);
     return ms * options.timeScale;
   }
 
@@ -419,6 +466,8 @@ export function createEngine(overrides: Partial<EngineOptions> = {}, deps: Engin
         waiting: waiting.length,
         kvCacheUsage: kv.usage(),
         ...counters,
+        runningLoras: distinctLoras(running),
+        waitingLoras: distinctLoras(waiting),
         requestsByModel: { ...requestsByModel },
         requestsByFinishReason: { ...requestsByFinishReason },
       };

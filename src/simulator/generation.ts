@@ -17,6 +17,8 @@ export interface ServingContext {
   maxModelLen: number;
   seed: number;
   encoder: PromptEncoder;
+  /** LoRA adapters served beside the base model (--lora-modules): name -> path. */
+  adapters: ReadonlyMap<string, string>;
 }
 
 export interface Job {
@@ -28,7 +30,7 @@ export interface Job {
 
 export function resolveModel(ctx: ServingContext, requested: string | undefined): string {
   if (requested === undefined || requested === '') return ctx.models[0] as string;
-  if (!ctx.models.includes(requested)) throw modelNotFound(requested);
+  if (!ctx.models.includes(requested) && !ctx.adapters.has(requested)) throw modelNotFound(requested);
   return requested;
 }
 
@@ -95,6 +97,7 @@ export function runJobs(ctx: ServingContext, res: ServerResponse, jobs: readonly
             promptTokenIds: job.promptTokenIds,
             outputTokenIds: job.plan.tokenIds,
             finishReason: job.plan.finishReason,
+            ...(ctx.adapters.has(job.model) ? { lora: job.model } : {}),
           },
           {
             onToken: (index) => callbacks.onToken(i, index),

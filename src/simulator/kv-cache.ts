@@ -11,6 +11,8 @@ export interface BlockStoredEvent {
   parentBlockHash: number | null;
   tokenIds: number[];
   blockSize: number;
+  /** The LoRA adapter the blocks were computed with; none for the base model. */
+  lora?: string | null;
 }
 
 /** Shape of vLLM's BlockRemoved KV event. */

@@ -15,7 +15,7 @@ export const KV_EVENT_ENCODINGS: readonly KvEventEncoding[] = ['maps', 'arrays']
 
 /** One event as the engine reports it, block hashes being the simulator's own. */
 export type KvWireEvent =
-  | { type: 'BlockStored'; blockHashes: readonly number[]; parentBlockHash: number | null; tokenIds: readonly number[]; blockSize: number }
+  | { type: 'BlockStored'; blockHashes: readonly number[]; parentBlockHash: number | null; tokenIds: readonly number[]; blockSize: number; lora?: string | null }
   | { type: 'BlockRemoved'; blockHashes: readonly number[] }
   | { type: 'AllBlocksCleared' };
 
@@ -35,6 +35,13 @@ export function wireBlockHash(hash: number): bigint {
   return z ^ (z >> 31n);
 }
 
+/** A stable positive id per adapter name, as vLLM numbers the adapters it loads. */
+function loraId(name: string): number {
+  let h = 0;
+  for (let i = 0; i < name.length; i++) h = (Math.imul(h, 31) + name.charCodeAt(i)) >>> 0;
+  return (h % 1_000_000) + 1;
+}
+
 /** The event as a plain value in the chosen encoding, ready for msgpack. */
 export function encodeEvent(event: KvWireEvent, encoding: KvEventEncoding): unknown {
   switch (event.type) {
@@ -42,18 +49,20 @@ export function encodeEvent(event: KvWireEvent, encoding: KvEventEncoding): unkn
       const hashes = event.blockHashes.map(wireBlockHash);
       const parent = event.parentBlockHash === null ? null : wireBlockHash(event.parentBlockHash);
       const tokenIds = [...event.tokenIds];
-      if (encoding === 'arrays') return ['BlockStored', hashes, parent, tokenIds, event.blockSize, null, MEDIUM_GPU];
+      const lora = event.lora ?? null;
+      // Older vLLM sends only the adapter's id; this one has none to give, so it sends its name.
+      if (encoding === 'arrays') return ['BlockStored', hashes, parent, tokenIds, event.blockSize, lora, MEDIUM_GPU];
       return {
         type: 'BlockStored',
         block_hashes: hashes,
         parent_block_hash: parent,
         token_ids: tokenIds,
         block_size: event.blockSize,
-        lora_id: null,
+        lora_id: lora === null ? null : loraId(lora),
         medium: MEDIUM_GPU,
-        lora_name: null,
+        lora_name: lora,
         // One entry per block; null for a block with no multimodal input, LoRA or cache salt.
-        extra_keys: hashes.map(() => null),
+        extra_keys: hashes.map(() => (lora === null ? null : [lora])),
         group_idx: 0,
         kv_cache_spec_kind: 'full_attention',
       };

@@ -27,9 +27,16 @@ export interface MetricsOptions {
   /** Served model names; the first labels every engine-wide series, as in vLLM. */
   models: readonly string[];
   engine: EngineOptions;
+  /** LoRA enabled (--enable-lora): vllm:lora_requests_info is exported. */
+  lora?: boolean;
 }
 
-export function createMetrics({ models, engine }: MetricsOptions): SimulatorMetrics {
+/** Earlier label values of vllm:lora_requests_info kept on the page (vLLM keeps every one). */
+const LORA_SERIES_KEPT = 16;
+
+export function createMetrics({ models, engine, lora = false }: MetricsOptions): SimulatorMetrics {
+  /** Each label set of vllm:lora_requests_info with the time it was last current, oldest first. */
+  const loraSeries = new Map<string, { labels: Labels; at: number }>();
   const primary = models[0] ?? '';
   const base: Labels = [
     ['model_name', primary],
@@ -215,6 +222,20 @@ export function createMetrics({ models, engine }: MetricsOptions): SimulatorMetr
 
     lines.push(...header('vllm:cache_config_info', 'gauge', 'Information of the LLMEngine CacheConfig'));
     lines.push(sampleLine('vllm:cache_config_info', cacheInfo, 1));
+    if (lora) {
+      // As vLLM: the current label values set to the time, earlier ones left as they were.
+      const labels: Labels = [
+        ['max_lora', String(engine.maxLoras)],
+        ['running_lora_adapters', stats.runningLoras.join(',')],
+        ['waiting_lora_adapters', stats.waitingLoras.join(',')],
+      ];
+      const key = JSON.stringify(labels);
+      loraSeries.delete(key);
+      loraSeries.set(key, { labels, at: Date.now() / 1000 });
+      if (loraSeries.size > LORA_SERIES_KEPT) loraSeries.delete(loraSeries.keys().next().value!);
+      lines.push(...header('vllm:lora_requests_info', 'gauge', 'Running stats on lora requests.'));
+      for (const { labels: l, at } of loraSeries.values()) lines.push(sampleLine('vllm:lora_requests_info', l, at));
+    }
     return `${lines.join('\n')}\n`;
   }
 

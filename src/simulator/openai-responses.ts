@@ -143,17 +143,18 @@ export function completionUsageChunk(head: ResponseHead, u: Usage) {
   return { id: head.id, object: 'text_completion', created: head.created, model: head.model, choices: [], usage: u };
 }
 
-export function modelList(models: readonly string[], maxModelLen: number, created: number) {
+export function modelList(models: readonly string[], maxModelLen: number, created: number, adapters: ReadonlyMap<string, string> = new Map()) {
+  // vLLM reports the loaded checkpoint as root (every served name shares it); an adapter's root is its path, its parent the model.
+  const cards = [...models.map((id) => ({ id, root: models[0], parent: null as string | null })), ...[...adapters].map(([id, path]) => ({ id, root: path, parent: models[0]! }))];
   return {
     object: 'list',
-    data: models.map((id) => ({
+    data: cards.map(({ id, root, parent }) => ({
       id,
       object: 'model',
       created,
       owned_by: 'vllm',
-      // vLLM reports the loaded checkpoint as root; every served name shares it.
-      root: models[0],
-      parent: null,
+      root,
+      parent,
       max_model_len: maxModelLen,
       permission: [
         {

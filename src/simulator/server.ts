@@ -31,6 +31,8 @@ export interface SimulatorOptions {
   kvEvents?: KvEventsOptions;
   /** A model directory whose tokenizer and chat template replace the stand-in ones. */
   tokenizer?: string;
+  /** LoRA adapters served beside the model (vLLM --enable-lora --lora-modules NAME=PATH). */
+  loraModules?: ReadonlyArray<{ name: string; path: string }>;
 }
 
 export interface SimulatorStats {
@@ -48,6 +50,8 @@ export interface SimulatorStats {
   /** 0..1 */
   kvCacheUsage: number;
   numPreemptions: number;
+  /** Adapters loaded into a device slot so far. */
+  loraLoads: number;
 }
 
 /**
@@ -92,9 +96,12 @@ export async function startSimulator(options: SimulatorOptions): Promise<Simulat
   if (new Set(models).size !== models.length) throw new RangeError(`duplicate served model names: ${models.join(', ')}`);
   const encoder = options.tokenizer === undefined ? STAND_IN_ENCODER : await modelDirectoryEncoder(options.tokenizer);
   const engineOptions = resolveEngineOptions(options.engine);
-  const metrics = createMetrics({ models, engine: engineOptions });
+  const adapters = new Map((options.loraModules ?? []).map((m) => [m.name, m.path]));
+  const clash = [...adapters.keys()].find((name) => models.includes(name));
+  if (clash !== undefined) throw new RangeError(`LoRA adapter '${clash}' has the name of a served model`);
+  const metrics = createMetrics({ models, engine: engineOptions, lora: options.loraModules !== undefined });
   const engine = createEngine(engineOptions, { observer: metrics.observer });
-  const ctx: ServingContext = { engine, models, maxModelLen: engineOptions.maxModelLen, seed: engineOptions.seed, encoder };
+  const ctx: ServingContext = { engine, models, maxModelLen: engineOptions.maxModelLen, seed: engineOptions.seed, encoder, adapters };
   let closing = false;
   let fault: Fault = { kind: 'none' };
   const publisher = options.kvEvents ? await startKvEventPublisher(engine.kvEvents, options.kvEvents) : null;
@@ -102,7 +109,7 @@ export async function startSimulator(options: SimulatorOptions): Promise<Simulat
   function stats(): SimulatorStats {
     const s: EngineStats = engine.stats();
     const requestsByModel: Record<string, number> = {};
-    for (const m of models) requestsByModel[m] = 0;
+    for (const m of [...models, ...adapters.keys()]) requestsByModel[m] = 0;
     Object.assign(requestsByModel, s.requestsByModel);
     return {
       requestsByModel,
@@ -116,6 +123,7 @@ export async function startSimulator(options: SimulatorOptions): Promise<Simulat
       generationTokens: s.generationTokens,
       kvCacheUsage: s.kvCacheUsage,
       numPreemptions: s.numPreemptions,
+      loraLoads: s.loraLoads,
     };
   }
 
@@ -124,7 +132,7 @@ export async function startSimulator(options: SimulatorOptions): Promise<Simulat
     '/ping': { GET: (_req, res) => sendEmpty(res, 200), POST: (_req, res) => sendEmpty(res, 200) },
     '/version': { GET: (_req, res) => sendJson(res, 200, { version: SIMULATED_VLLM_VERSION }) },
     '/v1/models': {
-      GET: (_req, res) => sendJson(res, 200, modelList(models, engineOptions.maxModelLen, Math.floor(Date.now() / 1000))),
+      GET: (_req, res) => sendJson(res, 200, modelList(models, engineOptions.maxModelLen, Math.floor(Date.now() / 1000), adapters)),
     },
     '/metrics': {
       GET: (_req, res) => sendText(res, 200, 'text/plain; version=0.0.4; charset=utf-8', metrics.render(engine.stats())),

@@ -18,6 +18,8 @@ export interface BackendSpec {
   /** Whether the router config lists the models (true) or discovers them from /v1/models. */
   declareModels?: boolean;
   engine?: Partial<EngineOptions>;
+  /** LoRA adapters the server serves beside its models (vLLM --lora-modules). */
+  loraModules?: Array<{ name: string; path: string }>;
   /** Publish KV events (vLLM's format, on ipc:// sockets) and tell the router where. */
   kvEvents?: boolean;
   /** A model directory whose tokenizer and chat template the simulator uses. */
@@ -90,7 +92,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       const kv = spec.kvEvents ? { endpoint: `ipc://${dir}/kv-${i}.sock`, replayEndpoint: `ipc://${dir}/kv-replay-${i}.sock` } : undefined;
       kvEndpoints.push(kv);
       const kvEvents = kv ? { ...kv, topic: '', bufferSteps: 10_000, hwm: 100_000, encoding: 'maps' as const } : undefined;
-      sims.push(await startSimulator({ models: [...spec.models, ...(spec.aliases ?? [])], engine: { ...FAST_ENGINE, ...options.defaultEngine, ...spec.engine }, kvEvents, ...(spec.tokenizer ? { tokenizer: spec.tokenizer } : {}) }));
+      sims.push(await startSimulator({ models: [...spec.models, ...(spec.aliases ?? [])], engine: { ...FAST_ENGINE, ...options.defaultEngine, ...spec.engine }, kvEvents, ...(spec.tokenizer ? { tokenizer: spec.tokenizer } : {}), ...(spec.loraModules ? { loraModules: spec.loraModules } : {}) }));
     }
     const raw = {
       grpc: { host: '127.0.0.1', port: 0 },
