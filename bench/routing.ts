@@ -49,6 +49,8 @@ interface RunResult {
   meanPromptTokens: number;
   /** max/mean requests served per server, worst model group. */
   imbalance: number;
+  /** LoRA adapters loaded into a batch slot per second, over the fleet (null where no adapters were asked for). */
+  adapterLoadsPerS: number | null;
   /** Per simulated server: requests served, its own hit rate, preemptions. */
   servers: Array<{ model: string; served: number; hitRate: number; preemptions: number }>;
   /**
@@ -89,7 +91,8 @@ async function predictionErrors(routerAdmin: string): Promise<number[]> {
 }
 
 async function runOne(workload: Workload, strategy: Strategy, backend: Backend, budgetMs: number): Promise<Run> {
-  const sims = backend.kind === 'sim' ? await startSimFleet(workload.fleet, backend.timeScale, backend.shapes, backend.options) : undefined;
+  const simOptions = backend.kind === 'sim' ? { ...backend.options, ...(workload.lora ? { lora: workload.lora } : {}) } : undefined;
+  const sims = backend.kind === 'sim' ? await startSimFleet(workload.fleet, backend.timeScale, backend.shapes, simOptions) : undefined;
   try {
     let servers: BenchServer[];
     let routing;
@@ -126,7 +129,7 @@ function summarize(fleet: string, workload: Workload, strategy: Strategy, runs: 
   const servers = runs[0]!.servers.map((s, i) => {
     const c = runs.map((r) => r.counters[i]!);
     const sum = (k: keyof ServerCounters) => c.reduce((a, x) => a + x[k], 0);
-    return { model: s.model, served: sum('served'), queries: sum('prefixQueries'), hits: sum('prefixHits'), preemptions: sum('preemptions'), promptTokens: sum('promptTokens') };
+    return { model: s.model, served: sum('served'), queries: sum('prefixQueries'), hits: sum('prefixHits'), preemptions: sum('preemptions'), promptTokens: sum('promptTokens'), adapterLoads: sum('adapterLoads') };
   });
   const queries = servers.reduce((a, s) => a + s.queries, 0);
   const hits = servers.reduce((a, s) => a + s.hits, 0);
@@ -155,6 +158,7 @@ function summarize(fleet: string, workload: Workload, strategy: Strategy, runs: 
     hitRate: round(queries > 0 ? hits / queries : 0, 4),
     meanPromptTokens: Math.round(servers.reduce((a, s) => a + s.promptTokens, 0) / Math.max(1, servers.reduce((a, s) => a + s.served, 0))),
     imbalance: round(imbalance, 2),
+    adapterLoadsPerS: workload.lora ? round(servers.reduce((a, s) => a + s.adapterLoads, 0) / durationS, 2) : null,
     servers: servers.map((s) => ({ model: s.model, served: s.served, hitRate: round(s.queries > 0 ? s.hits / s.queries : 0, 4), preemptions: s.preemptions })),
     ttftPredictionError: ttftErrors.length > 0 ? round(ttftErrors.reduce((a, e) => a + e, 0) / ttftErrors.length, 3) : null,
     firstErrors: results.filter((r) => !r.ok).slice(0, 3).map((r) => r.error ?? `status ${r.status}`),
@@ -164,7 +168,7 @@ function summarize(fleet: string, workload: Workload, strategy: Strategy, runs: 
 const boundKey = (fleet: string, workload: string) => `${fleet}/${workload}`;
 
 function table(rows: RunResult[], bounds: Map<string, number>): string {
-  const head = ['fleet', 'workload', 'strategy', 'ok/sent', 'TTFT p50', 'p90', 'p99', 'e2e p50', 'req/s', 'tok/s', 'hit rate', 'bound', 'imbalance', 'TTFT err'];
+  const head = ['fleet', 'workload', 'strategy', 'ok/sent', 'TTFT p50', 'p90', 'p99', 'e2e p50', 'req/s', 'tok/s', 'hit rate', 'bound', 'imbalance', 'TTFT err', 'loads/s'];
   const lines = rows.map((r) => {
     const bound = bounds.get(boundKey(r.fleet, r.workload));
     return [
@@ -182,6 +186,7 @@ function table(rows: RunResult[], bounds: Map<string, number>): string {
       bound !== undefined ? (bound * 100).toFixed(1) + '%' : '-',
       r.imbalance.toFixed(2),
       r.ttftPredictionError === null ? '-' : (r.ttftPredictionError * 100).toFixed(0) + '%',
+      r.adapterLoadsPerS === null ? '-' : r.adapterLoadsPerS.toFixed(2),
     ];
   });
   const widths = head.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));
@@ -218,6 +223,27 @@ function leastRequestVerdicts(rows: RunResult[]): string[] {
         (paired.length > 1 ? `; per round ${paired.map((x) => x.toFixed(2)).join(', ')}, geometric mean ${geomean.toFixed(2)}x` : '') +
         `), TTFT p50 ${ours.ttftMs.p50} vs ${lr.ttftMs.p50} ms = ${ttft.toFixed(2)}x (target <= 1x), ` +
         `TTFT prediction error ${error === null ? 'none' : (error * 100).toFixed(0) + '%'} (target < 25%): ${met ? 'met' : 'NOT met'}`,
+    );
+  }
+  return out;
+}
+
+/**
+ * Where adapters were asked for: fewer adapter loads and a lower TTFT p50 than least request,
+ * and throughput not below it; round robin alongside for scale.
+ */
+function adapterVerdicts(rows: RunResult[]): string[] {
+  const out: string[] = [];
+  for (const ours of rows.filter((r) => r.adapterLoadsPerS !== null && !r.strategy.startsWith('envoy-'))) {
+    const get = (s: string) => rows.find((r) => r.fleet === ours.fleet && r.workload === ours.workload && r.strategy === s);
+    const lr = get('envoy-least-request');
+    const rr = get('envoy-round-robin');
+    if (!lr || lr.adapterLoadsPerS === null) continue;
+    const met = ours.adapterLoadsPerS! < lr.adapterLoadsPerS && ours.ttftMs.p50 < lr.ttftMs.p50 && ours.requestsPerS >= lr.requestsPerS;
+    out.push(
+      `${ours.fleet} ${ours.workload}: ${ours.strategy} adapter loads ${ours.adapterLoadsPerS}/s vs least request ${lr.adapterLoadsPerS}/s` +
+        (rr ? ` (round robin ${rr.adapterLoadsPerS}/s)` : '') +
+        `, TTFT p50 ${ours.ttftMs.p50} vs ${lr.ttftMs.p50} ms, throughput ${ours.requestsPerS} vs ${lr.requestsPerS} req/s: ${met ? 'met' : 'NOT met'}`,
     );
   }
   return out;
@@ -402,6 +428,7 @@ async function main(): Promise<void> {
       ...leastRequestVerdicts(rows),
       ...replicaVerdicts(rows),
       ...preciseVerdicts(rows),
+      ...adapterVerdicts(rows),
       ...(onVllm ? [] : cacheVerdicts(rows, bounds)),
     ],
     elapsedS: round((Date.now() - started) / 1000),

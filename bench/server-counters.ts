@@ -12,6 +12,8 @@ export interface ServerCounters {
   prefixHits: number;
   preemptions: number;
   promptTokens: number;
+  /** LoRA adapters loaded into a batch slot: simulated servers only (their /_sim/stats); vLLM reports none. */
+  adapterLoads: number;
 }
 
 const FAMILIES: Record<string, keyof ServerCounters> = {
@@ -25,9 +27,12 @@ const FAMILIES: Record<string, keyof ServerCounters> = {
 export async function readCounters(baseUrl: string): Promise<ServerCounters> {
   const res = await fetch(`${baseUrl}/metrics`, { signal: AbortSignal.timeout(10_000) });
   if (!res.ok) throw new Error(`${baseUrl}/metrics: ${res.status}`);
-  const counters: ServerCounters = { served: 0, prefixQueries: 0, prefixHits: 0, preemptions: 0, promptTokens: 0 };
+  const counters: ServerCounters = { served: 0, prefixQueries: 0, prefixHits: 0, preemptions: 0, promptTokens: 0, adapterLoads: 0 };
   // Sums over labels (request_success_total has one series per finish reason).
   for (const sample of parsePrometheusText(await res.text(), (name) => name in FAMILIES).samples) counters[FAMILIES[sample.name]!] += sample.value;
+  const sim = await fetch(`${baseUrl}/_sim/stats`, { signal: AbortSignal.timeout(10_000) });
+  if (sim.ok) counters.adapterLoads = ((await sim.json()) as { loraLoads?: number }).loraLoads ?? 0;
+  else await sim.arrayBuffer();
   return counters;
 }
 
@@ -38,5 +43,6 @@ export function countersSince(before: ServerCounters, after: ServerCounters): Se
     prefixHits: after.prefixHits - before.prefixHits,
     preemptions: after.preemptions - before.preemptions,
     promptTokens: after.promptTokens - before.promptTokens,
+    adapterLoads: after.adapterLoads - before.adapterLoads,
   };
 }

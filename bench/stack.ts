@@ -74,12 +74,16 @@ export interface BenchServer {
   kvEvents?: { endpoint: string; replayEndpoint: string };
   /** The model directory whose tokenizer it uses, if not the simulator's stand-in. */
   tokenizer?: string;
+  /** The router reads its models from its /v1/models instead of being told (it serves LoRA adapters). */
+  discoverModels?: boolean;
 }
 
 /** How the simulated servers of a run tokenize and whether they publish KV events (the same for every strategy). */
 export interface SimFleetOptions {
   tokenizer?: string;
   kvEvents?: boolean;
+  /** LoRA adapters every server serves (--enable-lora --lora-modules), at most maxLoras in a batch. */
+  lora?: { adapters: readonly string[]; maxLoras: number };
 }
 
 /** The router's config fields for a backend beyond its URL and model (e.g. `capacity`). */
@@ -136,6 +140,9 @@ export async function startSimFleet(
       '--block-size', String(BENCH_ENGINE.blockSize), '--max-num-batched-tokens', String(BENCH_ENGINE.maxNumBatchedTokens),
       '--max-model-len', String(BENCH_ENGINE.maxModelLen),
       ...(options.tokenizer ? ['--tokenizer', options.tokenizer] : []),
+      ...(options.lora
+        ? ['--enable-lora', '--max-loras', String(options.lora.maxLoras), '--lora-modules', ...options.lora.adapters.map((a) => `${a}=/adapters/${a}`)]
+        : []),
       ...(events
         ? ['--kv-events-config', JSON.stringify({ enable_kv_cache_events: true, publisher: 'zmq', endpoint: events.endpoint, replay_endpoint: events.replayEndpoint })]
         : []),
@@ -152,7 +159,13 @@ export async function startSimFleet(
         const shape = shapes[i % shapes.length]!;
         children.push(startSim(port, model, shape));
         const events = eventsOf(port);
-        sims.push({ url: `http://127.0.0.1:${port}`, model, ...(events ? { kvEvents: events } : {}), ...(options.tokenizer ? { tokenizer: options.tokenizer } : {}) });
+        sims.push({
+          url: `http://127.0.0.1:${port}`,
+          model,
+          ...(events ? { kvEvents: events } : {}),
+          ...(options.tokenizer ? { tokenizer: options.tokenizer } : {}),
+          ...(options.lora ? { discoverModels: true } : {}),
+        });
         shapeOf.push(shape);
       }
     }
@@ -204,7 +217,8 @@ export async function startRoutingLayer(
       backends: servers.map((s, i) => ({
         name: `server-${i}`,
         url: s.url,
-        models: [s.model],
+        // Adapters are known as adapters (their parent) from the servers' /v1/models only.
+        ...(s.discoverModels ? {} : { models: [s.model] }),
         ...options.extras,
         ...(strategy.precise ? { kvEvents: s.kvEvents } : {}),
       })),
@@ -236,6 +250,14 @@ export async function startRoutingLayer(
       },
     });
     const handle = envoy;
+    // Models the router discovers reach Envoy's routes with its first /v1/models reads.
+    const discovered = [...new Set(servers.filter((s) => s.discoverModels).map((s) => s.model))];
+    for (let tries = 0; discovered.length > 0; tries++) {
+      const listed = await fetch(`${handle.url}/v1/models`).then((r) => (r.ok ? (r.json() as Promise<{ data?: Array<{ id: string }> }>) : { data: [] }));
+      if (discovered.every((m) => listed.data?.some((c) => c.id === m))) break;
+      if (tries >= 150) throw new Error(`the router did not list ${discovered.join(', ')} within 15 s: ${JSON.stringify(listed).slice(0, 300)}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
     return {
       url: handle.url,
       routerAdmin: replicas[0]!.admin,

@@ -36,6 +36,8 @@ export interface Workload {
   sessions: Session[];
   /** Sessions in flight at once (closed loop). */
   concurrency: number;
+  /** LoRA adapters every server serves beside the model, and how many fit in one batch (--max-loras). */
+  lora?: { adapters: string[]; maxLoras: number };
 }
 
 /** Seeded floats in [0, 1), from the simulator's mulberry32. */
@@ -253,6 +255,30 @@ export function cachePressure(seed: number, size: WorkloadSize, fleet = FLEET_OF
 }
 
 /**
+ * Many LoRA adapters of one model, popular by a Zipf law, on servers that hold four in a
+ * batch: a request for an adapter not at work on its server waits for a slot and a load.
+ */
+export function multiAdapter(seed: number, size: WorkloadSize, fleet = FLEET_OF_4, charsPerToken = 4): Workload {
+  const random = prng(seed);
+  const { adapters: count, requests, promptTokens, concurrency } = {
+    full: { adapters: 16, requests: 480, promptTokens: 300, concurrency: 16 },
+    quick: { adapters: 16, requests: 96, promptTokens: 300, concurrency: 16 },
+    vllm: { adapters: 4, requests: 80, promptTokens: 100, concurrency: 4 },
+  }[size];
+  const adapters = Array.from({ length: count }, (_, i) => `${fleet.model}-lora-${i}`);
+  return {
+    name: 'multi-adapter',
+    description: `${requests} requests for ${count} LoRA adapters of ${fleet.model} (Zipf popularity), ~${promptTokens}-token prompts, 4 adapters per batch`,
+    fleet: [fleet],
+    concurrency,
+    lora: { adapters, maxLoras: 4 },
+    sessions: Array.from({ length: requests }, () =>
+      single({ model: adapters[zipf(random, count)]!, messages: [{ role: 'user', content: text(random, promptTokens, charsPerToken) }], maxTokens: 32 }),
+    ),
+  };
+}
+
+/**
  * The benchmark's workloads at a size. On real vLLM every server serves one model (`fleet`),
  * so the two-model workload is left out there.
  */
@@ -264,6 +290,8 @@ export function allWorkloads(seed: number, size: WorkloadSize, fleet = FLEET_OF_
     randomPrompts(seed + 3, size, fleet, charsPerToken),
     ...(size === 'vllm' ? [] : [mixedTwoModels(seed + 4, size, charsPerToken)]),
     cachePressure(seed + 5, size, fleet, charsPerToken),
+    // Real vLLM here serves one adapter (the tiny model's), not sixteen.
+    ...(size === 'vllm' ? [] : [multiAdapter(seed + 6, size, fleet, charsPerToken)]),
   ];
-  return size === 'quick' ? list.filter((w) => ['shared-system-prompts', 'long-document-qa', 'random-prompts', 'cache-pressure'].includes(w.name)) : list;
+  return size === 'quick' ? list.filter((w) => ['shared-system-prompts', 'long-document-qa', 'random-prompts', 'cache-pressure', 'multi-adapter'].includes(w.name)) : list;
 }

@@ -78,6 +78,9 @@ const contentTypeFromRouter = {
   keepEmptyValue: false,
 };
 
+/** Envoy's default bound on a route's fixed answer (RouteConfiguration.max_direct_response_body_size_bytes). */
+const DEFAULT_DIRECT_RESPONSE_LIMIT = 4096;
+
 /** What Envoy answers when neither the router nor the body's model chose a route. */
 const ROUTER_UNAVAILABLE = { status: 503, body: errorBody(apiError('router_unavailable')) };
 
@@ -159,8 +162,12 @@ export function routeConfiguration(models: readonly string[], local: readonly Lo
     // Whatever else a backend may serve (server control, profiling, adapters) is not public.
     { name: 'not-public', match: { pathSpecifier: { $case: 'prefix', value: '/' } }, ...answer(NOT_PUBLIC) },
   ];
+  // Envoy refuses a route table whose fixed answers exceed 4 KiB unless told otherwise: a
+  // /v1/models listing a few dozen models and adapters is larger than that.
+  const largestAnswer = Math.max(0, ...local.map((l) => Buffer.byteLength(l.body)));
   return RouteConfiguration.fromPartial({
     name: ROUTE_CONFIG_NAME,
     virtualHosts: [{ name: 'vllm', domains: ['*'], routes: routes.map((r) => Route.fromPartial(r)) }],
+    ...(largestAnswer > DEFAULT_DIRECT_RESPONSE_LIMIT ? { maxDirectResponseBodySizeBytes: largestAnswer } : {}),
   });
 }
