@@ -32,4 +32,24 @@ describe('route resources', () => {
     expect(names.indexOf('model-m')).toBeLessThan(names.indexOf('large-body'));
     expect(names.indexOf('large-body')).toBe(names.indexOf('no-route') - 1);
   });
+
+  it("raises Envoy's 4 KiB bound on fixed answers when the model listing outgrows it", () => {
+    const config = parseConfig({ backends: [] });
+    const table = (count: number) => {
+      const ids = Array.from({ length: count }, (_, i) => `adapter-with-a-fairly-long-name-${i}`);
+      const cards = ids.map((id): ModelCard => ({ id, owned_by: 'vllm', root: `/adapters/${id}`, parent: 'm' }));
+      const backend = { id: 'a', endpoint: '10.0.0.1:8000', models: ids, cards, health: 'healthy' } as Backend;
+      return buildResources([backend], config, 't').routes[0]!;
+    };
+    expect(table(2).maxDirectResponseBodySizeBytes).toBeUndefined();
+    const large = table(40);
+    const size = Math.max(
+      ...large.virtualHosts[0]!.routes.map((r) => {
+        const body = r.action?.$case === 'directResponse' ? r.action.value.body?.specifier : undefined;
+        return body?.$case === 'inlineString' ? Buffer.byteLength(body.value) : 0;
+      }),
+    );
+    expect(size).toBeGreaterThan(4096);
+    expect(large.maxDirectResponseBodySizeBytes).toBeGreaterThanOrEqual(size);
+  });
 });

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { groupedBarsSvg } from '../../bench/chart.js';
 import { upperBoundHitRate } from '../../bench/upper-bound.js';
-import { allWorkloads, cachePressure, multiTurnChat, randomPrompts, sharedSystemPrompts, type BenchRequest } from '../../bench/workloads.js';
+import { allWorkloads, cachePressure, multiAdapter, multiTurnChat, randomPrompts, sharedSystemPrompts, type BenchRequest } from '../../bench/workloads.js';
 
 describe('routing benchmark workloads', () => {
   it('are deterministic for a seed', () => {
@@ -17,7 +17,17 @@ describe('routing benchmark workloads', () => {
       'random-prompts',
       'mixed-two-models',
       'cache-pressure',
+      'multi-adapter',
     ]);
+  });
+
+  it('ask for many LoRA adapters, a few of them far more often than the rest', () => {
+    const workload = multiAdapter(3, 'full');
+    expect(workload.lora).toEqual({ adapters: Array.from({ length: 16 }, (_, i) => `llama-8b-lora-${i}`), maxLoras: 4 });
+    const counts = new Map<string, number>();
+    for (const s of workload.sessions) counts.set(s.turn(0, []).model, (counts.get(s.turn(0, []).model) ?? 0) + 1);
+    expect(counts.size).toBeGreaterThan(12);
+    expect(counts.get('llama-8b-lora-0')!).toBeGreaterThan(3 * (counts.get('llama-8b-lora-15') ?? 0));
   });
 
   it('send a share of the cache-pressure traffic straight to the servers, spread over them', () => {

@@ -111,7 +111,10 @@ describe.skipIf(!vllmInstalled())('real vLLM behind Envoy and the router', () =>
     for (const backend of stack.router.fleet.backends()) {
       expect(backend.metrics).toMatchObject({ blockSize: 32, numGpuBlocks: KV_BLOCKS, modelNames: [MODEL] });
       expect(backend.models).toEqual([MODEL, ADAPTER]);
+      // Which adapters are at work, from vllm:lora_requests_info (one slot: vLLM's default --max-loras).
+      expect(backend.metrics?.lora).toMatchObject({ maxLoras: 1, running: expect.any(Array), waiting: expect.any(Array) });
     }
+    expect(text).toMatch(/vllm:lora_requests_info\{[^}]*max_lora="1"[^}]*running_lora_adapters="[^"]*"[^}]*\} \d/);
   });
 
   it('passes vLLM errors through unchanged (prompt too long), and answers an unknown model as vLLM does', async () => {
