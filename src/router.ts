@@ -7,6 +7,7 @@ import type { RouterConfig } from './config/schema.js';
 import { createInflightRequests } from './extproc/inflight-requests.js';
 import { createLargeBodyBudget } from './extproc/large-body-budget.js';
 import { createProcessor } from './extproc/processor.js';
+import { createFlowController } from './flow-control/flow-controller.js';
 import { createFleet, type Fleet } from './fleet/fleet.js';
 import { AggregatedDiscoveryServiceService } from './gen/envoy/service/discovery/v3/ads.js';
 import { DiscoveryRequest, DiscoveryResponse } from './gen/envoy/service/discovery/v3/discovery.js';
@@ -57,7 +58,17 @@ export async function startRouter(initial: RouterConfig, logger: Logger): Promis
       };
     },
   });
-  const metrics = createRouterMetrics(fleet);
+  const flow = createFlowController({
+    config: () => config.flowControl,
+    candidates: (model) => fleet.servingModel(model),
+    observer: {
+      ended(request, end) {
+        metrics.flowWaitSeconds.observe({ outcome: end.kind === 'release' ? 'released' : 'shed' }, end.waitedMs / 1000);
+        if (end.kind === 'shed') metrics.flowShed.inc({ reason: end.reason, priority: String(request.priority) });
+      },
+    },
+  });
+  const metrics = createRouterMetrics(fleet, () => flow.stats().bands);
   const cache = createSnapshotCache();
   const decisionLog = createDecisionLog();
   const publish = () => {
@@ -94,7 +105,7 @@ export async function startRouter(initial: RouterConfig, logger: Logger): Promis
           path: ExternalProcessorService.process.path,
           requests: ProcessingRequest,
           responses: ProcessingResponse,
-          handler: createProcessor({ fleet, scheduler: () => scheduler, config: () => config, metrics, logger, version: VERSION, decisionLog, inflight, largeBodies, tokenizers: () => tokenizers }),
+          handler: createProcessor({ fleet, scheduler: () => scheduler, config: () => config, metrics, logger, version: VERSION, decisionLog, inflight, largeBodies, tokenizers: () => tokenizers, flow }),
         },
         {
           path: AggregatedDiscoveryServiceService.streamAggregatedResources.path,
@@ -126,6 +137,7 @@ export async function startRouter(initial: RouterConfig, logger: Logger): Promis
       decisionLog,
       reportedBlocks: (id) => memory.preciseIndex.stats(id),
       tokenizers: () => tokenizers.stats(),
+      flowControl: () => flow.stats(),
     });
   } catch (err) {
     await grpcServer.close(0);
@@ -156,6 +168,7 @@ export async function startRouter(initial: RouterConfig, logger: Logger): Promis
     },
     async close(graceMs = 5_000) {
       fleet.stop();
+      flow.stop();
       admin.server.closeAllConnections();
       await new Promise<void>((resolve) => admin.server.close(() => resolve()));
       await grpcServer.close(graceMs);

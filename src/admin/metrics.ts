@@ -9,9 +9,15 @@ export interface RouterMetrics {
   decisionSeconds: Histogram<never>;
   upstreamResponses: Counter<'backend' | 'class'>;
   promptTokenizations: Counter<'model' | 'outcome'>;
+  /** Flow control: how long held requests waited, by how their hold ended; sheds by reason and band. */
+  flowWaitSeconds: Histogram<'outcome'>;
+  flowShed: Counter<'reason' | 'priority'>;
 }
 
-export function createRouterMetrics(fleet: FleetView): RouterMetrics {
+/** Held requests per priority band, read when scraped. */
+export type HeldByBand = () => ReadonlyArray<{ priority: number; tenants: ReadonlyArray<{ queued: number }> }>;
+
+export function createRouterMetrics(fleet: FleetView, heldByBand?: HeldByBand): RouterMetrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'vllm_router_process_' });
   const decisions = new Counter({
@@ -44,6 +50,29 @@ export function createRouterMetrics(fleet: FleetView): RouterMetrics {
     labelNames: ['model', 'outcome'] as const,
     registers: [registry],
   });
+  const flowWaitSeconds = new Histogram({
+    name: 'vllm_router_flow_wait_seconds',
+    help: 'Time requests were held by flow control while every server of their model was saturated, by outcome (released, or shed).',
+    labelNames: ['outcome'] as const,
+    buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+    registers: [registry],
+  });
+  const flowShed = new Counter({
+    name: 'vllm_router_flow_shed_total',
+    help: 'Requests flow control answered 429 instead of routing, by reason (queue-full, wait-limit, displaced) and priority band.',
+    labelNames: ['reason', 'priority'] as const,
+    registers: [registry],
+  });
+  new Gauge({
+    name: 'vllm_router_flow_queued',
+    help: 'Requests held by flow control now, by priority band (per tenant in /stats).',
+    labelNames: ['priority'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const band of heldByBand?.() ?? []) this.set({ priority: String(band.priority) }, band.tenants.reduce((n, t) => n + t.queued, 0));
+    },
+  });
   const gauge = (name: string, help: string, read: (b: Backend) => number | undefined) =>
     new Gauge({
       name,
@@ -74,5 +103,5 @@ export function createRouterMetrics(fleet: FleetView): RouterMetrics {
     b.cacheEvents === undefined ? undefined : b.cacheEvents.state === 'live' && !b.cacheEventsStale ? 1 : 0,
   );
   gauge('vllm_router_backend_kv_event_gaps', 'Sequence gaps in the backend\'s KV event stream (each replayed, or, past the replay buffer, its index rebuilt).', (b) => b.cacheEvents?.gaps);
-  return { registry, decisions, rejections, decisionSeconds, upstreamResponses, promptTokenizations };
+  return { registry, decisions, rejections, decisionSeconds, upstreamResponses, promptTokenizations, flowWaitSeconds, flowShed };
 }

@@ -18,6 +18,8 @@ export interface AdminServerOptions {
   reportedBlocks?: (backendId: string) => { blocks: number; orphans: number };
   /** Per served model with a configured tokenizer: its directory and its segment cache's figures. */
   tokenizers?: () => Record<string, unknown>;
+  /** Flow control: whether it is on, and the requests it holds per band and tenant. */
+  flowControl?: () => unknown;
 }
 
 type ReportedBlocks = NonNullable<AdminServerOptions['reportedBlocks']>;
@@ -73,7 +75,14 @@ function cacheSource(b: BackendView, now: number, reportedBlocks?: ReportedBlock
 }
 
 /** Per-backend load statistics, as JSON. */
-export function loadStatistics(fleet: FleetView, weights: LoadWeights, decisionLog?: DecisionLog, reportedBlocks?: ReportedBlocks, tokenizers?: () => Record<string, unknown>) {
+export function loadStatistics(
+  fleet: FleetView,
+  weights: LoadWeights,
+  decisionLog?: DecisionLog,
+  reportedBlocks?: ReportedBlocks,
+  tokenizers?: () => Record<string, unknown>,
+  flowControl?: () => unknown,
+) {
   const now = Date.now();
   return {
     time: new Date(now).toISOString(),
@@ -108,6 +117,7 @@ export function loadStatistics(fleet: FleetView, weights: LoadWeights, decisionL
     })),
     models: fleet.routableModels(),
     tokenizers: tokenizers?.() ?? {},
+    flowControl: flowControl?.() ?? null,
     recentDecisions: decisionLog?.recent() ?? [],
   };
 }
@@ -129,7 +139,7 @@ export async function startAdminServer(options: AdminServerOptions): Promise<{ s
       } else if (path === '/dashboard' || path === '/') {
         res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' }).end(DASHBOARD_HTML);
       } else if (path === '/stats' || path === '/load') {
-        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(loadStatistics(fleet, options.loadWeights(), options.decisionLog, options.reportedBlocks, options.tokenizers), null, 2));
+        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(loadStatistics(fleet, options.loadWeights(), options.decisionLog, options.reportedBlocks, options.tokenizers, options.flowControl), null, 2));
       } else {
         res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ error: `no admin endpoint ${path}; try /dashboard, /stats, /metrics or /health` }));
       }

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { flowControlSchema } from './flow-control-schema.js';
 import { DEFAULT_PUBLIC_PATHS } from '../contract/public-api.js';
 import { kvEventsEndpoint, kvEventsPorts } from './kv-events-schema.js';
 
@@ -272,6 +273,7 @@ export const routerConfigSchema = z
     api,
     /** Served model name -> its Hugging Face model directory (tokenizer.json, chat template): prompts matched on token ids. */
     tokenizers: z.record(modelName, z.string().min(1)).default({}),
+    flowControl: flowControlSchema,
   })
   .strict()
   .superRefine((config, ctx) => {

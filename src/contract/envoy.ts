@@ -33,6 +33,13 @@ export const ROUTING_HEADERS: readonly string[] = [CLUSTER_HEADER, DESTINATION_H
  */
 export const LARGE_BODY_MESSAGE_TIMEOUT_MS = 10_000;
 
+/**
+ * The longest the router asks Envoy to wait for a request flow control holds: the longest
+ * wait it may allow (`flowControl.maxWaitMs`, at most 60 s) and a second to answer the shed.
+ * Every shipped ext_proc filter allows it as max_message_timeout.
+ */
+export const HELD_MESSAGE_TIMEOUT_MS = 61_000;
+
 /** The bootstrap's names for the filters that routes configure per route. */
 export const FILTERS = {
   extProc: 'envoy.filters.http.ext_proc',

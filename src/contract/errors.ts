@@ -67,6 +67,14 @@ export const ERRORS = {
   request_too_large: entry(413, () => 'The request body is larger than this endpoint accepts (32 MiB).'),
   // The fleet (429/5xx): the request was fine, no backend can take it now.
   server_overloaded: entry(429, (maxWaiting: number) => `Every backend serving this model has ${maxWaiting} or more requests waiting; retry with backoff.`),
+  /** Flow control held the request while every server of its model was saturated, then let it go unserved. */
+  request_shed: entry(429, (model: string, why: 'queue-full' | 'wait-limit' | 'displaced') =>
+    why === 'wait-limit'
+      ? `Every server of \`${model}\` stayed busy for as long as a request may wait here; retry with backoff.`
+      : why === 'displaced'
+        ? `Every server of \`${model}\` is busy and requests of higher priority took this one's place in the queue; retry with backoff.`
+        : `Every server of \`${model}\` is busy and the queue is full; retry with backoff.`,
+  ),
   /** With a model: a request for it; without: the fleet's /health. */
   no_healthy_backend: entry(503, (model?: string) =>
     model === undefined ? 'No backend is healthy.' : `No healthy backend is serving the model \`${model}\` right now; try again shortly.`,

@@ -4,6 +4,7 @@ import type { RouterConfig } from '../config/schema.js';
 import { apiError, type HttpError } from '../contract/errors.js';
 import type { Backend, FleetView } from '../fleet/backend.js';
 import type { Scheduler } from '../scheduling/scheduler.js';
+import type { FlowController } from '../flow-control/flow-controller.js';
 import type { Rejection } from '../scheduling/types.js';
 import { promptTokens } from '../tokenize/prompt-tokens.js';
 import type { TokenizerSet } from '../tokenize/tokenizer-set.js';
@@ -20,11 +21,20 @@ export interface DecisionDeps {
   decisionLog?: DecisionLog | undefined;
   /** Read per request: the tokenizers the config names, so prompts are matched on the ids vLLM computes. */
   tokenizers?: (() => TokenizerSet) | undefined;
+  /** Holds requests while every server of their model is saturated (config `flowControl`). */
+  flow?: FlowController | undefined;
 }
 
 /** What to do with one request, whatever protocol asked. */
 export type Outcome =
-  | { kind: 'error'; error: HttpError }
+  | { kind: 'error'; error: HttpError; headers?: Record<string, string> }
+  | {
+      kind: 'held';
+      /** How long it may be held: Envoy is asked to wait that long for the answer. */
+      maxWaitMs: number;
+      /** Waits for room, then calls `done` with the decision (synchronously); returns a cancel for a client that left. */
+      wait(done: (outcome: Decided) => void): () => void;
+    }
   | {
       kind: 'route';
       model: string;
@@ -34,6 +44,9 @@ export type Outcome =
       /** The body is JSON sent under a form or text content type: forward it as application/json. */
       rewriteContentType: boolean;
     };
+
+/** An outcome that answers the request now. */
+export type Decided = Exclude<Outcome, { kind: 'held' }>;
 
 /** Whether a path is in the config's `api.paths`, with the list's set rebuilt only when the config changes. */
 export function publicPathCheck(config: () => RouterConfig): (path: string) => boolean {
@@ -74,9 +87,9 @@ export function createDecider(deps: DecisionDeps) {
   // Only the public API reaches a backend: a body naming a model is no pass to the rest.
   const isPublicPath = publicPathCheck(deps.config);
 
-  const refuse = (error: HttpError): Outcome => {
+  const refuse = (error: HttpError, headers?: Record<string, string>): Decided => {
     metrics.rejections.inc({ code: error.code, status: String(error.status) });
-    return { kind: 'error', error };
+    return headers ? { kind: 'error', error, headers } : { kind: 'error', error };
   };
 
   return function decide(headers: RequestHeaders, body: Uint8Array, allowed: ReadonlySet<string> | undefined): Outcome {
@@ -107,19 +120,35 @@ export function createDecider(deps: DecisionDeps) {
       if (tokens.ok) request.prompt = { kind: 'tokenizing', reader: tokens.reader, bytes: text };
       metrics.promptTokenizations.inc({ model: request.model, outcome: tokens.ok ? 'tokenized' : tokens.why.split(':')[0]! });
     }
-    const decision = deps.scheduler().schedule(request, candidates);
-    if (decision.kind === 'reject') return refuse(rejectionError(decision));
-    const primary = decision.primary as Backend;
-    fleet.dispatch(primary, decision.why.predictedTtftS);
-    metrics.decisions.inc({ model: request.model, backend: primary.id });
-    deps.decisionLog?.add({ at: Date.now(), model: request.model, backend: primary.id, fallbacks: decision.fallbacks.map((b) => b.id), ...decision.why });
-    metrics.decisionSeconds.observe(Number(process.hrtime.bigint() - started) / 1e9);
+    const routeNow = (): Decided => {
+      const decision = deps.scheduler().schedule(request, candidates);
+      if (decision.kind === 'reject') return refuse(rejectionError(decision));
+      const primary = decision.primary as Backend;
+      fleet.dispatch(primary, decision.why.predictedTtftS);
+      metrics.decisions.inc({ model: request.model, backend: primary.id });
+      deps.decisionLog?.add({ at: Date.now(), model: request.model, backend: primary.id, fallbacks: decision.fallbacks.map((b) => b.id), ...decision.why });
+      metrics.decisionSeconds.observe(Number(process.hrtime.bigint() - started) / 1e9);
+      return {
+        kind: 'route',
+        model: request.model,
+        primary,
+        destination: [primary, ...decision.fallbacks].map((b) => b.endpoint).join(','),
+        rewriteContentType: parsed.rewriteContentType,
+      };
+    };
+    const flow = deps.flow;
+    if (!flow?.mustWait(request.model, candidates)) return routeNow();
+    const settings = deps.config().flowControl;
+    const priority = Number.parseInt(headers.priority ?? '', 10);
+    const held = { model: request.model, priority: Number.isSafeInteger(priority) ? priority : settings.defaultPriority, tenant: headers.tenant ?? request.user ?? '' };
     return {
-      kind: 'route',
-      model: request.model,
-      primary,
-      destination: [primary, ...decision.fallbacks].map((b) => b.endpoint).join(','),
-      rewriteContentType: parsed.rewriteContentType,
+      kind: 'held',
+      maxWaitMs: settings.maxWaitMs,
+      wait: (done) =>
+        flow.hold(held, (end) => {
+          if (end.kind === 'release') done(routeNow());
+          else if (end.reason !== 'client-gone') done(refuse(apiError('request_shed', request.model, end.reason), { 'retry-after': '1' }));
+        }),
     };
   };
 }

@@ -7,6 +7,7 @@ import {
   LB_METADATA_NAMESPACE,
   ROUTER_METADATA_NAMESPACE,
   LARGE_BODY_MESSAGE_TIMEOUT_MS,
+  HELD_MESSAGE_TIMEOUT_MS,
   ROUTING_HEADERS,
   SUBSET_HINT_KEY,
   SUBSET_HINT_NAMESPACE,
@@ -20,9 +21,10 @@ import { ProcessingMode_BodySendMode } from '../gen/envoy/extensions/filters/htt
 import type { ProcessingRequest, ProcessingResponse } from '../gen/envoy/service/ext_proc/v3/external_processor.js';
 import type { MessageStream } from '../grpc/stream.js';
 import { whenStreamEnds } from '../grpc/when-stream-ends.js';
+import type { FlowController } from '../flow-control/flow-controller.js';
 import type { Scheduler } from '../scheduling/scheduler.js';
 import type { Logger } from '../support/log.js';
-import { createDecider, publicPathCheck, type Outcome } from './decision.js';
+import { createDecider, publicPathCheck, type Decided } from './decision.js';
 import type { InflightRequests } from './inflight-requests.js';
 import type { LargeBodyBudget } from './large-body-budget.js';
 import type { TokenizerSet } from '../tokenize/tokenizer-set.js';
@@ -54,16 +56,27 @@ export interface ProcessorDeps {
   largeBodies?: LargeBodyBudget;
   /** Read per request: the tokenizers the config names. */
   tokenizers?: () => TokenizerSet;
+  /** Holds requests while every server of their model is saturated. */
+  flow?: FlowController;
 }
 
+/** The headers the config names: the session's, and flow control's priority and tenant. */
+const headerNames = (config: RouterConfig) => ({
+  session: config.scheduler.session.header,
+  ...(config.flowControl.enabled ? { priority: config.flowControl.priorityHeader, tenant: config.flowControl.tenantHeader } : {}),
+});
+
 const EXTEND_FOR_LARGE_BODY = extendMessageTimeout(LARGE_BODY_MESSAGE_TIMEOUT_MS);
+
+/** A held request's answer may come this long after its wait limit (the shed itself). */
+const HELD_MARGIN_MS = 1_000;
 
 /** What a request in flight on a backend that stopped answering is ended with; SDKs retry it at once. */
 const BACKEND_UNRESPONSIVE = errorResponse(apiError('backend_unresponsive'), { 'retry-after': '0' });
 
 /** The decision as ext_proc says it: the pick in headers and in the metadata Envoy's routes and override_host read. */
-function outcomeResponse(outcome: Outcome, phase: 'requestHeaders' | 'requestBody'): ProcessingResponse {
-  if (outcome.kind === 'error') return errorResponse(outcome.error);
+function outcomeResponse(outcome: Decided, phase: 'requestHeaders' | 'requestBody'): ProcessingResponse {
+  if (outcome.kind === 'error') return errorResponse(outcome.error, outcome.headers);
   const { model, primary, destination, rewriteContentType } = outcome;
   const setHeaders: Record<string, string> = { [CLUSTER_HEADER]: clusterNameForModel(model), [DESTINATION_HEADER]: destination };
   if (rewriteContentType) setHeaders['content-type'] = 'application/json';
@@ -107,13 +120,19 @@ export function createProcessor(deps: ProcessorDeps) {
 
     /** The request no longer occupies its backend: its response ended, or the stream did. */
     const release = () => {
-      if (routedTo && !released) fleet.release(routedTo);
+      if (routedTo && !released) {
+        fleet.release(routedTo);
+        // Its server has room again, perhaps for a request held for it.
+        deps.flow?.wake();
+      }
       released = true;
       untrack?.();
       releaseBody?.();
     };
+    let cancelHold: (() => void) | undefined;
     const finish = () => {
       finished = true;
+      cancelHold?.();
       release();
     };
     const reply = (response: ProcessingResponse) => {
@@ -137,6 +156,15 @@ export function createProcessor(deps: ProcessorDeps) {
     const route = (body: Buffer, bodyEnds: boolean) => {
       decided = true;
       const outcome = decide(headers!, body, subset);
+      if (outcome.kind !== 'held') return answer(outcome, body, bodyEnds);
+      // Every server of its model is saturated: Envoy is asked to wait while it is held.
+      reply(extendMessageTimeout(Math.min(outcome.maxWaitMs + HELD_MARGIN_MS, HELD_MESSAGE_TIMEOUT_MS)));
+      cancelHold = outcome.wait((final) => {
+        cancelHold = undefined;
+        answer(final, body, bodyEnds);
+      });
+    };
+    const answer = (outcome: Decided, body: Buffer, bodyEnds: boolean) => {
       if (outcome.kind === 'route') {
         routedTo = outcome.primary;
         untrack = deps.inflight?.track(routedTo.id, () => {
@@ -163,12 +191,12 @@ export function createProcessor(deps: ProcessorDeps) {
           responseStreamed = message.protocolConfig.responseBodyMode === ProcessingMode_BodySendMode.FULL_DUPLEX_STREAMED;
         }
         // No headers message (Envoy skips it): the first message's attributes stand in.
-        if (!headers && message.request?.$case !== 'requestHeaders') headers = headersFromAttributes(message.attributes, deps.config().scheduler.session.header);
+        if (!headers && message.request?.$case !== 'requestHeaders') headers = headersFromAttributes(message.attributes, headerNames(deps.config()));
         if (message.metadataContext) subset = readSubset(message.metadataContext) ?? subset;
         const r = message.request;
         switch (r?.$case) {
           case 'requestHeaders': {
-            headers = readHeaders(r.value.headers, deps.config().scheduler.session.header);
+            headers = readHeaders(r.value.headers, headerNames(deps.config()));
             if (r.value.endOfStream) {
               const local = answerWithoutBody(headers);
               reply(immediateResponse(local.status, local.body));

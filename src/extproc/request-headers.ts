@@ -10,16 +10,28 @@ export interface RequestHeaders {
   contentEncoding: string | undefined;
   /** The configured session header's value, if sent. */
   session: string | undefined;
+  /** Flow control's priority and tenant headers (config `flowControl`), if sent. */
+  priority?: string;
+  tenant?: string;
   /** The declared body size, when Envoy sends the headers (the large-body filter does). */
   contentLength?: number;
 }
 
+/** The configured names of the headers the router reads beside the fixed ones. */
+export interface HeaderNames {
+  session?: string;
+  priority?: string;
+  tenant?: string;
+}
+
 /** From a request headers message (an Envoy that sends them: a mesh gateway). */
-export function readHeaders(map: HeaderMap | undefined, sessionHeader?: string): RequestHeaders {
+export function readHeaders(map: HeaderMap | undefined, names: HeaderNames = {}): RequestHeaders {
   const out: RequestHeaders = { method: 'GET', path: '/', contentType: undefined, contentEncoding: undefined, session: undefined };
   for (const h of map?.headers ?? []) {
     const value = h.rawValue.length > 0 ? h.rawValue.toString('utf8') : h.value;
-    if (h.key === sessionHeader) out.session = value;
+    if (h.key === names.session) out.session = value;
+    if (h.key === names.priority) out.priority = value;
+    if (h.key === names.tenant) out.tenant = value;
     switch (h.key) {
       case ':method':
         out.method = value;
@@ -44,7 +56,7 @@ export function readHeaders(map: HeaderMap | undefined, sessionHeader?: string):
 }
 
 /** From the request_attributes of the first message, when Envoy skips the headers message (the repo's bootstrap). */
-export function headersFromAttributes(attributes: ProcessingRequest['attributes'], sessionHeader?: string): RequestHeaders {
+export function headersFromAttributes(attributes: ProcessingRequest['attributes'], names: HeaderNames = {}): RequestHeaders {
   // Keyed by the ext_proc filter's name in Envoy's chain; whatever it is called, read them all.
   const values: Record<string, unknown> = Object.assign({}, ...Object.values(attributes));
   const text = (key: string) => (typeof values[key] === 'string' ? (values[key] as string) : undefined);
@@ -53,6 +65,10 @@ export function headersFromAttributes(attributes: ProcessingRequest['attributes'
     path: text(REQUEST_ATTRIBUTES.path) ?? '/',
     contentType: text(REQUEST_ATTRIBUTES.contentType),
     contentEncoding: text(REQUEST_ATTRIBUTES.contentEncoding),
-    session: sessionHeader ? text(headerAttribute(sessionHeader)) : undefined,
+    session: names.session ? text(headerAttribute(names.session)) : undefined,
+    ...optional('priority', names.priority ? text(headerAttribute(names.priority)) : undefined),
+    ...optional('tenant', names.tenant ? text(headerAttribute(names.tenant)) : undefined),
   };
 }
+
+const optional = <K extends string>(key: K, value: string | undefined) => (value === undefined ? {} : ({ [key]: value } as Record<K, string>));

@@ -18,6 +18,8 @@ export interface BackendSpec {
   /** Whether the router config lists the models (true) or discovers them from /v1/models. */
   declareModels?: boolean;
   engine?: Partial<EngineOptions>;
+  /** The router's `capacity` for it (default 16). */
+  capacity?: number;
   /** LoRA adapters the server serves beside its models (vLLM --lora-modules). */
   loraModules?: Array<{ name: string; path: string }>;
   /** Publish KV events (vLLM's format, on ipc:// sockets) and tell the router where. */
@@ -71,7 +73,7 @@ export function backendEntries(sims: Array<{ url: string }>, specs: BackendSpec[
     name: `sim-${i}`,
     url: sim.url,
     ...(specs[i]!.declareModels === false ? {} : { models: specs[i]!.models }),
-    capacity: 16,
+    capacity: specs[i]!.capacity ?? 16,
   }));
 }
 

@@ -5,7 +5,7 @@ import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { parse, parseAllDocuments } from 'yaml';
 import { parseConfigText } from '../../src/config/load.js';
-import { FILTERS, LARGE_BODY_MESSAGE_TIMEOUT_MS, REQUEST_ATTRIBUTES } from '../../src/contract/envoy.js';
+import { FILTERS, HELD_MESSAGE_TIMEOUT_MS, LARGE_BODY_MESSAGE_TIMEOUT_MS, REQUEST_ATTRIBUTES } from '../../src/contract/envoy.js';
 import { apiError } from '../../src/contract/errors.js';
 import { envoyBinary, REPO } from '../../src/launcher/envoy.js';
 
@@ -132,10 +132,11 @@ describe('Envoy configuration', () => {
     const large = byName(FILTERS.extProcLargeBody);
     expect(large.disabled).toBe(true);
     expect(usual.typed_config.message_timeout).toBe('1s');
-    // Both allow the router's request for more time on a large body.
-    expect(usual.typed_config.max_message_timeout).toBe(`${LARGE_BODY_MESSAGE_TIMEOUT_MS / 1000}s`);
+    // Both allow the router's request for more time: a large body, or a request held by flow control.
+    expect(LARGE_BODY_MESSAGE_TIMEOUT_MS).toBeLessThan(HELD_MESSAGE_TIMEOUT_MS);
+    expect(usual.typed_config.max_message_timeout).toBe(`${HELD_MESSAGE_TIMEOUT_MS / 1000}s`);
     expect(large.typed_config.message_timeout).toBe(`${LARGE_BODY_MESSAGE_TIMEOUT_MS / 1000}s`);
-    expect(large.typed_config.max_message_timeout).toBe(`${LARGE_BODY_MESSAGE_TIMEOUT_MS / 1000}s`);
+    expect(large.typed_config.max_message_timeout).toBe(`${HELD_MESSAGE_TIMEOUT_MS / 1000}s`);
     // Its headers go to the router, which admits the body within its budget.
     expect(large.typed_config.processing_mode.request_header_mode).toBe('SEND');
     const rest = (c: any) => ({ ...c, message_timeout: undefined, max_message_timeout: undefined, processing_mode: { ...c.processing_mode, request_header_mode: undefined } });

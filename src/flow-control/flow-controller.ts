@@ -1,0 +1,92 @@
+import type { FlowControlConfig } from '../config/flow-control-schema.js';
+import type { BackendView } from '../fleet/backend.js';
+import { createHeldRequests, type HeldRequest, type HeldRequestsStats, type HoldEnd } from './held-requests.js';
+import { hasRoom } from './saturation.js';
+
+export interface FlowRequest {
+  model: string;
+  priority: number;
+  tenant: string;
+}
+
+/** What flow control did with requests, for the metrics. */
+export interface FlowObserver {
+  held?(request: FlowRequest): void;
+  ended?(request: FlowRequest, end: HoldEnd): void;
+}
+
+export interface FlowController {
+  /** Whether a request must wait: flow control is on and every server of its model is saturated, or others of it wait already. */
+  mustWait(model: string, candidates: readonly BackendView[]): boolean;
+  /**
+   * Holds it until a server of its model has room (`done` runs synchronously then, so what it
+   * routes counts before the next is let go) or it is shed. Returns a cancel for a client that left.
+   */
+  hold(request: FlowRequest, done: (end: HoldEnd) => void): () => void;
+  /** A request ended somewhere: room may have freed. */
+  wake(): void;
+  stats(): HeldRequestsStats & { enabled: boolean };
+  stop(): void;
+}
+
+/** How often held requests are looked at while any are held (room also frees when our own requests end). */
+const TICK_MS = 20;
+
+export function createFlowController(deps: {
+  config: () => FlowControlConfig;
+  /** Every backend serving a model. */
+  candidates: (model: string) => readonly BackendView[];
+  observer?: FlowObserver;
+  now?: () => number;
+}): FlowController {
+  const now = deps.now ?? Date.now;
+  const held = createHeldRequests(() => deps.config().maxQueued);
+  let timer: NodeJS.Timeout | undefined;
+
+  const tick = () => {
+    const t = now();
+    held.expire(t);
+    held.releaseWhile((model) => hasRoom(deps.candidates(model)), t);
+    if (held.size === 0 && timer) {
+      clearInterval(timer);
+      timer = undefined;
+    }
+  };
+
+  return {
+    mustWait(model, candidates) {
+      if (!deps.config().enabled) return false;
+      return held.heldFor(model) > 0 || !hasRoom(candidates);
+    },
+    hold(request, done) {
+      const t = now();
+      let over = false;
+      const entry: HeldRequest = {
+        ...request,
+        deadlineMs: t + deps.config().maxWaitMs,
+        resume(end) {
+          over = true;
+          deps.observer?.ended?.(request, end);
+          done(end);
+        },
+      };
+      if (!held.hold(entry, t)) {
+        entry.resume({ kind: 'shed', reason: 'queue-full', waitedMs: 0 });
+        return () => {};
+      }
+      deps.observer?.held?.(request);
+      timer ??= setInterval(tick, TICK_MS).unref();
+      return () => {
+        if (!over && held.cancel(entry)) deps.observer?.ended?.(request, { kind: 'shed', reason: 'client-gone', waitedMs: now() - t });
+      };
+    },
+    wake() {
+      if (held.size > 0) tick();
+    },
+    stats: () => ({ enabled: deps.config().enabled, ...held.stats() }),
+    stop() {
+      if (timer) clearInterval(timer);
+      timer = undefined;
+    },
+  };
+}
