@@ -5,6 +5,8 @@ import type { BenchRequest, Workload } from './workloads.js';
 export interface RequestResult {
   ok: boolean;
   status: number;
+  /** The retry-after header of a refused request, if it had one. */
+  retryAfter?: string;
   /** ms from sending to the first generated text. */
   ttftMs: number;
   /** ms from sending to the end of the stream. */
@@ -17,7 +19,7 @@ export interface RequestResult {
 const agent = new Agent({ keepAlive: true, maxSockets: 1024 });
 
 /** Sends one streaming chat completion and times it from the client's side. */
-export function streamChat(baseUrl: string, req: BenchRequest, timeoutMs = 60_000): Promise<RequestResult> {
+export function streamChat(baseUrl: string, req: BenchRequest, timeoutMs = 60_000, headers: Record<string, string> = {}): Promise<RequestResult> {
   const body = JSON.stringify({
     model: req.model,
     messages: req.messages,
@@ -36,14 +38,18 @@ export function streamChat(baseUrl: string, req: BenchRequest, timeoutMs = 60_00
       resolve({ ok, status, ttftMs: ttft, e2eMs: performance.now() - start, completionTokens: tokens, text, ...(error ? { error } : {}) });
     const r = request(
       `${baseUrl}/v1/chat/completions`,
-      { method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }, timeout: timeoutMs },
+      { method: 'POST', agent, headers: { ...headers, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }, timeout: timeoutMs },
       (res) => {
         status = res.statusCode ?? 0;
         res.setEncoding('utf8');
         if (status !== 200) {
           let err = '';
+          const retryAfter = res.headers['retry-after'];
           res.on('data', (c: string) => (err += c));
-          res.on('end', () => finish(false, `${status}: ${err.slice(0, 200)}`));
+          res.on('end', () => {
+            if (typeof retryAfter === 'string') resolve({ ok: false, status, retryAfter, ttftMs: -1, e2eMs: performance.now() - start, completionTokens: 0, text: '', error: `${status}: ${err.slice(0, 200)}` });
+            else finish(false, `${status}: ${err.slice(0, 200)}`);
+          });
           return;
         }
         res.on(

@@ -18,6 +18,8 @@ export interface Strategy {
   replicas?: number;
   /** The router follows the servers' KV events and tokenizes prompts with the servers' tokenizer. */
   precise?: boolean;
+  /** The router's `flowControl` config. */
+  flowControl?: Record<string, unknown>;
 }
 
 export const STRATEGIES: Strategy[] = [
@@ -226,6 +228,7 @@ export async function startRoutingLayer(
       ...(options.scraping ? { scraping: options.scraping } : {}),
       upstream: { fallbackPolicy: strategy.envoyOnly ?? 'least_request' },
       ...(strategy.scheduler ? { scheduler: strategy.scheduler } : {}),
+      ...(strategy.flowControl ? { flowControl: strategy.flowControl } : {}),
     };
     // Replicas share everything but their ports; the first one's config file is the one to edit for a reload.
     const replicas: Array<{ grpcPort: number; admin: string; configPath: string; pid: number }> = [];

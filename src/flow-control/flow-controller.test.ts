@@ -5,7 +5,7 @@ import { createFlowController } from './flow-controller.js';
 import type { HoldEnd } from './held-requests.js';
 
 describe('flow controller', () => {
-  // One server with two slots; `busy` says how many of our requests it runs and queues.
+  // One server with two slots; setLoad says how many of our requests it runs and queues.
   const server = backendView('a', { capacity: 2, metrics: vllmLoad(0, 0) });
   const setLoad = (inflight: number) => {
     server.inflight = inflight;
@@ -19,9 +19,9 @@ describe('flow controller', () => {
 
   it('holds only while every server of the model is saturated, and then everything behind the first held', () => {
     const { flow } = make();
-    setLoad(2);
+    setLoad(1);
     expect(flow.mustWait('m', [server])).toBe(false);
-    setLoad(3);
+    setLoad(2);
     expect(flow.mustWait('m', [server])).toBe(true);
     const ends: HoldEnd['kind'][] = [];
     flow.hold({ model: 'm', priority: 0, tenant: 'x' }, (end) => ends.push(end.kind));
@@ -50,9 +50,9 @@ describe('flow controller', () => {
     }
     setLoad(0);
     flow.wake();
-    // Two slots and one waiting: three go, two stay held.
-    expect(released).toBe(3);
-    expect(flow.stats()).toMatchObject({ enabled: true, queued: 2 });
+    // Two slots: two go, three stay held.
+    expect(released).toBe(2);
+    expect(flow.stats()).toMatchObject({ enabled: true, queued: 3 });
     flow.stop();
   });
 

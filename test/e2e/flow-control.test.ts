@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startStack, type Stack } from '../helpers/stack.js';
 
 // One simulated vLLM server with two slots behind a real Envoy and the router with flow control
-// on: past two running and one waiting there, the router holds requests itself.
+// on: past two running there, the router holds requests itself.
 describe('flow control under saturation', () => {
   let stack: Stack;
 
@@ -37,7 +37,7 @@ describe('flow control under saturation', () => {
     const light = [send('light-0', { 'x-tenant-id': 'light' }), send('light-1', { 'x-tenant-id': 'light' })];
     const results = await Promise.all([...heavy, ...light]);
     expect(results.every((r) => r.status === 200)).toBe(true);
-    // A few were at the server before the light tenant came (two running, one or two waiting);
+    // A few were at the server before the light tenant came (two running, perhaps one more);
     // then the tenants take turns, so the light one is done before the heavy one's last two.
     // First come, first served, it would finish last.
     expect(order.indexOf('light-1')).toBeLessThan(order.indexOf('heavy-7'));
@@ -69,9 +69,9 @@ describe('flow control under saturation', () => {
     expect(stats.flowControl.bands[0]!.tenants.map((t) => t.tenant).sort()).toEqual(['t0', 't1', 't2']);
     const results = await Promise.all(all);
     const shed = results.filter((r) => r.status === 429);
-    // Three or so at the server, twelve held, the rest shed at once.
-    expect(shed.length).toBeGreaterThanOrEqual(3);
-    expect(shed.length).toBeLessThanOrEqual(5);
+    // Two or so at the server, twelve held, the rest shed at once.
+    expect(shed.length).toBeGreaterThanOrEqual(4);
+    expect(shed.length).toBeLessThanOrEqual(6);
     for (const r of shed) {
       expect(r.retryAfter).toBe('1');
       expect(r.body.error).toMatchObject({ type: 'rate_limit_error', code: 'request_shed' });
