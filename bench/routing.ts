@@ -10,6 +10,7 @@
  *                         [--tokenizer DIR]   (the simulated servers tokenize with this model directory; default: the
  *                                              simulator's stand-in, or test/fixtures/tiny-tokenizer when a precise
  *                                              strategy runs, for every strategy of the run alike)
+ *   --strategies ...,ours-flow   (the router with flow control on; not in the default set)
  *   On real vLLM a precise strategy makes every server publish its KV events (whatever the strategy) and gives
  *   the router the model's own tokenizer.
  *   npm run bench:routing -- --backend vllm [--vllm-servers 2]   (real vLLM, CPU build: npm run setup:vllm)
@@ -331,7 +332,7 @@ async function main(): Promise<void> {
   const timeScale = Number(values['time-scale']);
   const out = values.out ?? `bench/results/routing${onVllm ? '-vllm' : ''}${quick ? '-quick' : ''}.json`;
   const size = onVllm ? 'vllm' : quick ? 'quick' : 'full';
-  let strategies = values.strategies ? STRATEGIES.filter((s) => values.strategies!.split(',').includes(s.name)) : STRATEGIES.filter((s) => !s.precise);
+  let strategies = values.strategies ? STRATEGIES.filter((s) => values.strategies!.split(',').includes(s.name)) : STRATEGIES.filter((s) => !s.precise && !s.optional);
   const precise = strategies.some((s) => s.precise);
   if (onVllm && values.tokenizer) throw new Error('--tokenizer is for simulated servers; real vLLM uses its model');
   // One tokenizer for every strategy of a run: the servers' work must not differ between them.

@@ -20,6 +20,8 @@ export interface Strategy {
   precise?: boolean;
   /** The router's `flowControl` config. */
   flowControl?: Record<string, unknown>;
+  /** Run only when named (--strategies), like the precise ones. */
+  optional?: boolean;
 }
 
 export const STRATEGIES: Strategy[] = [
@@ -33,6 +35,7 @@ export const STRATEGIES: Strategy[] = [
   },
   { name: 'ours', label: 'ours (first-token cost)', scheduler: {} },
   { name: 'ours-precise', label: 'ours, precise (KV events + tokenizer)', scheduler: {}, precise: true },
+  { name: 'ours-flow', label: 'ours, flow control on', scheduler: {}, flowControl: { enabled: true }, optional: true },
 ];
 
 /** Engine of every simulated server in the benchmark: small enough that caching matters. */

@@ -29,6 +29,7 @@ export const DASHBOARD_HTML = `<!doctype html>
   <div>decisions / s<b id="rate">-</b></div>
   <div>prefix-cache hit share<b id="hits">-</b></div>
   <div>running / waiting<b id="queue">-</b></div>
+  <div>held by flow control<b id="held">-</b></div>
 </div>
 <table>
   <thead><tr><th>backend</th><th>models</th><th>health</th><th>running</th><th>waiting</th><th>KV use</th><th>in flight</th><th>load</th><th>hit share</th><th>routed/s</th><th>TTFT predicted / measured</th><th>cache known from</th><th>scrape age</th><th>load, last 5 min</th></tr></thead>
@@ -61,7 +62,8 @@ async function tick() {
       h.push(b.load); if (h.length > HISTORY) h.shift(); history.set(b.id, h);
       rate += b.routedPerSecond; running += b.running || 0; waiting += b.waiting || 0;
       if (b.prefixHitShare !== null) { hits += b.prefixHitShare; weight += 1; }
-      return '<tr data-backend="' + b.id + '"><td>' + b.id + '</td><td class="models">' + b.models.join(', ') + '</td><td class="' + b.health + '">' + b.health +
+      const adapters = b.lora ? ' (adapters at work: ' + (b.lora.running.concat(b.lora.waiting).join(', ') || 'none') + ' of ' + b.lora.maxLoras + ')' : '';
+      return '<tr data-backend="' + b.id + '"><td>' + b.id + '</td><td class="models">' + b.models.join(', ') + adapters + '</td><td class="' + b.health + '">' + b.health +
         '</td><td>' + num(b.running) + '</td><td>' + num(b.waiting) + '</td><td>' + pct(b.kvCacheUsage) + '</td><td>' + b.inflight +
         '</td><td>' + b.load.toFixed(3) + '</td><td>' + pct(b.prefixHitShare) + '</td><td class="routed">' + b.routedPerSecond.toFixed(1) +
         '</td><td class="ttft">' + ttft(b.ttft) + '</td><td class="cache" title="' + b.cache.why + '">' + b.cache.source + '</td><td>' + (b.lastScrapeAgeMs === null ? '-' : b.lastScrapeAgeMs + ' ms') + '</td><td>' + spark(h) + '</td></tr>';
@@ -78,6 +80,9 @@ async function tick() {
     document.getElementById('rate').textContent = rate.toFixed(1);
     document.getElementById('hits').textContent = weight ? pct(hits / weight) : '-';
     document.getElementById('queue').textContent = running + ' / ' + waiting;
+    const flow = stats.flowControl, held = document.getElementById('held');
+    held.textContent = !flow || !flow.enabled ? 'off' : String(flow.queued);
+    held.title = flow && flow.enabled ? flow.bands.map((band) => 'priority ' + band.priority + ': ' + band.tenants.map((t) => (t.tenant || '(no tenant)') + ' ' + t.queued).join(', ')).join('; ') : '';
     document.getElementById('updated').textContent = 'updated ' + stats.time;
   } catch (err) {
     document.getElementById('updated').textContent = 'cannot reach the router: ' + err;

@@ -97,6 +97,7 @@ export function loadStatistics(
       running: b.metrics?.running ?? null,
       waiting: b.metrics?.waiting ?? null,
       kvCacheUsage: b.metrics?.kvCacheUsage ?? null,
+      lora: b.metrics?.lora ?? null,
       inflight: b.inflight,
       load: Number(estimateLoad(b, weights).toFixed(4)),
       prefixHitShare: b.recent.prefixHitShare === undefined ? null : Number(b.recent.prefixHitShare.toFixed(4)),

@@ -47,6 +47,7 @@ describe('dashboard in a real browser', () => {
     await page.waitForSelector('tr[data-backend="sim-2"]');
     expect(await page.locator('tbody tr').count()).toBe(3);
     expect(await page.textContent('#routable')).toBe('3 / 3');
+    expect(await page.textContent('#held')).toBe('off');
     // No KV events configured: each server's cache is known only by what was sent there, and it says why.
     expect(await page.textContent('tr[data-backend="sim-0"] td.cache')).toBe('guess');
     expect(await page.getAttribute('tr[data-backend="sim-0"] td.cache', 'title')).toMatch(/no KV events configured/);
