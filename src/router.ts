@@ -61,6 +61,7 @@ export async function startRouter(initial: RouterConfig, logger: Logger): Promis
   const flow = createFlowController({
     config: () => config.flowControl,
     candidates: (model) => fleet.servingModel(model),
+    onError: (err) => logger.error('a request let go by flow control failed', { error: err }),
     observer: {
       ended(request, end) {
         metrics.flowWaitSeconds.observe({ outcome: end.kind === 'release' ? 'released' : 'shed' }, end.waitedMs / 1000);

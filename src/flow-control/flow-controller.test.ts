@@ -69,4 +69,13 @@ describe('flow controller', () => {
     expect(flow.stats().queued).toBe(0);
     flow.stop();
   });
+
+  it('holds nothing for a model without a server in rotation: the scheduler answers 503 at once', () => {
+    const { flow } = make();
+    const down = backendView('b', { capacity: 2, health: 'unhealthy' });
+    expect(flow.mustWait('m', [down])).toBe(false);
+    setLoad(2);
+    expect(flow.mustWait('m', [down, server])).toBe(true);
+    flow.stop();
+  });
 });

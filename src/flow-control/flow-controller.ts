@@ -1,7 +1,7 @@
 import type { FlowControlConfig } from '../config/flow-control-schema.js';
 import type { BackendView } from '../fleet/backend.js';
 import { createHeldRequests, type HeldRequest, type HeldRequestsStats, type HoldEnd } from './held-requests.js';
-import { hasRoom } from './saturation.js';
+import { canTakeOne } from './saturation.js';
 
 export interface FlowRequest {
   model: string;
@@ -37,6 +37,8 @@ export function createFlowController(deps: {
   /** Every backend serving a model. */
   candidates: (model: string) => readonly BackendView[];
   observer?: FlowObserver;
+  /** A request's continuation threw (it is answered by whoever catches it next: the stream's end). */
+  onError?: (err: Error) => void;
   now?: () => number;
 }): FlowController {
   const now = deps.now ?? Date.now;
@@ -46,7 +48,7 @@ export function createFlowController(deps: {
   const tick = () => {
     const t = now();
     held.expire(t);
-    held.releaseWhile((model) => hasRoom(deps.candidates(model)), t);
+    held.releaseWhile((model) => canTakeOne(deps.candidates(model)), t);
     if (held.size === 0 && timer) {
       clearInterval(timer);
       timer = undefined;
@@ -56,7 +58,7 @@ export function createFlowController(deps: {
   return {
     mustWait(model, candidates) {
       if (!deps.config().enabled) return false;
-      return held.heldFor(model) > 0 || !hasRoom(candidates);
+      return held.heldFor(model) > 0 || !canTakeOne(candidates);
     },
     hold(request, done) {
       const t = now();
@@ -67,7 +69,12 @@ export function createFlowController(deps: {
         resume(end) {
           over = true;
           deps.observer?.ended?.(request, end);
-          done(end);
+          // Run from the timer too: a failure here must not take the process down.
+          try {
+            done(end);
+          } catch (err) {
+            deps.onError?.(err as Error);
+          }
         },
       };
       if (!held.hold(entry, t)) {

@@ -11,7 +11,17 @@ export function isSaturated(backend: BackendView): boolean {
   return estimateQueue(backend).full;
 }
 
-/** Whether a server of the model can take a request now without queueing it. */
-export function hasRoom(candidates: readonly BackendView[]): boolean {
-  return candidates.some((b) => isRoutable(b) && !isSaturated(b));
+/**
+ * Whether a request of the model may go now: a server of it can take one without queueing
+ * it, or none is in rotation at all (then the scheduler answers 503 at once, not after the
+ * wait limit).
+ */
+export function canTakeOne(candidates: readonly BackendView[]): boolean {
+  let routable = false;
+  for (const b of candidates) {
+    if (!isRoutable(b)) continue;
+    if (!isSaturated(b)) return true;
+    routable = true;
+  }
+  return !routable;
 }
