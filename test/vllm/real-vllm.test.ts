@@ -111,10 +111,15 @@ describe.skipIf(!vllmInstalled())('real vLLM behind Envoy and the router', () =>
     for (const backend of stack.router.fleet.backends()) {
       expect(backend.metrics).toMatchObject({ blockSize: 32, numGpuBlocks: KV_BLOCKS, modelNames: [MODEL] });
       expect(backend.models).toEqual([MODEL, ADAPTER]);
-      // Which adapters are at work, from vllm:lora_requests_info (one slot: vLLM's default --max-loras).
-      expect(backend.metrics?.lora).toMatchObject({ maxLoras: 1, running: expect.any(Array), waiting: expect.any(Array) });
     }
-    expect(text).toMatch(/vllm:lora_requests_info\{[^}]*max_lora="1"[^}]*running_lora_adapters="[^"]*"[^}]*\} \d/);
+    // vllm:lora_requests_info appears once the engine has logged a step: after a request each.
+    await Promise.all(servers.map(async (s) => (await post(s.url, '/v1/completions', { model: ADAPTER, prompt: 'x', max_tokens: 1 })).arrayBuffer()));
+    const loraOf = () => stack.router.fleet.backends().map((b) => b.metrics?.lora);
+    await waitFor(() => loraOf().every((l) => l !== undefined), 10_000, 'lora_requests_info scraped from both servers');
+    // Which adapters are at work (one slot: vLLM's default --max-loras).
+    for (const lora of loraOf()) expect(lora).toMatchObject({ maxLoras: 1, running: expect.any(Array), waiting: expect.any(Array) });
+    const after = await (await fetch(`${servers[0]!.url}/metrics`)).text();
+    expect(after).toMatch(/vllm:lora_requests_info\{[^}]*max_lora="1"[^}]*running_lora_adapters="[^"]*"[^}]*\} \d/);
   });
 
   it('passes vLLM errors through unchanged (prompt too long), and answers an unknown model as vLLM does', async () => {
@@ -184,6 +189,16 @@ describe.skipIf(!vllmInstalled())('real vLLM behind Envoy and the router', () =>
       expect(r.ttftPredictedS, backend.id).toBeGreaterThan(0);
     }
   });
+  /**
+   * The request just sent straight to `server` is over in the router's view too: a scrape taken
+   * while it ran shows the holder busy, and an idle peer can then be the better pick.
+   */
+  const idleInRoutersView = (server: VllmServer) =>
+    waitFor(() => {
+      const m = stack.router.fleet.backends().find((b) => b.url === server.url)!.metrics;
+      return m !== undefined && m.running === 0 && m.waiting === 0;
+    }, 10_000, "the holder idle in the router's view");
+
   it("follows vLLM's own KV events, stores and evictions, and routes a token-id prompt to the server that holds it", async () => {
     type Stats = { backends: Array<{ url: string; cache: { source: string; events: { blocks?: number; batches: number } | null } }> };
     const stats = async () => ((await (await fetch(`http://127.0.0.1:${stack.router.adminPort}/stats`)).json()) as Stats).backends;
@@ -206,6 +221,7 @@ describe.skipIf(!vllmInstalled())('real vLLM behind Envoy and the router', () =>
       const batches = await batchesOf(holder);
       await complete(holder.url, tokens(p));
       await waitFor(async () => (await batchesOf(holder)) > batches, 10_000, 'the stored blocks reported');
+      await idleInRoutersView(holder);
       const before = routed();
       await complete(stack.envoy.url, [...tokens(p), 5, 6, 7]);
       expect(routed().map((n, i) => n - before[i]!)).toEqual(servers.map((s) => (s === holder ? 1 : 0)));
@@ -253,6 +269,7 @@ describe.skipIf(!vllmInstalled())('real vLLM behind Envoy and the router', () =>
       const batches = batchesOf(holder);
       await chat(holder.url, model, conversation(p, 'Summarise the first section.'));
       await waitFor(() => batchesOf(holder) > batches, 10_000, 'the stored blocks reported');
+      await idleInRoutersView(holder);
       const before = routed();
       await chat(stack.envoy.url, model, conversation(p, 'And the second one?'));
       expect({ model, conversation: p, routed: routed().map((n, i) => n - before[i]!) }).toEqual({ model, conversation: p, routed: servers.map((s) => (s === holder ? 1 : 0)) });
