@@ -36,6 +36,19 @@ describe('fleet scraping and health', () => {
     expect(isRoutable(b)).toBe(true);
   });
 
+  it('reads the cards of models the config names (an adapter is known by its parent), their absence no failure', async () => {
+    sim = await startSimulator({ models: ['m'], loraModules: [{ name: 'sql', path: '/adapters/sql' }] });
+    const b = start(sim.url, ['m', 'sql']);
+    await waitFor(() => b.cards.length > 0, 3000, 'cards read');
+    expect(b.models).toEqual(['m', 'sql']);
+    expect(b.cards.find((c) => c.id === 'sql')).toMatchObject({ parent: 'm', root: '/adapters/sql' });
+    // A server that lists nothing: the configured models stand, and it stays healthy.
+    sim.setFault({ kind: 'no-models' });
+    await new Promise((r) => setTimeout(r, 300));
+    expect(b.health).toBe('healthy');
+    expect(b.models).toEqual(['m', 'sql']);
+  });
+
   it("does not announce a change when only vLLM's per-call permission id differs", async () => {
     sim = await startSimulator({ models: ['m'] });
     fleet = createFleet({

@@ -110,7 +110,6 @@ export function createRegistry(logger: Logger): Registry {
           existing.capacity = capacityOf(existing);
           // Models named in the config win; dropped from it, they are read from the server again.
           existing.models = bc.models ? [...bc.models] : existing.modelsFromConfig ? [] : existing.models;
-          if (bc.models) existing.cards = [];
           existing.modelsFromConfig = bc.models !== undefined;
           continue;
         }

@@ -86,13 +86,18 @@ export function createScraper(options: ScraperOptions): Scraper {
     // vLLM makes a fresh permission id and time on every call: compare without them, so a
     // refresh that changes nothing else does not republish Envoy's routes.
     const stable = (list: readonly ModelCard[]) => JSON.stringify(list.map(({ permission: _, ...rest }) => rest));
-    if (stable(cards) !== stable(backend.cards)) {
-      const ids = cards.map((c) => c.id);
-      if (ids.join('\n') !== backend.models.join('\n')) logger.info('backend models', { backend: backend.id, models: ids });
-      backend.models = ids;
+    if (stable(cards) === stable(backend.cards)) return;
+    if (backend.modelsFromConfig) {
+      // The config says what it serves; its cards say the rest (max_model_len, an adapter's parent).
       backend.cards = cards;
       registry.changed();
+      return;
     }
+    const ids = cards.map((c) => c.id);
+    if (ids.join('\n') !== backend.models.join('\n')) logger.info('backend models', { backend: backend.id, models: ids });
+    backend.models = ids;
+    backend.cards = cards;
+    registry.changed();
   }
 
   /** GET /metrics. A failure here only makes the figures stale; it says nothing of health. */
@@ -126,9 +131,12 @@ export function createScraper(options: ScraperOptions): Scraper {
     }
   }
 
-  /** Models are re-read every modelsRefreshMs, and at once while none are known. */
+  /**
+   * Models are re-read every modelsRefreshMs, and at once while none are known. A backend whose
+   * models the config names has its cards read as often, for what they add.
+   */
   const modelsDue = (backend: Backend, now: number) =>
-    !backend.modelsFromConfig && (backend.models.length === 0 || now - (modelsCheckedAt.get(backend) ?? 0) >= settings().modelsRefreshMs);
+    (!backend.modelsFromConfig && backend.models.length === 0) || now - (modelsCheckedAt.get(backend) ?? 0) >= settings().modelsRefreshMs;
 
   async function scrape(backend: Backend): Promise<void> {
     const { unhealthyAfterFailures, timeoutMs } = settings();
@@ -140,7 +148,10 @@ export function createScraper(options: ScraperOptions): Scraper {
       if (backend.endpoint === '') await resolveEndpoint(backend);
       if (modelsDue(backend, startedAt)) {
         modelsCheckedAt.set(backend, startedAt);
-        await refreshModels(backend);
+        // Cards of a backend whose models are configured are a bonus: their absence is no failure.
+        await refreshModels(backend).catch((err: unknown) => {
+          if (!backend.modelsFromConfig) throw err;
+        });
       }
       // A probe still unanswered past its patience marks the backend suspect at once,
       // seconds before enough failures take it out of rotation.

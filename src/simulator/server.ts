@@ -71,7 +71,9 @@ export type Fault =
   /** /health answers after a delay, as a busy server's API process does. */
   | { kind: 'slow-health'; delayMs: number }
   /** /metrics answers 200 with text that is not a metrics page. */
-  | { kind: 'garbage-metrics' };
+  | { kind: 'garbage-metrics' }
+  /** /v1/models answers 404, as a vLLM-compatible server without it would. */
+  | { kind: 'no-models' };
 
 export interface SimulatorHandle {
   url: string;
@@ -201,6 +203,11 @@ export async function startSimulator(options: SimulatorOptions): Promise<Simulat
         return false;
       case 'hang':
         req.resume();
+        return true;
+      case 'no-models':
+        if (path !== '/v1/models') return false;
+        req.resume();
+        sendJson(res, 404, NOT_FOUND_DETAIL);
         return true;
       case 'error':
         if (!inference && path !== '/health') return false;
