@@ -6,6 +6,10 @@ const headerName = z
   .regex(/^[a-z0-9-]+$/, 'must be a lower-case HTTP header name')
   .refine((name) => !name.startsWith('x-envoy-') && !name.startsWith('x-vllm-router-'), 'must not be a header Envoy or the router sets');
 
+/** Priorities a config or a request may give; a request's header is clamped to them. */
+export const PRIORITY_MIN = -1000;
+export const PRIORITY_MAX = 1000;
+
 const DEFAULTS = { enabled: false, priorityHeader: 'x-request-priority', defaultPriority: 0, tenantHeader: 'x-tenant-id', maxQueued: 1024, maxWaitMs: 30_000 };
 
 /**
@@ -17,9 +21,12 @@ const DEFAULTS = { enabled: false, priorityHeader: 'x-request-priority', default
 export const flowControlSchema = z
   .object({
     enabled: z.boolean().default(DEFAULTS.enabled),
-    /** An integer; higher goes first. Requests without it get defaultPriority. */
+    /**
+     * An integer; higher goes first. Requests without it get defaultPriority. Clients can set
+     * it: let a gateway that knows who they are set or strip it.
+     */
     priorityHeader: headerName.default(DEFAULTS.priorityHeader),
-    defaultPriority: z.number().int().min(-1000).max(1000).default(DEFAULTS.defaultPriority),
+    defaultPriority: z.number().int().min(PRIORITY_MIN).max(PRIORITY_MAX).default(DEFAULTS.defaultPriority),
     /** Who a request is from, for fairness within a band; without it, the body's `user` field, else one shared tenant. */
     tenantHeader: headerName.default(DEFAULTS.tenantHeader),
     /** Most requests held at once; past it the lowest band is shed first. */

@@ -4,6 +4,7 @@ import type { RouterConfig } from '../config/schema.js';
 import { apiError, type HttpError } from '../contract/errors.js';
 import type { Backend, FleetView } from '../fleet/backend.js';
 import type { Scheduler } from '../scheduling/scheduler.js';
+import { PRIORITY_MAX, PRIORITY_MIN } from '../config/flow-control-schema.js';
 import type { FlowController } from '../flow-control/flow-controller.js';
 import type { Rejection } from '../scheduling/types.js';
 import { promptTokens } from '../tokenize/prompt-tokens.js';
@@ -120,14 +121,15 @@ export function createDecider(deps: DecisionDeps) {
       if (tokens.ok) request.prompt = { kind: 'tokenizing', reader: tokens.reader, bytes: text };
       metrics.promptTokenizations.inc({ model: request.model, outcome: tokens.ok ? 'tokenized' : tokens.why.split(':')[0]! });
     }
-    const routeNow = (): Decided => {
+    /** `since`: when deciding began (a held request's decision is timed from its release). */
+    const routeNow = (since = started): Decided => {
       const decision = deps.scheduler().schedule(request, candidates);
       if (decision.kind === 'reject') return refuse(rejectionError(decision));
       const primary = decision.primary as Backend;
       fleet.dispatch(primary, decision.why.predictedTtftS);
       metrics.decisions.inc({ model: request.model, backend: primary.id });
       deps.decisionLog?.add({ at: Date.now(), model: request.model, backend: primary.id, fallbacks: decision.fallbacks.map((b) => b.id), ...decision.why });
-      metrics.decisionSeconds.observe(Number(process.hrtime.bigint() - started) / 1e9);
+      metrics.decisionSeconds.observe(Number(process.hrtime.bigint() - since) / 1e9);
       return {
         kind: 'route',
         model: request.model,
@@ -139,14 +141,16 @@ export function createDecider(deps: DecisionDeps) {
     const flow = deps.flow;
     if (!flow?.mustWait(request.model, candidates)) return routeNow();
     const settings = deps.config().flowControl;
-    const priority = Number.parseInt(headers.priority ?? '', 10);
-    const held = { model: request.model, priority: Number.isSafeInteger(priority) ? priority : settings.defaultPriority, tenant: headers.tenant ?? request.user ?? '' };
+    // Within the range the config may set: a header is no way past every band an operator uses.
+    const sent = Number.parseInt(headers.priority ?? '', 10);
+    const priority = Number.isSafeInteger(sent) ? Math.max(PRIORITY_MIN, Math.min(PRIORITY_MAX, sent)) : settings.defaultPriority;
+    const held = { model: request.model, priority, tenant: headers.tenant ?? request.user ?? '' };
     return {
       kind: 'held',
       maxWaitMs: settings.maxWaitMs,
       wait: (done) =>
         flow.hold(held, (end) => {
-          if (end.kind === 'release') done(routeNow());
+          if (end.kind === 'release') done(routeNow(process.hrtime.bigint()));
           else if (end.reason !== 'client-gone') done(refuse(apiError('request_shed', request.model, end.reason), { 'retry-after': '1' }));
         }),
     };
