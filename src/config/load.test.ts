@@ -61,6 +61,14 @@ describe('config', () => {
     );
   });
 
+  it('validates flow control: header names, their clash, the wait Envoy allows', () => {
+    expect(parseConfigText('').flowControl).toEqual({ enabled: false, priorityHeader: 'x-request-priority', defaultPriority: 0, tenantHeader: 'x-tenant-id', maxQueued: 1024, maxWaitMs: 30_000 });
+    expect(problemsOf('flowControl: { enabled: true, tenantHeader: X-Tenant }\n')[0]).toMatch(/^flowControl\.tenantHeader: must be a lower-case HTTP header name/);
+    expect(problemsOf('flowControl: { priorityHeader: x-envoy-priority }\n')[0]).toMatch(/^flowControl\.priorityHeader: must not be a header Envoy or the router sets/);
+    expect(problemsOf('flowControl: { tenantHeader: x-request-priority }\n')[0]).toMatch(/^flowControl\.tenantHeader: priorityHeader and tenantHeader must differ/);
+    expect(problemsOf('flowControl: { maxWaitMs: 90000 }\n')[0]).toMatch(/^flowControl\.maxWaitMs: /);
+  });
+
   it('reads tokenizer directories relative to the config file', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'config-'));
     const path = join(dir, 'router.yaml');
