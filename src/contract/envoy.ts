@@ -28,8 +28,8 @@ export const ROUTING_HEADERS: readonly string[] = [CLUSTER_HEADER, DESTINATION_H
  * How long Envoy waits for the router's answer to a body over the fail-open bound: such a
  * body takes longer than the usual 1 s on the wire when several arrive together, and Envoy
  * could not route it without the router anyway. The bootstrap's large-body ext_proc filter
- * has this message_timeout, and the other one allows it as max_message_timeout (for bodies
- * of unknown size, which the router asks more time for once it sees how large they are).
+ * has this message_timeout, and the other one allows at least this much (for bodies of
+ * unknown size, which the router asks more time for once it sees how large they are).
  */
 export const LARGE_BODY_MESSAGE_TIMEOUT_MS = 10_000;
 

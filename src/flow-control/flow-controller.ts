@@ -9,10 +9,9 @@ export interface FlowRequest {
   tenant: string;
 }
 
-/** What flow control did with requests, for the metrics. */
+/** How each held request's hold ended, for the metrics. */
 export interface FlowObserver {
-  held?(request: FlowRequest): void;
-  ended?(request: FlowRequest, end: HoldEnd): void;
+  ended(request: FlowRequest, end: HoldEnd): void;
 }
 
 export interface FlowController {
@@ -68,7 +67,7 @@ export function createFlowController(deps: {
         deadlineMs: t + deps.config().maxWaitMs,
         resume(end) {
           over = true;
-          deps.observer?.ended?.(request, end);
+          deps.observer?.ended(request, end);
           // Run from the timer too: a failure here must not take the process down.
           try {
             done(end);
@@ -81,10 +80,9 @@ export function createFlowController(deps: {
         entry.resume({ kind: 'shed', reason: 'queue-full', waitedMs: 0 });
         return () => {};
       }
-      deps.observer?.held?.(request);
       timer ??= setInterval(tick, TICK_MS).unref();
       return () => {
-        if (!over && held.cancel(entry)) deps.observer?.ended?.(request, { kind: 'shed', reason: 'client-gone', waitedMs: now() - t });
+        if (!over && held.cancel(entry)) deps.observer?.ended(request, { kind: 'shed', reason: 'client-gone', waitedMs: now() - t });
       };
     },
     wake() {

@@ -7,7 +7,7 @@ import { estimateQueue } from '../scheduling/load.js';
  * (refilling a freed slot within a step) was tried: a light tenant's requests then waited
  * behind it, 231 ms against 134 ms at p50 (bench:flow --quick).
  */
-export function isSaturated(backend: BackendView): boolean {
+function isSaturated(backend: BackendView): boolean {
   return estimateQueue(backend).full;
 }
 
