@@ -52,7 +52,8 @@ describe('engine scheduling', () => {
   it('queues beyond maxNumSeqs and serves FCFS, so later requests wait longer', () => {
     const { clock, engine, submit } = setup({ maxNumSeqs: 2 });
     const reqs = Array.from({ length: 6 }, (_, i) => submit(`r${i}`, prompt(200, i), 20));
-    expect(engine.stats().waiting).toBe(6);
+    // vLLM's gauges move with its steps: nothing shows before the first one ends.
+    expect(engine.stats()).toMatchObject({ running: 0, waiting: 0 });
     clock.advanceTo(0); // the first step starts: two admitted
     let maxWaiting = 0;
     for (let guard = 0; guard < 10_000 && clock.pending() > 0; guard++) {
@@ -112,11 +113,30 @@ describe('engine scheduling', () => {
     expect(engine.stats().kvCacheUsage).toBeGreaterThan(0);
     expect(engine.abort('a')).toBe(true);
     expect(a.finished?.finishReason).toBe('abort');
-    expect(engine.stats()).toMatchObject({ running: 0, waiting: 1, kvCacheUsage: 0 });
+    expect(engine.stats().kvCacheUsage).toBe(0);
+    // The counts are the steps': the one under way ends without a, the next admits b.
+    clock.runUntilIdle(1);
+    expect(engine.stats()).toMatchObject({ running: 0, waiting: 1 });
+    clock.runUntilIdle(1);
+    expect(engine.stats()).toMatchObject({ running: 1, waiting: 0 });
     clock.runUntilIdle();
     expect(b.finished?.finishReason).toBe('length');
     expect(engine.abort('a')).toBe(false);
     expect(engine.stats().requestsByFinishReason).toEqual({ stop: 0, length: 1, abort: 1 });
+  });
+
+  it('counts a request that arrived during a step as waiting only once a step left it waiting, as vLLM reports', () => {
+    const { clock, engine, submit } = setup({ maxNumSeqs: 2, timeScale: 1 });
+    submit('a', prompt(200, 1), 50);
+    clock.advanceTo(0);
+    clock.advanceTo(5); // within the first step (6 + 0.05 * 200 = 16 ms)
+    submit('b', prompt(200, 2), 50);
+    submit('c', prompt(200, 3), 50);
+    expect(engine.stats()).toMatchObject({ running: 0, waiting: 0 });
+    clock.runUntilIdle(1); // the first step ends: a runs, b and c were not yet scheduled
+    expect(engine.stats()).toMatchObject({ running: 1, waiting: 0 });
+    clock.runUntilIdle(1); // the second: b joins, c finds no slot
+    expect(engine.stats()).toMatchObject({ running: 2, waiting: 1 });
   });
 
   it('runs one step chain when listeners submit follow-up requests', () => {

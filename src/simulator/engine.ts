@@ -66,6 +66,7 @@ export interface EngineObserver {
 }
 
 export interface EngineStats {
+  /** As of the last step's end while steps run (vLLM's gauges), else now. */
   running: number;
   waiting: number;
   kvCacheUsage: number;
@@ -169,6 +170,13 @@ export function createEngine(overrides: Partial<EngineOptions> = {}, deps: Engin
 
   let stepTimer: Cancel | null = null;
   let stopped = false;
+  /**
+   * The running and waiting counts as of the last step's end, as vLLM reports them (its
+   * scheduler's stats come with each step's output): a request that arrived during a step
+   * shows as neither until the next step schedules it.
+   */
+  const gauges = { running: 0, waiting: 0 };
+  let arrivedSinceSchedule = 0;
   /** End of the last step, the start of the next one: steps chain on absolute deadlines. */
   let lastDeadline = 0;
 
@@ -397,6 +405,7 @@ export function createEngine(overrides: Partial<EngineOptions> = {}, deps: Engin
     stepTimer = null;
     if (stopped) return;
     const plan = schedule(lastDeadline);
+    arrivedSinceSchedule = 0;
     if (plan.length === 0) return; // idle until the next request arrives
     const deadline = lastDeadline + stepDurationMs(plan);
     stepTimer = clock.after(deadline - clock.now(), () => {
@@ -404,6 +413,8 @@ export function createEngine(overrides: Partial<EngineOptions> = {}, deps: Engin
       // stepTimer stays set while committing, so requests added from listeners join the
       // next step instead of starting a second step chain.
       commit(plan, deadline);
+      gauges.running = running.length;
+      gauges.waiting = Math.max(0, waiting.length - arrivedSinceSchedule);
       runStep();
     });
   }
@@ -450,6 +461,7 @@ export function createEngine(overrides: Partial<EngineOptions> = {}, deps: Engin
       };
       byId.set(request.requestId, seq);
       waiting.push(seq);
+      arrivedSinceSchedule++;
       kick();
     },
     abort(requestId) {
@@ -461,9 +473,11 @@ export function createEngine(overrides: Partial<EngineOptions> = {}, deps: Engin
     abortAll,
     resetPrefixCache: () => kv.resetPrefixCache(),
     stats() {
+      // Idle (no step under way), the live counts are the last step's.
+      const idle = stepTimer === null;
       return {
-        running: running.length,
-        waiting: waiting.length,
+        running: idle ? running.length : gauges.running,
+        waiting: idle ? waiting.length : gauges.waiting,
         kvCacheUsage: kv.usage(),
         ...counters,
         runningLoras: distinctLoras(running),

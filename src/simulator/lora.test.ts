@@ -27,7 +27,7 @@ describe('simulated LoRA adapters', () => {
     submit('b1', 'b', prompt(64, 2));
     submit('c1', 'c', prompt(64, 3));
     submit('base', undefined, prompt(64, 4));
-    clock.advanceTo(0);
+    clock.advanceTo(80); // the first step ends: 6 + 0.05 * 256 ms, and two loads of 30
     // a and b take both slots; c waits, the base model needs none.
     expect(engine.stats()).toMatchObject({ running: 3, waiting: 1, runningLoras: ['a', 'b'], waitingLoras: ['c'] });
     clock.advanceTo(60_000);
