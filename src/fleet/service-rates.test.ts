@@ -86,6 +86,12 @@ describe('service rates learned from a backend\'s metrics', () => {
     expect(rates.slots).toBeUndefined(); // one scrape's queue may be a request that just arrived
     learner.observe(rates, server.interval(8, 2, 100, 0, 10, 2), none, 400);
     expect(rates.slots).toBe(8);
+    // Read just after a step that finished two: their replacements wait for the next step.
+    const fresh = emptyServiceRates();
+    learner.observe(fresh, server.interval(0, 0, 0, 0, 0), none, 0);
+    learner.observe(fresh, server.interval(8, 2, 100, 0, 10, 1), none, 200);
+    learner.observe(fresh, server.interval(6, 2, 100, 0, 10, 2), none, 400);
+    expect(fresh.slots).toBe(8);
     // A request waiting for the step's token budget with a slot free does not shrink them.
     learner.observe(rates, server.interval(5, 2, 100, 0, 10, 1), none, 600);
     expect(rates.slots).toBe(8);

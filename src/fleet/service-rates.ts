@@ -31,8 +31,6 @@ const SLOPE_RIDGE = 0.25;
 const PRIOR_SLOPE_SHARE = 0.025;
 /** Fewest uncached prompt tokens before a prefill rate is trusted. */
 const MIN_PREFILL_TOKENS = 64;
-/** Scrapes that saw requests wait for capacity, kept to read the backend's slots from. */
-const SLOT_WINDOW = 16;
 /** Requests whose first token the server measured, per comparison with the predictions. */
 const MIN_TTFT_SAMPLE = 40;
 
@@ -67,8 +65,8 @@ interface Learning {
   window: { predictedS: number; predictions: number; measuredS: number; measured: number };
   /** Requests were waiting for capacity at the last scrape. */
   waitedForCapacity: boolean;
-  /** The batch it ran in the last scrapes that saw requests wait for capacity. */
-  fullBatches: number[];
+  /** The largest batch it has run (this process). */
+  largestBatch: number;
 }
 
 export function emptyServiceRates(): ServiceRates {
@@ -102,7 +100,7 @@ export function createServiceRateLearner(): ServiceRateLearner {
     return {
       last: metrics, lastAt: now, w: 0, wn: 0, wnn: 0, wy: 0, wny: 0, prefillBeyondStepS: 0, prefillTokens: 0, prefills: 0, holdS: 0, holds: 0, admitS: 0, admits: 0, queueS: 0, queues: 0, prefillS: 0,
       generated: 0, completed: 0, predictedS: 0, predictions: 0, measuredS: 0, measured: 0,
-      errorSum: 0, errorWeight: 0, window: { predictedS: 0, predictions: 0, measuredS: 0, measured: 0 }, waitedForCapacity: false, fullBatches: [],
+      errorSum: 0, errorWeight: 0, window: { predictedS: 0, predictions: 0, measuredS: 0, measured: 0 }, waitedForCapacity: false, largestBatch: metrics.running,
     };
   }
 
@@ -183,18 +181,16 @@ export function createServiceRateLearner(): ServiceRateLearner {
         rates.outputTokens = l.generated / l.completed;
       }
 
-      // Requests waiting for capacity in two scrapes running: it runs all it can. (One
-      // scrape's queue is often a request that arrived just before the next engine step.) A
-      // request can also wait for the step's token budget with a slot free, so the slots are
-      // the largest batch of the last such scrapes, not the latest.
+      // Requests waiting for capacity in two scrapes running: it runs all it can, and its slots
+      // are the largest batch it has run. (One scrape's queue may be a request that arrived
+      // just before the next engine step.) Not the batch of that scrape: a step's finishes
+      // leave it short until the next step admits the waiting, and a request can wait for the
+      // step's token budget with a slot free; learned too low, slots would stay so where
+      // nothing is sent beyond them (flow control). A queue from a lack of KV blocks shows as
+      // one (waiting), not as fewer slots.
+      l.largestBatch = Math.max(l.largestBatch, metrics.running);
       const waitingForCapacity = (metrics.waitingForCapacity ?? metrics.waiting) > 0;
-      if (waitingForCapacity && l.waitedForCapacity && metrics.running > 0) {
-        l.fullBatches.push(metrics.running);
-        if (l.fullBatches.length > SLOT_WINDOW) l.fullBatches.shift();
-        rates.slots = Math.max(...l.fullBatches);
-      } else if (rates.slots !== undefined && metrics.running > rates.slots) {
-        rates.slots = metrics.running;
-      }
+      if ((waitingForCapacity && l.waitedForCapacity && metrics.running > 0) || rates.slots !== undefined) rates.slots = l.largestBatch;
       l.waitedForCapacity = waitingForCapacity;
 
       // Predicted against measured time to first token, over windows of MIN_TTFT_SAMPLE
