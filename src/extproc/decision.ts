@@ -4,8 +4,8 @@ import type { RouterConfig } from '../config/schema.js';
 import { apiError, type HttpError } from '../contract/errors.js';
 import type { Backend, FleetView } from '../fleet/backend.js';
 import type { Scheduler } from '../scheduling/scheduler.js';
-import { PRIORITY_MAX, PRIORITY_MIN } from '../config/flow-control-schema.js';
-import type { FlowController } from '../flow-control/flow-controller.js';
+import { PRIORITY_MAX, PRIORITY_MIN, type FlowControlConfig } from '../config/flow-control-schema.js';
+import type { FlowController, FlowRequest } from '../flow-control/flow-controller.js';
 import type { Rejection } from '../scheduling/types.js';
 import { promptTokens } from '../tokenize/prompt-tokens.js';
 import type { TokenizerSet } from '../tokenize/tokenizer-set.js';
@@ -44,6 +44,8 @@ export type Outcome =
       destination: string;
       /** The body is JSON sent under a form or text content type: forward it as application/json. */
       rewriteContentType: boolean;
+      /** Runs when the request no longer occupies its backend (flow control counts it until then). */
+      ended?: () => void;
     };
 
 /** An outcome that answers the request now. */
@@ -121,6 +123,8 @@ export function createDecider(deps: DecisionDeps) {
       if (tokens.ok) request.prompt = { kind: 'tokenizing', reader: tokens.reader, bytes: text };
       metrics.promptTokenizations.inc({ model: request.model, outcome: tokens.ok ? 'tokenized' : tokens.why.split(':')[0]! });
     }
+    const flow = deps.flow;
+    const flowRequest = flow ? flowRequestOf(request, headers, deps.config().flowControl) : undefined;
     /** `since`: when deciding began (a held request's decision is timed from its release). */
     const routeNow = (since = started): Decided => {
       const decision = deps.scheduler().schedule(request, candidates);
@@ -136,25 +140,27 @@ export function createDecider(deps: DecisionDeps) {
         primary,
         destination: [primary, ...decision.fallbacks].map((b) => b.endpoint).join(','),
         rewriteContentType: parsed.rewriteContentType,
+        ...(flow && flowRequest ? { ended: flow.started(flowRequest) } : {}),
       };
     };
-    const flow = deps.flow;
-    if (!flow?.mustWait(request.model, candidates)) return routeNow();
-    const settings = deps.config().flowControl;
-    // Within the range the config may set: a header is no way past every band an operator uses.
-    const sent = Number.parseInt(headers.priority ?? '', 10);
-    const priority = Number.isSafeInteger(sent) ? Math.max(PRIORITY_MIN, Math.min(PRIORITY_MAX, sent)) : settings.defaultPriority;
-    const held = { model: request.model, priority, tenant: headers.tenant ?? request.user ?? '' };
+    if (!flow || !flowRequest || !flow.mustWait(flowRequest, candidates)) return routeNow();
     return {
       kind: 'held',
-      maxWaitMs: settings.maxWaitMs,
+      maxWaitMs: deps.config().flowControl.maxWaitMs,
       wait: (done) =>
-        flow.hold(held, (end) => {
+        flow.hold(flowRequest, (end) => {
           if (end.kind === 'release') done(routeNow(process.hrtime.bigint()));
           else if (end.reason !== 'client-gone') done(refuse(apiError('request_shed', request.model, end.reason), { 'retry-after': '1' }));
         }),
     };
   };
+}
+
+/** Its priority band and tenant; the priority within the range the config may set, so a header is no way past every band an operator uses. */
+function flowRequestOf(request: { model: string; user?: string | undefined }, headers: RequestHeaders, settings: FlowControlConfig): FlowRequest {
+  const sent = Number.parseInt(headers.priority ?? '', 10);
+  const priority = Number.isSafeInteger(sent) ? Math.max(PRIORITY_MIN, Math.min(PRIORITY_MAX, sent)) : settings.defaultPriority;
+  return { model: request.model, priority, tenant: headers.tenant ?? request.user ?? '' };
 }
 
 export type Decide = ReturnType<typeof createDecider>;

@@ -113,6 +113,7 @@ export function createProcessor(deps: ProcessorDeps) {
     const chunks: Buffer[] = [];
     let decided = false;
     let routedTo: Backend | undefined;
+    let routedEnded: (() => void) | undefined;
     let released = false;
     let finished = false;
     let untrack: (() => void) | undefined;
@@ -123,7 +124,7 @@ export function createProcessor(deps: ProcessorDeps) {
       if (routedTo && !released) {
         fleet.release(routedTo);
         // Its server has room again, perhaps for a request held for it.
-        deps.flow?.wake();
+        routedEnded?.();
       }
       released = true;
       untrack?.();
@@ -167,6 +168,7 @@ export function createProcessor(deps: ProcessorDeps) {
     const answer = (outcome: Decided, body: Buffer, bodyEnds: boolean) => {
       if (outcome.kind === 'route') {
         routedTo = outcome.primary;
+        routedEnded = outcome.ended;
         untrack = deps.inflight?.track(routedTo.id, () => {
           // Envoy answers the client with this (or, once the response has begun, resets it).
           metrics.rejections.inc({ code: 'backend_unresponsive', status: '503' });

@@ -11,6 +11,7 @@ describe('flow controller', () => {
     server.inflight = inflight;
     server.metrics = vllmLoad(Math.min(inflight, 2), Math.max(0, inflight - 2));
   };
+  const req = (tenant: string, priority = 0) => ({ model: 'm', priority, tenant });
   const make = (enabled = true) => {
     let t = 0;
     const flow = createFlowController({ config: () => flowControlSchema.parse({ enabled, maxWaitMs: 1000 }), candidates: () => [server], now: () => t });
@@ -20,20 +21,20 @@ describe('flow controller', () => {
   it('holds only while every server of the model is saturated, and then everything behind the first held', () => {
     const { flow } = make();
     setLoad(1);
-    expect(flow.mustWait('m', [server])).toBe(false);
+    expect(flow.mustWait(req('x'), [server])).toBe(false);
     setLoad(2);
-    expect(flow.mustWait('m', [server])).toBe(true);
+    expect(flow.mustWait(req('x'), [server])).toBe(true);
     const ends: HoldEnd['kind'][] = [];
     flow.hold({ model: 'm', priority: 0, tenant: 'x' }, (end) => ends.push(end.kind));
     // Room again, but one is held: a newcomer queues behind it.
     setLoad(1);
-    expect(flow.mustWait('m', [server])).toBe(true);
-    // Let go synchronously when woken: what it routes counts before the next is looked at.
-    flow.wake();
+    expect(flow.mustWait(req('x'), [server])).toBe(true);
+    // Let go synchronously when a request of ours ends: what it routes counts before the next is looked at.
+    flow.started(req('y'))();
     expect(ends).toEqual(['release']);
-    expect(flow.mustWait('m', [server])).toBe(false);
+    expect(flow.mustWait(req('x'), [server])).toBe(false);
     flow.stop();
-    expect(make(false).flow.mustWait('m', [server])).toBe(false);
+    expect(make(false).flow.mustWait(req('x'), [server])).toBe(false);
   });
 
   it('lets go no more than the servers have room for, each counted as it goes', () => {
@@ -49,7 +50,7 @@ describe('flow controller', () => {
       });
     }
     setLoad(0);
-    flow.wake();
+    flow.started(req('z'))();
     // Two slots: two go, three stay held.
     expect(released).toBe(2);
     expect(flow.stats()).toMatchObject({ enabled: true, queued: 3 });
@@ -64,18 +65,45 @@ describe('flow controller', () => {
     const cancel = flow.hold({ model: 'm', priority: 0, tenant: 'y' }, (end) => ends.push(end.kind));
     cancel();
     advance(1001);
-    flow.wake();
+    flow.started(req('z'))();
     expect(ends).toEqual(['wait-limit']);
     expect(flow.stats().queued).toBe(0);
+    flow.stop();
+  });
+
+  it('keeps the last slot for a lighter tenant: a tenant over its share waits for it, the lighter one goes', () => {
+    const { flow } = make();
+    const big = backendView('c', { capacity: 4, metrics: vllmLoad(3, 0) });
+    big.inflight = 3;
+    for (let i = 0; i < 3; i++) flow.started(req('heavy'));
+    flow.started(req('light'))(); // ended: light runs nothing, but is about
+    expect(flow.mustWait(req('heavy'), [big])).toBe(true);
+    expect(flow.mustWait(req('light'), [big])).toBe(false);
+    // Alone, a tenant takes every slot.
+    const { flow: alone } = make();
+    for (let i = 0; i < 3; i++) alone.started(req('heavy'));
+    expect(alone.mustWait(req('heavy'), [big])).toBe(false);
+    flow.stop();
+    alone.stop();
+  });
+
+  it('takes a queue at a server as its being full, whatever its slots were thought to be', () => {
+    const { flow } = make();
+    // Slots not learned yet (the default): its queue tells.
+    const unlearned = backendView('d', { capacity: 256, metrics: vllmLoad(8, 2), inflight: 10 });
+    expect(flow.mustWait(req('x'), [unlearned])).toBe(true);
+    unlearned.metrics = vllmLoad(8, 0);
+    unlearned.inflight = 8;
+    expect(flow.mustWait(req('x'), [unlearned])).toBe(false);
     flow.stop();
   });
 
   it('holds nothing for a model without a server in rotation: the scheduler answers 503 at once', () => {
     const { flow } = make();
     const down = backendView('b', { capacity: 2, health: 'unhealthy' });
-    expect(flow.mustWait('m', [down])).toBe(false);
+    expect(flow.mustWait(req('x'), [down])).toBe(false);
     setLoad(2);
-    expect(flow.mustWait('m', [down, server])).toBe(true);
+    expect(flow.mustWait(req('x'), [down, server])).toBe(true);
     flow.stop();
   });
 });

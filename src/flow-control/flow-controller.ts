@@ -1,7 +1,8 @@
 import type { FlowControlConfig } from '../config/flow-control-schema.js';
 import type { BackendView } from '../fleet/backend.js';
 import { createHeldRequests, type HeldRequest, type HeldRequestsStats, type HoldEnd } from './held-requests.js';
-import { canTakeOne } from './saturation.js';
+import { roomOf } from './saturation.js';
+import { createTenantShares } from './tenant-shares.js';
 
 export interface FlowRequest {
   model: string;
@@ -15,15 +16,19 @@ export interface FlowObserver {
 }
 
 export interface FlowController {
-  /** Whether a request must wait: flow control is on and every server of its model is saturated, or others of it wait already. */
-  mustWait(model: string, candidates: readonly BackendView[]): boolean;
+  /**
+   * Whether a request must wait: flow control is on and its model's servers have no room for
+   * it (every slot taken, or the last few kept for lighter tenants), or others of the model are
+   * held already (it is then let go at once if its turn allows).
+   */
+  mustWait(request: FlowRequest, candidates: readonly BackendView[]): boolean;
   /**
    * Holds it until a server of its model has room (`done` runs synchronously then, so what it
    * routes counts before the next is let go) or it is shed. Returns a cancel for a client that left.
    */
   hold(request: FlowRequest, done: (end: HoldEnd) => void): () => void;
-  /** A request ended somewhere: room may have freed. */
-  wake(): void;
+  /** A request was routed: it counts for its tenant until the returned function runs (its end, which may free room). */
+  started(request: FlowRequest): () => void;
   stats(): HeldRequestsStats & { enabled: boolean };
   stop(): void;
 }
@@ -42,12 +47,17 @@ export function createFlowController(deps: {
 }): FlowController {
   const now = deps.now ?? Date.now;
   const held = createHeldRequests(() => deps.config().maxQueued);
+  const shares = createTenantShares();
   let timer: NodeJS.Timeout | undefined;
 
+  const canRun = (request: FlowRequest, candidates: readonly BackendView[], t: number): boolean => {
+    const room = roomOf(candidates);
+    return !room.routable || room.free > shares.headroom(request.model, request.tenant, room.slots, t);
+  };
   const tick = () => {
     const t = now();
     held.expire(t);
-    held.releaseWhile((model) => canTakeOne(deps.candidates(model)), t);
+    held.releaseWhile((request) => canRun(request, deps.candidates(request.model), t), t);
     if (held.size === 0 && timer) {
       clearInterval(timer);
       timer = undefined;
@@ -55,12 +65,13 @@ export function createFlowController(deps: {
   };
 
   return {
-    mustWait(model, candidates) {
+    mustWait(request, candidates) {
       if (!deps.config().enabled) return false;
-      return held.heldFor(model) > 0 || !canTakeOne(candidates);
+      return held.heldFor(request.model) > 0 || !canRun(request, candidates, now());
     },
     hold(request, done) {
       const t = now();
+      shares.seen(request.model, request.tenant, t);
       let over = false;
       const entry: HeldRequest = {
         ...request,
@@ -81,12 +92,22 @@ export function createFlowController(deps: {
         return () => {};
       }
       timer ??= setInterval(tick, TICK_MS).unref();
+      // Held behind others, it may still go now: its tenant's turn, or room kept for its tenant.
+      tick();
       return () => {
         if (!over && held.cancel(entry)) deps.observer?.ended(request, { kind: 'shed', reason: 'client-gone', waitedMs: now() - t });
       };
     },
-    wake() {
-      if (held.size > 0) tick();
+    started(request) {
+      if (!deps.config().enabled) return () => {};
+      shares.started(request.model, request.tenant, now());
+      let ended = false;
+      return () => {
+        if (ended) return;
+        ended = true;
+        shares.ended(request.model, request.tenant, now());
+        if (held.size > 0) tick();
+      };
     },
     stats: () => ({ enabled: deps.config().enabled, ...held.stats() }),
     stop() {

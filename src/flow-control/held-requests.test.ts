@@ -15,7 +15,7 @@ function harness(maxQueued = 100) {
   /** Lets `n` requests go, one slot at a time. */
   const release = (n: number, model = 'm') => {
     let slots = n;
-    held.releaseWhile((m) => m === model && slots-- > 0, 1);
+    held.releaseWhile((r) => r.model === model && slots-- > 0, 1);
   };
   return { held, log, hold, release, make, ids: () => log.map((l) => l.id) };
 }
@@ -41,7 +41,7 @@ describe('held requests', () => {
     expect(h.ids()).toEqual(['high-0', 'high-1', 'low-0']);
     // A high-priority request for a saturated model does not hold back another model's.
     h.hold('high-x', 'b', 5, 'x');
-    h.held.releaseWhile((model) => model === 'm', 2);
+    h.held.releaseWhile((r) => r.model === 'm', 2);
     expect(h.ids().slice(3)).toEqual(['low-1']);
     expect(h.held.heldFor('x')).toBe(1);
   });

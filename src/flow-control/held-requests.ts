@@ -26,8 +26,8 @@ export interface HeldRequestsStats {
 export interface HeldRequests {
   /** Holds it; false when it cannot be (full, and nothing of a lower band to shed for it). */
   hold(request: HeldRequest, nowMs: number): boolean;
-  /** Lets requests go, highest band first, while `canRun(model)` says a server of theirs can take one. */
-  releaseWhile(canRun: (model: string) => boolean, nowMs: number): number;
+  /** Lets requests go, highest band first, while `canRun(request)` says a server of its model can take it. */
+  releaseWhile(canRun: (request: HeldRequest) => boolean, nowMs: number): number;
   /** Sheds requests that waited past their deadline. */
   expire(nowMs: number): number;
   /** Forgets a request whose client went away; false if it was not held. */
@@ -119,15 +119,18 @@ export function createHeldRequests(maxQueued: () => number): HeldRequests {
     },
     releaseWhile(canRun, nowMs) {
       let released = 0;
-      // Letting a request go only adds load: a model found saturated stays so for this pass.
+      // Letting a request go only adds load: a model found saturated for a tenant stays so for this pass.
       const saturated = new Set<string>();
-      const runnable = (model: string) => !saturated.has(model) && (canRun(model) || (saturated.add(model), false));
+      const runnable = (request: HeldRequest) => {
+        const key = `${request.model}\0${request.tenant}`;
+        return !saturated.has(key) && (canRun(request) || (saturated.add(key), false));
+      };
       next: for (;;) {
         for (const band of bands) {
           for (let turn = 0; turn < band.order.length; turn++) {
             const at = (band.next + turn) % band.order.length;
             const tenant = band.order[at]!;
-            const index = band.tenants.get(tenant)!.findIndex((e) => runnable(e.request.model));
+            const index = band.tenants.get(tenant)!.findIndex((e) => runnable(e.request));
             if (index < 0) continue;
             // The following tenant's turn next, whether or not this one has more.
             band.next = (at + 1) % band.order.length;
