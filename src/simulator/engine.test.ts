@@ -139,6 +139,17 @@ describe('engine scheduling', () => {
     expect(engine.stats()).toMatchObject({ running: 2, waiting: 1 });
   });
 
+  it('caches a prefix as it is scheduled, as vLLM does: a request scheduled with one prefilling it finds it cached', () => {
+    const { clock, submit } = setup({ timeScale: 1 });
+    const shared = prompt(200, 1);
+    const a = submit('a', shared, 2);
+    const b = submit('b', shared, 2);
+    clock.runUntilIdle();
+    expect(a.finished?.cachedTokens).toBe(0);
+    // All but the last (partial) block and the token always computed: 12 blocks of 16.
+    expect(b.finished?.cachedTokens).toBe(192);
+  });
+
   it('runs one step chain when listeners submit follow-up requests', () => {
     const { clock, engine } = setup({ timeScale: 1 });
     const finishTimes: number[] = [];

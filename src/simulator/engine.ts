@@ -202,9 +202,13 @@ export function createEngine(overrides: Partial<EngineOptions> = {}, deps: Engin
     return true;
   }
 
-  /** Registers newly full, computed blocks in the prefix cache and reports them. */
-  function commitFullBlocks(seq: Sequence): void {
-    const numFull = Math.floor(seq.numComputed / blockSize);
+  /**
+   * Registers the blocks that `upTo` tokens fill in the prefix cache and reports them. As vLLM
+   * (KVCacheManager.allocate_slots), when they are scheduled, not once computed: a request
+   * scheduled with or after one that is prefilling a prefix finds it cached.
+   */
+  function cacheFullBlocks(seq: Sequence, upTo: number): void {
+    const numFull = Math.floor(Math.min(upTo, seq.tokens.length) / blockSize);
     if (numFull <= seq.numCommittedBlocks) return;
     ensureBlockHashes(seq, numFull);
     const stored: number[] = [];
@@ -299,6 +303,7 @@ export function createEngine(overrides: Partial<EngineOptions> = {}, deps: Engin
         }
       }
       if (!scheduled) break;
+      cacheFullBlocks(seq, seq.numComputed + numNew);
       plan.push({ seq, numTokens: numNew });
       budget -= numNew;
       i++;
@@ -336,6 +341,7 @@ export function createEngine(overrides: Partial<EngineOptions> = {}, deps: Engin
       if (lora !== undefined) batchLoras.add(lora);
       seq.status = 'running';
       running.push(seq);
+      cacheFullBlocks(seq, seq.numComputed + numNew);
       plan.push({ seq, numTokens: numNew });
       budget -= numNew;
     }
@@ -377,7 +383,6 @@ export function createEngine(overrides: Partial<EngineOptions> = {}, deps: Engin
       scheduledTokens += numTokens;
       if (seq.status !== 'running') continue; // aborted while the step ran
       seq.numComputed += numTokens;
-      commitFullBlocks(seq);
       if (seq.numComputed < seq.tokens.length) continue; // prefill chunk, no token yet
       const index = seq.numGenerated;
       const tokenId = seq.request.outputTokenIds[index] as number;
