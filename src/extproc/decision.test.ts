@@ -1,8 +1,6 @@
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { createRouterMetrics } from '../admin/metrics.js';
-import { parseConfig } from '../config/load.js';
-import { createFleet } from '../fleet/fleet.js';
 import { ProcessingRequest, ProcessingResponse } from '../gen/envoy/service/ext_proc/v3/external_processor.js';
 import { REPO } from '../launcher/envoy.js';
 import { createSchedulerMemory } from '../scheduling/memory.js';
@@ -10,16 +8,10 @@ import { schedulerFromConfig } from '../scheduling/registry.js';
 import { silentLogger } from '../support/log.js';
 import { loadTokenizerSet } from '../tokenize/tokenizer-set.js';
 import { FakeStream } from '../../test/helpers/fake-stream.js';
+import { twoBackendFleet } from '../../test/helpers/two-backend-fleet.js';
 import { createProcessor } from './processor.js';
 
-const config = parseConfig({
-  backends: [
-    { name: 'a', url: 'http://10.0.0.1:8000', models: ['m'] },
-    { name: 'b', url: 'http://10.0.0.2:8000', models: ['m'] },
-  ],
-});
-const fleet = createFleet({ config, logger: silentLogger });
-fleet.apply(config);
+const { config, fleet } = twoBackendFleet();
 
 describe('prompts of a model with a configured tokenizer', () => {
   it('are tokenized while a server of the model reports its cache, and matched as text otherwise', async () => {

@@ -2,7 +2,6 @@ import * as grpc from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
 import { createRouterMetrics } from '../admin/metrics.js';
 import { parseConfig } from '../config/load.js';
-import { createFleet } from '../fleet/fleet.js';
 import {
   ExternalProcessorClient,
   ExternalProcessorService,
@@ -14,18 +13,12 @@ import { silentLogger } from '../support/log.js';
 import { createSchedulerMemory } from '../scheduling/memory.js';
 import { schedulerFromConfig } from '../scheduling/registry.js';
 import { FakeStream } from '../../test/helpers/fake-stream.js';
+import { twoBackendFleet } from '../../test/helpers/two-backend-fleet.js';
 import { createInflightRequests } from './inflight-requests.js';
 import { createLargeBodyBudget } from './large-body-budget.js';
 import { createProcessor } from './processor.js';
 
-const config = parseConfig({
-  backends: [
-    { name: 'a', url: 'http://10.0.0.1:8000', models: ['m'] },
-    { name: 'b', url: 'http://10.0.0.2:8000', models: ['m'] },
-  ],
-});
-const fleet = createFleet({ config, logger: silentLogger });
-fleet.apply(config);
+const { config, fleet } = twoBackendFleet();
 const processor = createProcessor({
   fleet,
   scheduler: () => schedulerFromConfig(config, createSchedulerMemory(config)),
