@@ -130,7 +130,7 @@ export function createDecider(deps: DecisionDeps) {
       const decision = deps.scheduler().schedule(request, candidates);
       if (decision.kind === 'reject') return refuse(rejectionError(decision));
       const primary = decision.primary as Backend;
-      fleet.dispatch(primary, decision.why.predictedTtftS);
+      fleet.dispatch(primary, decision.why.predictedTtftS, Math.max(0, decision.why.promptTokens - decision.why.cachedTokens));
       metrics.decisions.inc({ model: request.model, backend: primary.id });
       deps.decisionLog?.add({ at: Date.now(), model: request.model, backend: primary.id, fallbacks: decision.fallbacks.map((b) => b.id), ...decision.why });
       metrics.decisionSeconds.observe(Number(process.hrtime.bigint() - since) / 1e9);

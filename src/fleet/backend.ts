@@ -64,6 +64,16 @@ export interface BackendView {
   readonly cacheEvents: Readonly<KvEventStatus> | undefined;
   /** Its stream is connected but silent while we keep sending it work: events may be lost. */
   readonly cacheEventsStale: boolean;
+  /** Our requests' predicted first tokens there (when due, and the prompt tokens it had to prefill), until the scrape after. */
+  readonly predictedTtft: readonly PendingPrediction[];
+}
+
+export interface PendingPrediction {
+  /** When its first token was predicted, in Date.now() ms. */
+  dueAt: number;
+  seconds: number;
+  /** Prompt tokens the backend was predicted to prefill for it (not in its cache). */
+  prefillTokens: number;
 }
 
 /** Assumed until a backend shows how many requests it runs before queueing (vLLM's GPU default max_num_seqs). */
@@ -73,9 +83,9 @@ export const DEFAULT_CAPACITY = 256;
 const MAX_PENDING_PREDICTIONS = 4096;
 
 /** Records a prediction (registry) and takes those due by `at` (scraper): their sum and count. */
-export function notePrediction(b: Pick<Backend, 'predictedTtft'>, seconds: number, now: number): void {
+export function notePrediction(b: Pick<Backend, 'predictedTtft'>, seconds: number, now: number, prefillTokens = 0): void {
   if (b.predictedTtft.length >= MAX_PENDING_PREDICTIONS) b.predictedTtft.shift();
-  b.predictedTtft.push({ dueAt: now + seconds * 1000, seconds });
+  b.predictedTtft.push({ dueAt: now + seconds * 1000, seconds, prefillTokens });
 }
 
 export function takeDuePredictions(b: Pick<Backend, 'predictedTtft'>, at: number): { sumS: number; count: number } {
@@ -145,7 +155,7 @@ export interface Backend extends BackendView {
    * (sent + predicted), so each is compared with the server's figures of the interval where it
    * should have landed.
    */
-  predictedTtft: Array<{ dueAt: number; seconds: number }>;
+  predictedTtft: PendingPrediction[];
   /** The config's `capacity`, if it set one. */
   capacityOverride: number | undefined;
   /** Where the config says it publishes KV events, if anywhere. */
@@ -216,7 +226,8 @@ export interface FleetView {
   /** Models served by at least one routable backend, sorted. */
   routableModels(): string[];
   /** A request was routed to `backend`, with the time to first token the scheduler predicted there. */
-  dispatch(backend: Backend, predictedTtftS?: number): void;
+  /** Counts a request routed there, with its predicted time to first token and the prompt tokens it has to prefill. */
+  dispatch(backend: Backend, predictedTtftS?: number, prefillTokens?: number): void;
   /** That request no longer occupies `backend`. */
   release(backend: Backend): void;
 }

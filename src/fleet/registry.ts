@@ -129,8 +129,8 @@ export function createRegistry(logger: Logger): Registry {
     backends: () => [...backends.values()],
     servingModel: (model) => byModel.get(model) ?? [],
     routableModels: () => [...byModel.entries()].filter(([, list]) => list.some(isRoutable)).map(([m]) => m).sort(),
-    dispatch(backend, predictedTtftS) {
-      if (predictedTtftS !== undefined && Number.isFinite(predictedTtftS)) notePrediction(backend, predictedTtftS, Date.now());
+    dispatch(backend, predictedTtftS, prefillTokens) {
+      if (predictedTtftS !== undefined && Number.isFinite(predictedTtftS)) notePrediction(backend, predictedTtftS, Date.now(), prefillTokens);
       backend.dispatched++;
       backend.routed++;
       backend.unseenDispatches++;

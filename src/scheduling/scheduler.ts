@@ -172,7 +172,8 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
         const prompt = input.promptTokens();
         const cachedTokens = input.cachedTokens();
         const speed = input.speeds();
-        return (times = backends.map((b, i) => serviceTime(b, speed[i]!, uncached(prompt, cachedTokens[i]!), meanUncachedPrefill.get(b.id) ?? prompt)));
+        const t = now();
+        return (times = backends.map((b, i) => serviceTime(b, speed[i]!, uncached(prompt, cachedTokens[i]!), meanUncachedPrefill.get(b.id) ?? prompt, t)));
       },
       adapterStates() {
         if (adapters) return adapters;

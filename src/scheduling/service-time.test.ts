@@ -5,7 +5,7 @@ import { backendView, vllmLoad, type MutableBackendView } from '../../test/helpe
 import { parseConfig } from '../config/load.js';
 import { createSchedulerMemory } from './memory.js';
 import { schedulerFromConfig } from './registry.js';
-import { PRIOR_SPEED, serviceTime, speedsOf } from './service-time.js';
+import { PRIOR_SPEED, prefillingTokens, serviceTime, speedsOf } from './service-time.js';
 import type { SchedulingRequest } from './types.js';
 
 const load = (running: number, waiting: number) => vllmLoad(running, waiting);
@@ -50,7 +50,7 @@ describe('speeds', () => {
 describe('service time', () => {
   it('prices the first token by the backend\'s own prefill rate and step', () => {
     const [speed] = speedsOf([backend('a', measured(1))]);
-    const t = serviceTime(backend('a', measured(1)), speed!, 1000, 1000);
+    const t = serviceTime(backend('a', measured(1)), speed!, 1000, 1000, 0);
     // admission 10 ms + one step with itself (21 ms) + 1000 tokens at 0.1 ms.
     expect(t.firstTokenS).toBeCloseTo(0.01 + 0.021 + 0.1, 6);
     expect(t.slotWaitS).toBe(0);
@@ -60,12 +60,32 @@ describe('service time', () => {
   it('waits for a slot on a full backend: one frees every slot hold / slots', () => {
     const full = backend('a', measured(1), { metrics: load(8, 3), inflight: 0, queueing: true });
     const [speed] = speedsOf([full]);
-    const t = serviceTime(full, speed!, 1, 1000);
+    const t = serviceTime(full, speed!, 1, 1000, 0);
     expect(t.slotWaitS).toBeCloseTo(((3 + 1) * 0.5) / 8, 6);
     // The queue's prefill runs first, then its own.
     expect(t.firstTokenS).toBeCloseTo(t.slotWaitS + 3 * 1000 * 0.0001 + 0.02 + 0.001 * 9 + 0.0001, 6);
     // Its prefill stalls the 8 running, and it slows each of their steps.
     expect(t.dragS).toBeCloseTo(8 * (1 * 0.0001 + 10 * 0.001), 6);
+  });
+});
+
+describe('prefill ahead', () => {
+  it('counts what we sent that is still prefilling, each after those sent before it: it shares the steps with ours', () => {
+    // Speed: a 20 ms step, 0.1 ms a token. Sent at 900 and 950 ms: the first prefills until
+    // 900 + 20 + 80 = 1000, the second after it until 1000 + 20 + 60 = 1080.
+    const predictedTtft = [
+      { dueAt: 900 + 500, seconds: 0.5, prefillTokens: 800 },
+      { dueAt: 950 + 500, seconds: 0.5, prefillTokens: 600 },
+    ];
+    const busy = backend('a', measured(1), { metrics: load(2, 0), inflight: 2, predictedTtft });
+    const [speed] = speedsOf([busy]);
+    // At 990: a tenth of the first is left, all of the second (it starts at 1000).
+    expect(prefillingTokens(busy, speed!, 990)).toBeCloseTo(80 + 600, 6);
+    expect(prefillingTokens(busy, speed!, 1040)).toBeCloseTo(600 / 2, 6);
+    expect(prefillingTokens(busy, speed!, 1080)).toBe(0);
+    const idle = serviceTime({ ...busy, predictedTtft: [] }, speed!, 1000, 1000, 990);
+    const behind = serviceTime(busy, speed!, 1000, 1000, 990);
+    expect(behind.firstTokenS - idle.firstTokenS).toBeCloseTo(680 * 0.0001, 6);
   });
 });
 

@@ -90,16 +90,39 @@ export interface ServiceTime {
  * queued behind a full backend waits for a slot (a slot frees every slotHold / capacity
  * seconds), and the queued requests' prefill runs first.
  */
-export function serviceTime(backend: BackendView, speed: Speed, uncachedTokens: number, queuedUncachedTokens: number): ServiceTime {
+export function serviceTime(backend: BackendView, speed: Speed, uncachedTokens: number, queuedUncachedTokens: number, nowMs: number): ServiceTime {
   const { running, waiting, full } = estimateQueue(backend);
   const step = speed.stepBaseS + speed.stepPerSequenceS * (running + 1);
   const ownPrefillS = uncachedTokens * speed.prefillPerTokenS;
   const slotWaitS = full ? ((waiting + 1) * speed.slotHoldS) / backend.capacity : 0;
-  const queuedPrefillS = waiting * queuedUncachedTokens * speed.prefillPerTokenS;
+  // Prefill ahead of ours: the queue's, or what we sent there that has not had its first token
+  // yet (admitted, it shares the steps' token budget with ours), whichever is more.
+  const queuedPrefillS = Math.max(waiting * queuedUncachedTokens, prefillingTokens(backend, speed, nowMs)) * speed.prefillPerTokenS;
   return {
     firstTokenS: speed.frontEndS + (full ? slotWaitS : speed.admissionS) + queuedPrefillS + step + ownPrefillS,
     slotWaitS,
     ownPrefillS,
     dragS: running * (ownPrefillS + (speed.outputTokens / 2) * speed.stepPerSequenceS),
   };
+}
+
+/**
+ * Prompt tokens our requests sent to a backend still have to prefill, as its speed says: each
+ * prefills after those sent before it (a step, then its tokens), its tokens counting down as it goes.
+ * Requests sent together to the server that just freed slots would otherwise all look as quick
+ * as the first, and prefill in each other's way. (Timed by the speed alone, not by the
+ * predictions, which count this: that would feed on itself.)
+ */
+export function prefillingTokens(backend: BackendView, speed: Speed, nowMs: number): number {
+  let busyUntil = 0;
+  let tokens = 0;
+  for (const p of backend.predictedTtft) {
+    if (p.prefillTokens === 0) continue;
+    const sentAt = p.dueAt - p.seconds * 1000;
+    const start = Math.max(busyUntil, sentAt);
+    busyUntil = start + 1000 * (speed.stepBaseS + p.prefillTokens * speed.prefillPerTokenS);
+    // What is left of it: all before it starts, none once done.
+    if (busyUntil > nowMs) tokens += p.prefillTokens * Math.min(1, (busyUntil - nowMs) / (busyUntil - start));
+  }
+  return tokens;
 }

@@ -44,6 +44,7 @@ export function backendView(id: string, over: Partial<BackendView> = {}): Mutabl
     rates: emptyServiceRates(),
     cacheEvents: undefined,
     cacheEventsStale: false,
+    predictedTtft: [],
     ...over,
   };
 }
