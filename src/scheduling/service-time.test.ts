@@ -83,6 +83,9 @@ describe('prefill ahead', () => {
     expect(prefillingTokens(busy, speed!, 990)).toBeCloseTo(80 + 600, 6);
     expect(prefillingTokens(busy, speed!, 1040)).toBeCloseTo(600 / 2, 6);
     expect(prefillingTokens(busy, speed!, 1080)).toBe(0);
+    // Only the latest requests count: thousands pile up while a backend's metrics cannot be read.
+    const piled = Array.from({ length: 4096 }, () => ({ dueAt: 2000, seconds: 1, prefillTokens: 10 }));
+    expect(prefillingTokens(backend('p', measured(1), { predictedTtft: piled }), speed!, 1000)).toBe(64 * 10);
     const idle = serviceTime({ ...busy, predictedTtft: [] }, speed!, 1000, 1000, 990);
     const behind = serviceTime(busy, speed!, 1000, 1000, 990);
     expect(behind.firstTokenS - idle.firstTokenS).toBeCloseTo(680 * 0.0001, 6);

@@ -106,6 +106,9 @@ export function serviceTime(backend: BackendView, speed: Speed, uncachedTokens: 
   };
 }
 
+/** Requests sent to a backend that can be prefilling at once, at most: beyond, it is queueing, priced as such. */
+const RECENT_PREFILLS = 64;
+
 /**
  * Prompt tokens our requests sent to a backend still have to prefill, as its speed says: each
  * prefills after those sent before it (a step, then its tokens), its tokens counting down as it goes.
@@ -116,7 +119,11 @@ export function serviceTime(backend: BackendView, speed: Speed, uncachedTokens: 
 export function prefillingTokens(backend: BackendView, speed: Speed, nowMs: number): number {
   let busyUntil = 0;
   let tokens = 0;
-  for (const p of backend.predictedTtft) {
+  // The latest few: predictions pile up (up to thousands) while a backend's metrics cannot be
+  // read, and this runs for every candidate of every request.
+  const pending = backend.predictedTtft;
+  for (let i = Math.max(0, pending.length - RECENT_PREFILLS); i < pending.length; i++) {
+    const p = pending[i]!;
     if (p.prefillTokens === 0) continue;
     const sentAt = p.dueAt - p.seconds * 1000;
     const start = Math.max(busyUntil, sentAt);
