@@ -88,7 +88,8 @@ export interface ServiceTime {
  * The time model: an engine step with n running sequences takes base + n * perSequence, a
  * prefill takes one step plus its uncached tokens at the backend's prefill rate, a request
  * queued behind a full backend waits for a slot (a slot frees every slotHold / capacity
- * seconds), and the queued requests' prefill runs first.
+ * seconds), and the prefill ahead of it runs first: the queued requests', or what we sent there
+ * that is still prefilling, whichever is more.
  */
 export function serviceTime(backend: BackendView, speed: Speed, uncachedTokens: number, queuedUncachedTokens: number, nowMs: number): ServiceTime {
   const { running, waiting, full } = estimateQueue(backend);
