@@ -10,7 +10,7 @@ function simulatedServer(base: number, perSeq: number, perToken: number) {
     generationTokensTotal: 0, waitingForCapacity: 0, blockSize: 16, numGpuBlocks: 1000, modelNames: ['m'], lora: undefined,
     histograms: {
       ttft: { sum: 0, count: 0 }, interToken: { sum: 0, count: 0 }, queue: { sum: 0, count: 0 }, prefill: { sum: 0, count: 0 }, inference: { sum: 0, count: 0 },
-      prefillComputedTokens: { sum: 0, count: 0 }, generationTokens: { sum: 0, count: 0 },
+      prefillComputedTokens: { sum: 0, count: 0 }, generationTokens: { sum: 0, count: 0 }, iterationTokens: undefined,
     },
   };
   return {
@@ -36,6 +36,7 @@ function simulatedServer(base: number, perSeq: number, perToken: number) {
           inference: { sum: t.inference!.sum + requests * (prefillS + (output - 1) * step), count: t.inference!.count + requests },
           prefillComputedTokens: { sum: t.prefillComputedTokens!.sum + requests * (prompt - cached), count: t.prefillComputedTokens!.count + requests },
           generationTokens: { sum: t.generationTokens!.sum + requests * output, count: t.generationTokens!.count + requests },
+          iterationTokens: undefined,
         },
       };
       Object.assign(page, next);
@@ -64,6 +65,61 @@ describe('service rates learned from a backend\'s metrics', () => {
     expect(rates.outputTokens).toBeCloseTo(20, 6);
     expect(rates.slotHoldS).toBeGreaterThan(0.02 * 19);
     expect(rates.slots).toBeUndefined();
+  });
+
+  it('prices a prefilled token by how much longer busy steps take, where the server reports its steps', () => {
+    // Steps of 6 ms + 0.15 ms per decoding request + 0.05 ms per prefilled token, back to back;
+    // each interval runs 20 steps with a batch of 2-7 and prefills of 0-1,000 tokens a step.
+    const [base, perSeq, perToken] = [0.006, 0.00015, 0.00005];
+    const learn = (withSteps: boolean) => {
+      const learner = createServiceRateLearner();
+      const rates = emptyServiceRates();
+      const h = { ttft: { sum: 0, count: 0 }, interToken: { sum: 0, count: 0 }, iterationTokens: { sum: 0, count: 0 }, prefill: { sum: 0, count: 0 }, prefillComputedTokens: { sum: 0, count: 0 } };
+      let generated = 0;
+      const page = (batch: number): VllmLoad => ({
+        running: batch, waiting: 0, kvCacheUsage: 0, prefixCacheQueries: 0, prefixCacheHits: 0, promptTokensTotal: 0, requestsCompleted: 0,
+        generationTokensTotal: generated, waitingForCapacity: 0, blockSize: 16, numGpuBlocks: 1000, modelNames: ['m'], lora: undefined,
+        histograms: {
+          ttft: { ...h.ttft }, interToken: { ...h.interToken }, queue: undefined, prefill: { ...h.prefill }, inference: undefined,
+          prefillComputedTokens: { ...h.prefillComputedTokens }, generationTokens: undefined, iterationTokens: withSteps ? { ...h.iterationTokens } : undefined,
+        },
+      });
+      let now = 0;
+      learner.observe(rates, page(2), none, now);
+      for (let i = 1; i <= 120; i++) {
+        const batch = 2 + (i % 6);
+        const prefilled = [0, 200, 1000, 500][i % 4]!;
+        const step = base + perSeq * batch + perToken * prefilled;
+        const steps = 20;
+        const firsts = prefilled > 0 ? 2 : 0; // two 10-step prefills finish with a first token
+        h.interToken.sum += steps * batch * step;
+        h.interToken.count += steps * batch;
+        h.iterationTokens.sum += steps * (batch + prefilled);
+        h.iterationTokens.count += steps;
+        h.ttft.sum += firsts * 10 * step;
+        h.ttft.count += firsts;
+        h.prefill.sum += firsts * 10 * step;
+        h.prefill.count += firsts;
+        h.prefillComputedTokens.sum += steps * prefilled;
+        h.prefillComputedTokens.count += firsts;
+        generated += steps * batch + firsts;
+        now += steps * step * 1000;
+        learner.observe(rates, page(batch), none, now);
+      }
+      return rates;
+    };
+    // Each busy stretch of a second or more averages a few intervals' steps, so the batch and
+    // the prefill vary less than the steps did: close, not exact.
+    const rates = learn(true);
+    expect(rates.stepBaseS! / base).toBeGreaterThan(0.9);
+    expect(rates.stepBaseS! / base).toBeLessThan(1.1);
+    expect(rates.stepPerSequenceS! / perSeq).toBeGreaterThan(0.7);
+    expect(rates.stepPerSequenceS! / perSeq).toBeLessThan(1.3);
+    expect(rates.prefillPerTokenS! / perToken).toBeGreaterThan(0.95);
+    expect(rates.prefillPerTokenS! / perToken).toBeLessThan(1.05);
+    // Without its steps reported, the base holds the average prefill (425 tokens: +21 ms).
+    const batchOnly = learn(false);
+    expect(batchOnly.stepBaseS!).toBeGreaterThan(3 * base);
   });
 
   it('falls back to the prompt and cache-hit counters where vLLM has no computed-token histogram', () => {

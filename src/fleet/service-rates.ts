@@ -1,11 +1,12 @@
 import type { ServiceRates } from './backend.js';
+import { addStepSample, decayStepSamples, emptyStepSamples, fitStepTime, type StepSamples } from './step-time-fit.js';
 import type { SumCount, VllmLoad } from './vllm-metrics.js';
 
 /**
  * How fast each backend serves, learned from its own /metrics between two scrapes: the engine
- * step time against the running batch (inter-token latency against the running gauge), the
- * prefill time per computed prompt token (prefill time beyond one step, over the tokens its
- * prefills computed, i.e. not found in its cache), how long a request holds a slot, how many
+ * step time against the decodes and prompt tokens each step ran (busy time over the steps it
+ * reports), the slope on prompt tokens being the prefill time per computed (uncached) token;
+ * how long a request holds a slot, how many
  * tokens requests generate, and how many requests it runs before others wait for capacity. Each
  * figure is a decayed average (half-life 30 s), so a backend that slows down or is replaced is
  * followed within a minute; a figure stays undefined until the backend has shown it.
@@ -22,13 +23,15 @@ const HALF_LIFE_MS = 30_000;
 /** Fewest inter-token gaps in an interval for its mean step time to count. */
 const MIN_STEPS = 3;
 /**
- * Ridge on the step-time slope, in squared sequences: with the batch barely varying (a server
- * always full, or always idle), the slope cannot be told apart from the base and is pulled
- * toward PRIOR_SLOPE_SHARE of the mean step (an 8B model on one GPU: +0.15 ms per sequence on a
- * 6 ms step), never toward a batch that costs nothing.
+ * Where the batch or the prefill barely varies, the step-time slopes are pulled toward
+ * PRIOR_SLOPE_SHARE of the mean step per sequence (an 8B model on one GPU: +0.15 ms per
+ * sequence on a 6 ms step) and toward the prefill histogram's rate per token (else
+ * PRIOR_TOKEN_SHARE of the step: 0.05 ms a token on a 6 ms step).
  */
-const SLOPE_RIDGE = 0.25;
 const PRIOR_SLOPE_SHARE = 0.025;
+const PRIOR_TOKEN_SHARE = 1 / 120;
+/** Busy intervals (decayed) before their fit replaces the inter-token one. */
+const MIN_BUSY_SAMPLES = 2;
 /** Fewest uncached prompt tokens before a prefill rate is trusted. */
 const MIN_PREFILL_TOKENS = 64;
 /** Requests whose first token the server measured, per comparison with the predictions. */
@@ -37,12 +40,12 @@ const MIN_TTFT_SAMPLE = 40;
 interface Learning {
   last: VllmLoad;
   lastAt: number;
-  /** Decayed weighted sums for step = base + perSequence * batch. */
-  w: number;
-  wn: number;
-  wnn: number;
-  wy: number;
-  wny: number;
+  /** Inter-token gaps against the running gauges: steps timed where the server does not report them. */
+  gaps: StepSamples;
+  /** Busy time over the steps it reports, against their decodes and prefilled tokens. */
+  busy: StepSamples;
+  /** Busy intervals since the last busy sample, too few steps to make one yet. */
+  stretch: BusyStretch;
   prefillBeyondStepS: number;
   prefillTokens: number;
   prefills: number;
@@ -98,7 +101,7 @@ export function createServiceRateLearner(): ServiceRateLearner {
 
   function fresh(metrics: VllmLoad, now: number): Learning {
     return {
-      last: metrics, lastAt: now, w: 0, wn: 0, wnn: 0, wy: 0, wny: 0, prefillBeyondStepS: 0, prefillTokens: 0, prefills: 0, holdS: 0, holds: 0, admitS: 0, admits: 0, queueS: 0, queues: 0, prefillS: 0,
+      last: metrics, lastAt: now, gaps: emptyStepSamples(), busy: emptyStepSamples(), stretch: noStretch(), prefillBeyondStepS: 0, prefillTokens: 0, prefills: 0, holdS: 0, holds: 0, admitS: 0, admits: 0, queueS: 0, queues: 0, prefillS: 0,
       generated: 0, completed: 0, predictedS: 0, predictions: 0, measuredS: 0, measured: 0,
       errorSum: 0, errorWeight: 0, window: { predictedS: 0, predictions: 0, measuredS: 0, measured: 0 }, waitedForCapacity: false, largestBatch: metrics.running,
     };
@@ -117,25 +120,22 @@ export function createServiceRateLearner(): ServiceRateLearner {
       }
       const before = l.last;
       const decay = 0.5 ** (Math.max(0, now - l.lastAt) / HALF_LIFE_MS);
-      for (const key of ['w', 'wn', 'wnn', 'wy', 'wny', 'prefillBeyondStepS', 'prefillTokens', 'prefills', 'holdS', 'holds', 'admitS', 'admits', 'queueS', 'queues', 'prefillS', 'generated', 'completed', 'predictedS', 'predictions', 'measuredS', 'measured', 'errorSum', 'errorWeight'] as const) {
+      decayStepSamples(l.gaps, decay);
+      decayStepSamples(l.busy, decay);
+      for (const key of ['prefillBeyondStepS', 'prefillTokens', 'prefills', 'holdS', 'holds', 'admitS', 'admits', 'queueS', 'queues', 'prefillS', 'generated', 'completed', 'predictedS', 'predictions', 'measuredS', 'measured', 'errorSum', 'errorWeight'] as const) {
         l[key] *= decay;
       }
       rates.measuredRequests = l.prefills;
 
-      // Step time against the batch it ran: the mean running gauge over the interval.
+      // Step time, from inter-token gaps against the batch at the interval's two ends. Steps
+      // carrying prefill are long gaps, so its base holds the workload's average prefill (which
+      // the time model counts again on top): the busy-time fit replaces it where it can.
       const h = metrics.histograms;
       const hBefore = before.histograms;
       const n = Math.max(1, (metrics.running + before.running) / 2);
-      const steps = delta(h.interToken, hBefore.interToken);
-      if (steps && steps.count >= MIN_STEPS) {
-        const y = steps.sum / steps.count;
-        l.w += 1;
-        l.wn += n;
-        l.wnn += n * n;
-        l.wy += y;
-        l.wny += n * y;
-        fitStep(rates, l);
-      }
+      const gaps = delta(h.interToken, hBefore.interToken);
+      if (gaps && gaps.count >= MIN_STEPS) addStepSample(l.gaps, n, 0, gaps.sum / gaps.count);
+      observeBusySteps(l, metrics, before, now - l.lastAt);
 
       // Prefill beyond the one step every request's first token takes, per computed token: both
       // observed as the same requests finish (vLLM 0.11+), else the counters, which count
@@ -151,6 +151,7 @@ export function createServiceRateLearner(): ServiceRateLearner {
         rates.measuredRequests = l.prefills;
         if (l.prefillTokens >= MIN_PREFILL_TOKENS) rates.prefillPerTokenS = l.prefillBeyondStepS / l.prefillTokens;
       }
+      fitSteps(rates, l);
 
       // Queue time while nobody waited for capacity: the wait for the engine step in progress.
       const queued = delta(h.queue, hBefore.queue);
@@ -237,14 +238,50 @@ function uncachedPromptTokens(now: VllmLoad, before: VllmLoad): number | undefin
   return prompt === undefined ? undefined : Math.max(0, prompt - (counterDelta(now.prefixCacheHits, before.prefixCacheHits) ?? 0));
 }
 
-/** Ridge regression of step time on batch size over the decayed samples; neither part negative. */
-function fitStep(rates: ServiceRates, l: Learning): void {
-  const meanN = l.wn / l.w;
-  const meanY = l.wy / l.w;
-  const variance = Math.max(0, l.wnn / l.w - meanN * meanN);
-  const covariance = l.wny / l.w - meanN * meanY;
-  const slope = Math.max(0, (covariance + SLOPE_RIDGE * PRIOR_SLOPE_SHARE * meanY) / (variance + SLOPE_RIDGE));
-  const perSequence = Math.min(slope, meanY / meanN);
-  rates.stepPerSequenceS = perSequence;
-  rates.stepBaseS = meanY - perSequence * meanN;
+interface BusyStretch {
+  ms: number;
+  steps: number;
+  decodes: number;
+  prefilled: number;
+}
+
+const noStretch = (): BusyStretch => ({ ms: 0, steps: 0, decodes: 0, prefilled: 0 });
+
+/**
+ * Between scrapes that all found requests running (the engine stepping without a pause, but
+ * for an arrival just after a finish), where the server reports its steps
+ * (vllm:iteration_tokens_total: its count is the steps, its sum their scheduled tokens): the
+ * time per step against what a step ran, one decode per running request (every generated token
+ * but a request's first) and prefill for the rest. Consecutive intervals are pooled until they
+ * hold MIN_STEPS steps (dropping intervals with fewer would drop the long, prefilling steps).
+ * A step in progress at a scrape is timed partly in one sample and counted in the next; over
+ * samples that evens out.
+ */
+function observeBusySteps(l: Learning, metrics: VllmLoad, before: VllmLoad, elapsedMs: number): void {
+  const steps = delta(metrics.histograms.iterationTokens, before.histograms.iterationTokens);
+  const generated = counterDelta(metrics.generationTokensTotal, before.generationTokensTotal);
+  if (!steps || generated === undefined || before.running === 0 || metrics.running === 0) {
+    l.stretch = noStretch();
+    return;
+  }
+  const decodes = Math.max(0, generated - (delta(metrics.histograms.ttft, before.histograms.ttft)?.count ?? 0));
+  const s = l.stretch;
+  s.ms += elapsedMs;
+  s.steps += steps.count;
+  s.decodes += decodes;
+  s.prefilled += Math.max(0, steps.sum - decodes);
+  if (s.steps < MIN_STEPS) return;
+  addStepSample(l.busy, s.decodes / s.steps, s.prefilled / s.steps, s.ms / 1000 / s.steps);
+  l.stretch = noStretch();
+}
+
+/** The step figures: from busy time where there is enough of it, else from inter-token gaps. */
+function fitSteps(rates: ServiceRates, l: Learning): void {
+  const histogramRate = l.prefillTokens >= MIN_PREFILL_TOKENS ? l.prefillBeyondStepS / l.prefillTokens : undefined;
+  const busy = l.busy.w >= MIN_BUSY_SAMPLES ? fitStepTime(l.busy, histogramRate ?? PRIOR_TOKEN_SHARE * (l.busy.y / l.busy.w), PRIOR_SLOPE_SHARE) : undefined;
+  const fit = busy ?? fitStepTime(l.gaps, 0, PRIOR_SLOPE_SHARE);
+  if (!fit) return;
+  rates.stepBaseS = fit.baseS;
+  rates.stepPerSequenceS = fit.perSequenceS;
+  if (busy) rates.prefillPerTokenS = busy.perTokenS;
 }

@@ -62,6 +62,8 @@ export interface VllmHistograms {
   prefillComputedTokens: SumCount | undefined;
   /** Tokens generated per request. */
   generationTokens: SumCount | undefined;
+  /** Tokens scheduled per engine step (prefill chunks and decodes): its count is the steps run. Observed every step. */
+  iterationTokens: SumCount | undefined;
 }
 
 // Current names first; older or vLLM-compatible servers use the others.
@@ -81,6 +83,7 @@ export const NO_HISTOGRAMS: Readonly<VllmHistograms> = Object.freeze({
   inference: undefined,
   prefillComputedTokens: undefined,
   generationTokens: undefined,
+  iterationTokens: undefined,
 });
 
 const GENERATION_TOKENS = ['vllm:generation_tokens_total', 'vllm:generation_tokens'];
@@ -95,6 +98,7 @@ const HISTOGRAMS: Record<keyof VllmHistograms, string[]> = {
   inference: ['vllm:request_inference_time_seconds'],
   prefillComputedTokens: ['vllm:request_prefill_kv_computed_tokens'],
   generationTokens: ['vllm:request_generation_tokens'],
+  iterationTokens: ['vllm:iteration_tokens_total'],
 };
 const HISTOGRAM_SERIES = Object.values(HISTOGRAMS).flatMap((names) => names.flatMap((n) => [`${n}_sum`, `${n}_count`]));
 
@@ -149,6 +153,7 @@ export function parseVllmMetrics(text: string): VllmLoad {
     inference: sumCount(HISTOGRAMS.inference),
     prefillComputedTokens: sumCount(HISTOGRAMS.prefillComputedTokens),
     generationTokens: sumCount(HISTOGRAMS.generationTokens),
+    iterationTokens: sumCount(HISTOGRAMS.iterationTokens),
   };
   const byReason = byName.get(WAITING_BY_REASON);
 
