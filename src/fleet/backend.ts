@@ -88,6 +88,25 @@ export function notePrediction(b: Pick<Backend, 'predictedTtft'>, seconds: numbe
   b.predictedTtft.push({ dueAt: now + seconds * 1000, seconds, prefillTokens });
 }
 
+/**
+ * Takes the predictions of the requests whose first token a scrape reported: the `count` oldest
+ * sent before it began (vLLM serves first come, first served), so each is compared with its own
+ * request's measurement, not with whatever happened to finish when it was due.
+ */
+export function takeReportedPredictions(b: Pick<Backend, 'predictedTtft'>, count: number, sentBefore: number): { sumS: number; count: number } {
+  let sumS = 0;
+  let taken = 0;
+  while (taken < count && taken < b.predictedTtft.length) {
+    const p = b.predictedTtft[taken]!;
+    if (p.dueAt - p.seconds * 1000 >= sentBefore) break;
+    sumS += p.seconds;
+    taken++;
+  }
+  b.predictedTtft = b.predictedTtft.slice(taken);
+  return { sumS, count: taken };
+}
+
+/** Takes the predictions due by `at`: for a server that does not report its first tokens. */
 export function takeDuePredictions(b: Pick<Backend, 'predictedTtft'>, at: number): { sumS: number; count: number } {
   let sumS = 0;
   let count = 0;

@@ -2,7 +2,7 @@ import { isIP } from 'node:net';
 import type { RouterConfig } from '../config/schema.js';
 import type { Logger } from '../support/log.js';
 import type { ModelCard } from '../contract/local-answers.js';
-import { activeUnseen, capacityOf, hostLiteral, takeDuePredictions, type Backend } from './backend.js';
+import { activeUnseen, capacityOf, hostLiteral, takeDuePredictions, takeReportedPredictions, type Backend } from './backend.js';
 import { GetError } from './http-get.js';
 import type { Probe } from './probe.js';
 import { updateRecentRates } from './recent-rates.js';
@@ -105,9 +105,13 @@ export function createScraper(options: ScraperOptions): Scraper {
     try {
       const metrics = await probe.metrics(backend.url, settings().timeoutMs);
       backend.queueing = metrics.waiting > 0 && (backend.metrics?.waiting ?? 0) > 0;
+      const before = backend.metrics?.histograms.ttft;
       backend.metrics = metrics;
       updateRecentRates(backend, metrics);
-      learner.observe(backend.rates, metrics, takeDuePredictions(backend, startedAt));
+      // First tokens it reported since the last read, ours among them in our share of its work.
+      const reported = metrics.histograms.ttft && before ? metrics.histograms.ttft.count - before.count : undefined;
+      const oursReported = reported === undefined || reported < 0 ? undefined : Math.round(reported * (1 - (backend.recent.othersShare ?? 0)));
+      learner.observe(backend.rates, metrics, oursReported === undefined ? takeDuePredictions(backend, startedAt) : takeReportedPredictions(backend, oursReported, startedAt));
       backend.capacity = capacityOf(backend);
       backend.unseenDispatches = backend.dispatched - dispatchedAtStart;
       backend.unseenFinishes = backend.finished - finishedAtStart;
