@@ -15,7 +15,7 @@ function simulatedServer(base: number, perSeq: number, perToken: number) {
   };
   return {
     /** One interval: `batch` sequences running, `requests` arriving with `prompt` tokens of which `cached` hit, each generating `output`. */
-    interval(batch: number, requests: number, prompt: number, cached: number, output: number, waitingForCapacity = 0): VllmLoad {
+    interval(batch: number, requests: number, prompt: number, cached: number, output: number, waitingForCapacity = 0, queueS = 0): VllmLoad {
       const step = base + perSeq * batch;
       const prefillS = step + perToken * (prompt - cached);
       const t = page.histograms;
@@ -31,7 +31,7 @@ function simulatedServer(base: number, perSeq: number, perToken: number) {
         histograms: {
           ttft: { sum: t.ttft!.sum + requests * prefillS, count: t.ttft!.count + requests },
           interToken: { sum: t.interToken!.sum + requests * (output - 1) * step, count: t.interToken!.count + requests * (output - 1) },
-          queue: t.queue,
+          queue: { sum: t.queue!.sum + requests * queueS, count: t.queue!.count + requests },
           prefill: { sum: t.prefill!.sum + requests * prefillS, count: t.prefill!.count + requests },
           inference: { sum: t.inference!.sum + requests * (prefillS + (output - 1) * step), count: t.inference!.count + requests },
           prefillComputedTokens: { sum: t.prefillComputedTokens!.sum + requests * (prompt - cached), count: t.prefillComputedTokens!.count + requests },
@@ -153,6 +153,21 @@ describe('service rates learned from a backend\'s metrics', () => {
     expect(rates.slots).toBe(8);
     learner.observe(rates, server.interval(10, 2, 100, 0, 10), none, 800);
     expect(rates.slots).toBe(10); // it ran more than that: it has more
+  });
+
+  it('takes the queue time of intervals it had room in as the wait for the step in progress, not of those it was full in', () => {
+    const learner = createServiceRateLearner();
+    const rates = emptyServiceRates();
+    const server = simulatedServer(0.02, 0, 0.0001);
+    learner.observe(rates, server.interval(0, 0, 0, 0, 0), none, 0);
+    learner.observe(rates, server.interval(8, 2, 100, 0, 10, 2, 0.1), none, 200);
+    learner.observe(rates, server.interval(8, 2, 100, 0, 10, 1, 0.1), none, 400);
+    expect(rates.slots).toBe(8);
+    // Full at both scrapes, nobody waiting when read: arrivals between waited for a slot.
+    for (let i = 3; i < 10; i++) learner.observe(rates, server.interval(8, 2, 100, 0, 10, 0, 0.05), none, i * 200);
+    expect(rates.admissionS).toBeUndefined();
+    for (let i = 10; i < 20; i++) learner.observe(rates, server.interval(5, 2, 100, 0, 10, 0, 0.004), none, i * 200);
+    expect(rates.admissionS).toBeCloseTo(0.004, 6);
   });
 
   it('measures its own predictions against the time to first token the server reports', () => {

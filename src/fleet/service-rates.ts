@@ -153,13 +153,16 @@ export function createServiceRateLearner(): ServiceRateLearner {
       }
       fitSteps(rates, l);
 
-      // Queue time while nobody waited for capacity: the wait for the engine step in progress.
+      // Queue time while it had room (nobody waiting, a slot free, at both scrapes): the wait
+      // for the engine step in progress. Where it filled up between them, the queue time holds
+      // waits for a slot, which the time model counts apart.
       const queued = delta(h.queue, hBefore.queue);
       if (queued) {
         l.queueS += queued.sum;
         l.queues += queued.count;
       }
-      if (queued && queued.count > 0 && metrics.waiting === 0 && before.waiting === 0) {
+      const hadRoom = (m: VllmLoad) => m.waiting === 0 && (rates.slots === undefined || m.running < rates.slots);
+      if (queued && queued.count > 0 && hadRoom(metrics) && hadRoom(before)) {
         l.admitS += queued.sum;
         l.admits += queued.count;
         rates.admissionS = l.admitS / l.admits;

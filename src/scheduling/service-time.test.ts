@@ -62,8 +62,11 @@ describe('service time', () => {
     const [speed] = speedsOf([full]);
     const t = serviceTime(full, speed!, 1, 1000, 0);
     expect(t.slotWaitS).toBeCloseTo(((3 + 1) * 0.5) / 8, 6);
-    // The queue's prefill runs first, then its own.
-    expect(t.firstTokenS).toBeCloseTo(t.slotWaitS + 3 * 1000 * 0.0001 + 0.02 + 0.001 * 9 + 0.0001, 6);
+    // The queue's prefill (0.3 s) runs while it waits for a slot (0.25 s), then its own.
+    expect(t.firstTokenS).toBeCloseTo(3 * 1000 * 0.0001 + 0.02 + 0.001 * 9 + 0.0001, 6);
+    // Behind short prompts, the slot is the longer wait.
+    const short = serviceTime(full, speed!, 1, 100, 0);
+    expect(short.firstTokenS).toBeCloseTo(short.slotWaitS + 0.02 + 0.001 * 9 + 0.0001, 6);
     // Its prefill stalls the 8 running, and it slows each of their steps.
     expect(t.dragS).toBeCloseTo(8 * (1 * 0.0001 + 10 * 0.001), 6);
   });

@@ -88,8 +88,9 @@ export interface ServiceTime {
  * The time model: an engine step with n running sequences takes base + n * perSequence, a
  * prefill takes one step plus its uncached tokens at the backend's prefill rate, a request
  * queued behind a full backend waits for a slot (a slot frees every slotHold / capacity
- * seconds), and the prefill ahead of it runs first: the queued requests', or what we sent there
- * that is still prefilling, whichever is more.
+ * seconds) while the prefill ahead of it runs, else for the step in progress and then the
+ * prefill ahead: the queued requests', or what we sent there that is still prefilling, whichever
+ * is more.
  */
 export function serviceTime(backend: BackendView, speed: Speed, uncachedTokens: number, queuedUncachedTokens: number, nowMs: number): ServiceTime {
   const { running, waiting, full } = estimateQueue(backend);
@@ -100,7 +101,8 @@ export function serviceTime(backend: BackendView, speed: Speed, uncachedTokens: 
   // yet (admitted, it shares the steps' token budget with ours), whichever is more.
   const queuedPrefillS = Math.max(waiting * queuedUncachedTokens, prefillingTokens(backend, speed, nowMs)) * speed.prefillPerTokenS;
   return {
-    firstTokenS: speed.frontEndS + (full ? slotWaitS : speed.admissionS) + queuedPrefillS + step + ownPrefillS,
+    // While it waits for a slot, the engine runs the prefill ahead: whichever takes longer.
+    firstTokenS: speed.frontEndS + (full ? Math.max(slotWaitS, queuedPrefillS) : speed.admissionS + queuedPrefillS) + step + ownPrefillS,
     slotWaitS,
     ownPrefillS,
     dragS: running * (ownPrefillS + (speed.outputTokens / 2) * speed.stepPerSequenceS),
