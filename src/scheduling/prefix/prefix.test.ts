@@ -130,8 +130,8 @@ describe('prefix index', () => {
 });
 
 describe('token ratio', () => {
-  const view = (promptTokensTotal: number | undefined) =>
-    ({ id: 'a', metrics: promptTokensTotal === undefined ? undefined : { promptTokensTotal } }) as unknown as BackendView;
+  const view = (promptTokensTotal: number | undefined, othersShare?: number) =>
+    ({ id: 'a', metrics: promptTokensTotal === undefined ? undefined : { promptTokensTotal }, recent: { othersShare } }) as unknown as BackendView;
 
   it('learns characters per token from what a backend reports, after enough tokens', () => {
     const ratio = createTokenRatio(4);
@@ -140,6 +140,16 @@ describe('token ratio', () => {
     ratio.sent(view(11_000), 50_000);
     expect(ratio.bytesPerToken(view(31_000))).toBe(3); // 90k bytes / 30k tokens
     expect(ratio.bytesPerToken(view(500))).toBe(4); // counter went back: server restarted
+  });
+
+  it('counts only our share of the server\'s tokens: another replica\'s prompts are in its count, not in our bytes', () => {
+    const ratio = createTokenRatio(4);
+    ratio.sent(view(0), 60_000); // half of 40,000 tokens' worth, at 3 bytes a token
+    expect(ratio.bytesPerToken(view(40_000, 0.5))).toBe(3);
+    // Share unknown: all of its tokens are taken as ours.
+    const fresh = createTokenRatio(4);
+    fresh.sent(view(0), 60_000);
+    expect(fresh.bytesPerToken(view(40_000))).toBe(1.5);
   });
 });
 
