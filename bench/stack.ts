@@ -20,6 +20,8 @@ export interface Strategy {
   precise?: boolean;
   /** The router's `flowControl` config. */
   flowControl?: Record<string, unknown>;
+  /** Replicas tell each other what they route (config `peers`: every replica's gRPC address). */
+  peers?: boolean;
   /** Run only when named (--strategies), like the precise ones. */
   optional?: boolean;
 }
@@ -36,6 +38,8 @@ export const STRATEGIES: Strategy[] = [
   { name: 'ours', label: 'ours (first-token cost)', scheduler: {} },
   { name: 'ours-precise', label: 'ours, precise (KV events + tokenizer)', scheduler: {}, precise: true },
   { name: 'ours-flow', label: 'ours, flow control on', scheduler: {}, flowControl: { enabled: true }, optional: true },
+  { name: 'ours-peers', label: 'ours, replicas tell each other what they route', scheduler: {}, peers: true, optional: true },
+  { name: 'ours-precise-peers', label: 'ours, precise, replicas tell each other what they route', scheduler: {}, precise: true, peers: true, optional: true },
 ];
 
 /** Engine of every simulated server in the benchmark: small enough that caching matters. */
@@ -235,11 +239,15 @@ export async function startRoutingLayer(
     };
     // Replicas share everything but their ports; the first one's config file is the one to edit for a reload.
     const replicas: Array<{ grpcPort: number; admin: string; configPath: string; pid: number }> = [];
-    for (let r = 0; r < (strategy.replicas ?? 1); r++) {
-      const grpcPort = await freePort();
+    const grpcPorts: number[] = [];
+    for (let r = 0; r < (strategy.replicas ?? 1); r++) grpcPorts.push(await freePort());
+    // One list for every replica: each ignores its own address.
+    const peers = strategy.peers ? { peers: { addresses: grpcPorts.map((p) => `127.0.0.1:${p}`) } } : {};
+    for (let r = 0; r < grpcPorts.length; r++) {
+      const grpcPort = grpcPorts[r]!;
       const adminPort = await freePort();
       const configPath = join(dir, r === 0 ? 'router.yaml' : `router-${r}.yaml`);
-      await writeFile(configPath, stringify({ grpc: { host: '127.0.0.1', port: grpcPort }, admin: { host: '127.0.0.1', port: adminPort }, ...config }));
+      await writeFile(configPath, stringify({ grpc: { host: '127.0.0.1', port: grpcPort }, admin: { host: '127.0.0.1', port: adminPort }, ...config, ...peers }));
       const router = node('main.js', ['--config', configPath, '--log-level', 'warn']);
       children.push(router);
       replicas.push({ grpcPort, admin: `http://127.0.0.1:${adminPort}`, configPath, pid: router.pid! });

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { createRequire } from 'node:module';
 import type { Server } from 'node:http';
 import { createDecisionLog } from './admin/decision-log.js';
@@ -17,6 +18,8 @@ import type { Logger } from './support/log.js';
 import { createSchedulerMemory } from './scheduling/memory.js';
 import { loadTokenizerSet } from './tokenize/tokenizer-set.js';
 import { schedulerFromConfig } from './scheduling/registry.js';
+import { createPeerSync } from './peers/peer-sync.js';
+import { rememberRouted } from './scheduling/scheduler.js';
 import { createAdsHandler } from './xds/ads-server.js';
 import { buildResources } from './xds/resources.js';
 import { createSnapshotCache } from './xds/snapshot-cache.js';
@@ -70,6 +73,13 @@ export async function startRouter(initial: RouterConfig, logger: Logger): Promis
     },
   });
   const metrics = createRouterMetrics(fleet, () => flow.stats().bands);
+  const peers = createPeerSync({
+    instance: randomUUID(),
+    addresses: () => config.peers.addresses,
+    fleet,
+    remember: (backend, routed) => rememberRouted(memory, backend, routed, Date.now()),
+    logger,
+  });
   const cache = createSnapshotCache();
   const decisionLog = createDecisionLog();
   const publish = () => {
@@ -106,8 +116,9 @@ export async function startRouter(initial: RouterConfig, logger: Logger): Promis
           path: ExternalProcessorService.process.path,
           requests: ProcessingRequest,
           responses: ProcessingResponse,
-          handler: createProcessor({ fleet, scheduler: () => scheduler, config: () => config, metrics, logger, version: VERSION, decisionLog, inflight, largeBodies, tokenizers: () => tokenizers, flow }),
+          handler: createProcessor({ fleet, scheduler: () => scheduler, config: () => config, metrics, logger, version: VERSION, decisionLog, inflight, largeBodies, tokenizers: () => tokenizers, flow, peers }),
         },
+        peers.method,
         {
           path: AggregatedDiscoveryServiceService.streamAggregatedResources.path,
           requests: DiscoveryRequest,
@@ -139,6 +150,7 @@ export async function startRouter(initial: RouterConfig, logger: Logger): Promis
       reportedBlocks: (id) => memory.preciseIndex.stats(id),
       tokenizers: () => tokenizers.stats(),
       flowControl: () => flow.stats(),
+      peers: () => peers.stats(),
     });
   } catch (err) {
     await grpcServer.close(0);
@@ -147,6 +159,7 @@ export async function startRouter(initial: RouterConfig, logger: Logger): Promis
 
   publish();
   fleet.start();
+  peers.reconcile();
   logger.info('router started', { grpc: `${config.grpc.host}:${grpcPort}`, admin: `${config.admin.host}:${admin.port}`, backends: config.backends.length });
 
   return {
@@ -164,12 +177,14 @@ export async function startRouter(initial: RouterConfig, logger: Logger): Promis
       scheduler = nextScheduler;
       tokenizers = nextTokenizers;
       fleet.apply(next);
+      peers.reconcile();
       publish();
       logger.info('config applied', { backends: next.backends.length });
     },
     async close(graceMs = 5_000) {
       fleet.stop();
       flow.stop();
+      peers.close();
       admin.server.closeAllConnections();
       await new Promise<void>((resolve) => admin.server.close(() => resolve()));
       await grpcServer.close(graceMs);

@@ -20,6 +20,8 @@ export interface AdminServerOptions {
   tokenizers?: () => Record<string, unknown>;
   /** Flow control: whether it is on, and the requests it holds per band and tenant. */
   flowControl?: () => unknown;
+  /** The other router replicas: which are connected, and their requests counted here. */
+  peers?: () => unknown;
 }
 
 type ReportedBlocks = NonNullable<AdminServerOptions['reportedBlocks']>;
@@ -82,6 +84,7 @@ export function loadStatistics(
   reportedBlocks?: ReportedBlocks,
   tokenizers?: () => Record<string, unknown>,
   flowControl?: () => unknown,
+  peers?: () => unknown,
 ) {
   const now = Date.now();
   return {
@@ -119,6 +122,7 @@ export function loadStatistics(
     models: fleet.routableModels(),
     tokenizers: tokenizers?.() ?? {},
     flowControl: flowControl?.() ?? null,
+    peers: peers?.() ?? null,
     recentDecisions: decisionLog?.recent() ?? [],
   };
 }
@@ -140,7 +144,7 @@ export async function startAdminServer(options: AdminServerOptions): Promise<{ s
       } else if (path === '/dashboard' || path === '/') {
         res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' }).end(DASHBOARD_HTML);
       } else if (path === '/stats' || path === '/load') {
-        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(loadStatistics(fleet, options.loadWeights(), options.decisionLog, options.reportedBlocks, options.tokenizers, options.flowControl), null, 2));
+        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(loadStatistics(fleet, options.loadWeights(), options.decisionLog, options.reportedBlocks, options.tokenizers, options.flowControl, options.peers), null, 2));
       } else {
         res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ error: `no admin endpoint ${path}; try /dashboard, /stats, /metrics or /health` }));
       }

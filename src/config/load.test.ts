@@ -69,6 +69,14 @@ describe('config', () => {
     expect(problemsOf('flowControl: { maxWaitMs: 90000 }\n')[0]).toMatch(/^flowControl\.maxWaitMs: /);
   });
 
+  it('validates peer addresses', () => {
+    expect(parseConfigText('').peers).toEqual({ addresses: [] });
+    expect(parseConfigText('peers: { addresses: ["10.0.0.2:18000", "router-1.ns.svc:18000", "[::1]:18000"] }\n').peers.addresses).toHaveLength(3);
+    expect(problemsOf('peers: { addresses: ["10.0.0.2"] }\n')[0]).toMatch(/^peers\.addresses\[0\]: must be host:port/);
+    expect(problemsOf('peers: { addresses: ["http://10.0.0.2:18000"] }\n')[0]).toMatch(/^peers\.addresses\[0\]: must be host:port/);
+    expect(problemsOf('peers: { addresses: ["a:70000"] }\n')[0]).toMatch(/^peers\.addresses\[0\]: port must be at most 65535/);
+  });
+
   it('reads tokenizer directories relative to the config file', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'config-'));
     const path = join(dir, 'router.yaml');

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { flowControlSchema } from './flow-control-schema.js';
+import { peersSchema } from './peers-schema.js';
 import { DEFAULT_PUBLIC_PATHS } from '../contract/public-api.js';
 import { kvEventsEndpoint, kvEventsPorts } from './kv-events-schema.js';
 
@@ -274,6 +275,7 @@ export const routerConfigSchema = z
     /** Served model name -> its Hugging Face model directory (tokenizer.json, chat template): prompts matched on token ids. */
     tokenizers: z.record(modelName, z.string().min(1)).default({}),
     flowControl: flowControlSchema,
+    peers: peersSchema,
   })
   .strict()
   .superRefine((config, ctx) => {

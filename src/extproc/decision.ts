@@ -6,6 +6,7 @@ import type { Backend, FleetView } from '../fleet/backend.js';
 import type { Scheduler } from '../scheduling/scheduler.js';
 import { PRIORITY_MAX, PRIORITY_MIN, type FlowControlConfig } from '../config/flow-control-schema.js';
 import type { FlowController, FlowRequest } from '../flow-control/flow-controller.js';
+import type { PeerSync } from '../peers/peer-sync.js';
 import type { Rejection } from '../scheduling/types.js';
 import { promptTokens } from '../tokenize/prompt-tokens.js';
 import type { TokenizerSet } from '../tokenize/tokenizer-set.js';
@@ -24,6 +25,8 @@ export interface DecisionDeps {
   tokenizers?: (() => TokenizerSet) | undefined;
   /** Holds requests while every server of their model is saturated (config `flowControl`). */
   flow?: FlowController | undefined;
+  /** The other router replicas, told what this one routes (config `peers`). */
+  peers?: Pick<PeerSync, 'routed'> | undefined;
 }
 
 /** What to do with one request, whatever protocol asked. */
@@ -44,7 +47,7 @@ export type Outcome =
       destination: string;
       /** The body is JSON sent under a form or text content type: forward it as application/json. */
       rewriteContentType: boolean;
-      /** Runs when the request no longer occupies its backend (flow control counts it until then). */
+      /** Runs when the request no longer occupies its backend (flow control and peers count it until then). */
       ended?: () => void;
     };
 
@@ -59,6 +62,14 @@ export function publicPathCheck(config: () => RouterConfig): (path: string) => b
     if (cached?.config !== current) cached = { config: current, paths: new Set(current.api.paths) };
     return cached.paths.has(path);
   };
+}
+
+/** What to run when a routed request ends: flow control's and the peers' accounting, whichever are on. */
+function endedBy(...ends: Array<(() => void) | undefined>): { ended?: () => void } {
+  const on = ends.filter((e) => e !== undefined);
+  if (on.length === 0) return {};
+  if (on.length === 1) return { ended: on[0]! };
+  return { ended: () => on.forEach((e) => e()) };
 }
 
 /** Endpoints whose body may omit `model` (vLLM falls back to its one served model). */
@@ -140,7 +151,7 @@ export function createDecider(deps: DecisionDeps) {
         primary,
         destination: [primary, ...decision.fallbacks].map((b) => b.endpoint).join(','),
         rewriteContentType: parsed.rewriteContentType,
-        ...(flow && flowRequest ? { ended: flow.started(flowRequest) } : {}),
+        ...endedBy(flow && flowRequest ? flow.started(flowRequest) : undefined, deps.peers?.routed(primary, decision.routed)),
       };
     };
     if (!flow || !flowRequest || !flow.mustWait(flowRequest, candidates)) return routeNow();

@@ -22,6 +22,7 @@ import type { ProcessingRequest, ProcessingResponse } from '../gen/envoy/service
 import type { MessageStream } from '../grpc/stream.js';
 import { whenStreamEnds } from '../grpc/when-stream-ends.js';
 import type { FlowController } from '../flow-control/flow-controller.js';
+import type { PeerSync } from '../peers/peer-sync.js';
 import type { Scheduler } from '../scheduling/scheduler.js';
 import type { Logger } from '../support/log.js';
 import { createDecider, publicPathCheck, type Decided } from './decision.js';
@@ -58,6 +59,8 @@ export interface ProcessorDeps {
   tokenizers?: () => TokenizerSet;
   /** Holds requests while every server of their model is saturated. */
   flow?: FlowController;
+  /** The other router replicas, told what this one routes. */
+  peers?: Pick<PeerSync, 'routed'>;
 }
 
 /** The headers the config names: the session's, and flow control's priority and tenant. */

@@ -7,7 +7,7 @@ import type { RecentDispatches } from './prefix/recent-dispatches.js';
 import { rendezvousRanks } from './prefix/rendezvous.js';
 import type { TokenRatio } from './prefix/token-ratio.js';
 import { serviceTime, speedsOf, type ServiceTime, type Speed } from './service-time.js';
-import type { Decision, Filter, Picker, Scorer, ScoredBackend, ScoringInput, SchedulingRequest } from './types.js';
+import type { Decision, Filter, Picker, RoutedPrompt, Scorer, ScoredBackend, ScoringInput, SchedulingRequest } from './types.js';
 
 export interface WeightedScorer {
   scorer: Scorer;
@@ -53,6 +53,26 @@ const PLACEMENT_PREFIX_TOKENS = 256;
 const clamp01 = (x: number) => (x > 1 ? 1 : x >= 0 ? x : 0); // NaN -> 0
 /** Prompt tokens a backend must prefill: at least one (the last token is always computed). */
 const uncached = (prompt: number, cached: number) => Math.max(1, prompt - cached);
+
+/**
+ * Records a prompt routed to a backend, by this replica or another: the backend holds its blocks
+ * from now on (pending in its KV events until its first token, with a margin), its queue's mean
+ * prefill moves toward it, its adapter is at work there, and its text counts toward the
+ * backend's bytes per token.
+ */
+export function rememberRouted(
+  memory: Pick<SchedulerOptions, 'prefixIndex' | 'recentDispatches' | 'adapterActivity' | 'meanUncachedPrefill' | 'tokenRatio'>,
+  backend: BackendView,
+  routed: RoutedPrompt,
+  nowMs: number,
+): void {
+  const previous = memory.meanUncachedPrefill.get(backend.id);
+  memory.meanUncachedPrefill.set(backend.id, previous === undefined ? routed.uncachedTokens : previous + 0.1 * (routed.uncachedTokens - previous));
+  memory.prefixIndex.record(backend.id, routed.hashes);
+  if (backend.cacheEvents) memory.recentDispatches?.record(backend.id, routed.hashes, nowMs, nowMs + 500 + 1500 * routed.predictedTtftS);
+  if (routed.adapter !== undefined) memory.adapterActivity?.record(backend.id, routed.adapter, nowMs);
+  if (routed.textBytes !== undefined) memory.tokenRatio.sent(backend, routed.textBytes);
+}
 
 /**
  * Filters, then weighted scores, then the picker. Decisions depend only on the request, the
@@ -230,20 +250,17 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
         runnerUpScore: ranked[1]?.score ?? null,
       };
       for (const { scorer } of scorers) scorer.picked?.(input, primary);
-      const sent = uncached(why.promptTokens, cachedTokens);
-      const previous = meanUncachedPrefill.get(primary.id);
-      meanUncachedPrefill.set(primary.id, previous === undefined ? sent : previous + 0.1 * (sent - previous));
       const p = input.blocks();
       syncCapacity(primary, p);
-      prefixIndex.record(primary.id, p.hashes);
-      // Its blocks are in the events by its first token; until then (with a margin) they count as pending.
-      if (primary.cacheEvents) {
-        const t = now();
-        recentDispatches?.record(primary.id, p.hashes, t, t + 500 + 1500 * why.predictedTtftS);
-      }
-      if (!p.exactTokens) tokenRatio.sent(primary, p.units);
-      if (request.adapter !== undefined) adapterActivity?.record(primary.id, request.adapter, now());
-      return { kind: 'route', primary, fallbacks: ranked.slice(1, 1 + fallbacks).map((s) => s.backend), ranked, why };
+      const routed: RoutedPrompt = {
+        hashes: p.hashes,
+        uncachedTokens: uncached(why.promptTokens, cachedTokens),
+        predictedTtftS: why.predictedTtftS,
+        adapter: request.adapter,
+        textBytes: p.exactTokens ? undefined : p.units,
+      };
+      rememberRouted(options, primary, routed, now());
+      return { kind: 'route', primary, fallbacks: ranked.slice(1, 1 + fallbacks).map((s) => s.backend), ranked, why, routed };
     },
   };
 }

@@ -112,8 +112,20 @@ export type Rejection =
   | { code: 'no_eligible_endpoint'; model: string }
   | { code: 'server_overloaded'; maxWaiting: number };
 
+/** What routing a prompt to a backend teaches the scheduler: the same whichever replica routed it. */
+export interface RoutedPrompt {
+  /** Its chained block hashes (text or token ids, as the prefix index keys them). */
+  hashes: Float64Array;
+  /** Prompt tokens the backend was predicted to prefill (at least one). */
+  uncachedTokens: number;
+  predictedTtftS: number;
+  adapter: string | undefined;
+  /** Bytes of its text where it was hashed as text (not token ids): what teaches the backend's bytes per token. */
+  textBytes: number | undefined;
+}
+
 export type Decision =
-  | { kind: 'route'; primary: BackendView; fallbacks: BackendView[]; ranked: ScoredBackend[]; why: DecisionReason }
+  | { kind: 'route'; primary: BackendView; fallbacks: BackendView[]; ranked: ScoredBackend[]; why: DecisionReason; routed: RoutedPrompt }
   | ({ kind: 'reject' } & Rejection);
 
 /** Why the primary won, in figures an operator can read. */
