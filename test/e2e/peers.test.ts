@@ -1,4 +1,3 @@
-import { createServer } from 'node:net';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.js';
@@ -6,6 +5,7 @@ import { startEnvoy, type EnvoyHandle } from '../../src/launcher/envoy.js';
 import { startRouter, type Router } from '../../src/router.js';
 import { startSimulator, type SimulatorHandle } from '../../src/simulator/server.js';
 import { silentLogger } from '../../src/support/log.js';
+import { freePort } from '../../bench/stack.js';
 import { waitFor } from '../helpers/stack.js';
 
 // Two router replicas behind one real Envoy (ext_proc streams spread over both), each told the
@@ -14,17 +14,6 @@ let sims: SimulatorHandle[] = [];
 const routers: Router[] = [];
 let envoy: EnvoyHandle | undefined;
 let client: OpenAI;
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 beforeAll(async () => {
   // Real-time steps (6 ms): a long answer stays in flight for a second or more.
