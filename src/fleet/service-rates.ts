@@ -32,6 +32,13 @@ const PRIOR_SLOPE_SHARE = 0.025;
 const PRIOR_TOKEN_SHARE = 1 / 120;
 /** Busy intervals (decayed) before their fit replaces the inter-token one. */
 const MIN_BUSY_SAMPLES = 2;
+/**
+ * Share of the busy intervals' variance their fit must explain to be used. On a server whose
+ * time between scrapes is not its steps' (real vLLM on a shared CPU core: the API server's work
+ * and the scrapes themselves come between steps) the fit is noise, and a prefill priced at
+ * nothing on one server draws every request there.
+ */
+const MIN_EXPLAINED = 0.5;
 /** Fewest uncached prompt tokens before a prefill rate is trusted. */
 const MIN_PREFILL_TOKENS = 64;
 /** Requests whose first token the server measured, per comparison with the predictions. */
@@ -281,7 +288,8 @@ function observeBusySteps(l: Learning, metrics: VllmLoad, before: VllmLoad, elap
 /** The step figures: from busy time where there is enough of it, else from inter-token gaps. */
 function fitSteps(rates: ServiceRates, l: Learning): void {
   const histogramRate = l.prefillTokens >= MIN_PREFILL_TOKENS ? l.prefillBeyondStepS / l.prefillTokens : undefined;
-  const busy = l.busy.w >= MIN_BUSY_SAMPLES ? fitStepTime(l.busy, histogramRate ?? PRIOR_TOKEN_SHARE * (l.busy.y / l.busy.w), PRIOR_SLOPE_SHARE) : undefined;
+  const fitted = l.busy.w >= MIN_BUSY_SAMPLES ? fitStepTime(l.busy, histogramRate ?? PRIOR_TOKEN_SHARE * (l.busy.y / l.busy.w), PRIOR_SLOPE_SHARE) : undefined;
+  const busy = fitted && fitted.explained >= MIN_EXPLAINED ? fitted : undefined;
   const fit = busy ?? fitStepTime(l.gaps, 0, PRIOR_SLOPE_SHARE);
   if (!fit) return;
   rates.stepBaseS = fit.baseS;

@@ -31,6 +31,16 @@ describe('step time fit', () => {
     expect(f.baseS).toBeGreaterThanOrEqual(0);
   });
 
+  it('says how much of the samples\' variance it explains: all of it for exact steps, little for noise', () => {
+    const exact = emptyStepSamples();
+    for (let i = 0; i < 30; i++) addStepSample(exact, 1 + (i % 5), 300 * (i % 4), 0.006 + 0.0002 * (1 + (i % 5)) + 0.00005 * 300 * (i % 4));
+    expect(fitStepTime(exact, 0.0001, 0.025)!.explained).toBeGreaterThan(0.99);
+    // Time per step unrelated to what the steps ran (another process's work between them).
+    const noise = emptyStepSamples();
+    for (let i = 0; i < 30; i++) addStepSample(noise, 1 + (i % 5), 300 * (i % 4), 0.005 + 0.02 * (((i * 7919) % 13) / 13));
+    expect(fitStepTime(noise, 0.0001, 0.025)!.explained).toBeLessThan(0.5);
+  });
+
   it('has nothing to say without samples, and forgets with decay', () => {
     expect(fitStepTime(emptyStepSamples(), 0.0001, 0.025)).toBeUndefined();
     const s = emptyStepSamples();

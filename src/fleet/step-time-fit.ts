@@ -12,6 +12,7 @@ export interface StepSamples {
   tokens2: number;
   batchTokens: number;
   y: number;
+  y2: number;
   batchY: number;
   tokensY: number;
 }
@@ -20,6 +21,8 @@ export interface StepFit {
   baseS: number;
   perSequenceS: number;
   perTokenS: number;
+  /** Share of the samples' variance the fit explains (1 if they do not vary). */
+  explained: number;
 }
 
 /** Ridge on the per-sequence slope, in squared sequences. */
@@ -28,7 +31,7 @@ const BATCH_RIDGE = 0.25;
 const TOKEN_RIDGE = 8 * 8;
 
 export function emptyStepSamples(): StepSamples {
-  return { w: 0, batch: 0, tokens: 0, batch2: 0, tokens2: 0, batchTokens: 0, y: 0, batchY: 0, tokensY: 0 };
+  return { w: 0, batch: 0, tokens: 0, batch2: 0, tokens2: 0, batchTokens: 0, y: 0, y2: 0, batchY: 0, tokensY: 0 };
 }
 
 export function decayStepSamples(s: StepSamples, factor: number): void {
@@ -44,6 +47,7 @@ export function addStepSample(s: StepSamples, batch: number, tokens: number, ste
   s.tokens2 += tokens * tokens;
   s.batchTokens += batch * tokens;
   s.y += stepS;
+  s.y2 += stepS * stepS;
   s.batchY += batch * stepS;
   s.tokensY += tokens * stepS;
 }
@@ -74,10 +78,13 @@ export function fitStepTime(s: StepSamples, priorPerToken: number, priorSequence
   if (perSequenceS < 0) [perSequenceS, perTokenS] = [0, Math.max(0, r2 / a22)];
   if (perTokenS < 0) [perSequenceS, perTokenS] = [Math.max(0, r1 / a11), 0];
   // The slopes cannot explain more than the mean step: the base is never negative.
-  const explained = perSequenceS * meanN + perTokenS * meanP;
-  if (explained > meanY) {
-    perSequenceS *= meanY / explained;
-    perTokenS *= meanY / explained;
+  const slopesPart = perSequenceS * meanN + perTokenS * meanP;
+  if (slopesPart > meanY) {
+    perSequenceS *= meanY / slopesPart;
+    perTokenS *= meanY / slopesPart;
   }
-  return { baseS: meanY - perSequenceS * meanN - perTokenS * meanP, perSequenceS, perTokenS };
+  const varY = Math.max(0, s.y2 / s.w - meanY * meanY);
+  const residual = varY - 2 * perSequenceS * covNY - 2 * perTokenS * covPY + perSequenceS ** 2 * varN + perTokenS ** 2 * varP + 2 * perSequenceS * perTokenS * covNP;
+  const explained = varY > 0 ? 1 - Math.max(0, residual) / varY : 1;
+  return { baseS: meanY - perSequenceS * meanN - perTokenS * meanP, perSequenceS, perTokenS, explained };
 }
