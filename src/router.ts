@@ -78,6 +78,8 @@ export async function startRouter(initial: RouterConfig, logger: Logger): Promis
     addresses: () => config.peers.addresses,
     fleet,
     remember: (backend, routed) => rememberRouted(memory, backend, routed, Date.now()),
+    cacheViews: () => fleet.backends().map((b) => ({ backend: b.id, hashes: memory.prefixIndex.blocks(b.id) })),
+    absorbCacheView: (backend, hashes) => memory.prefixIndex.absorb(backend.id, hashes),
     logger,
   });
   const cache = createSnapshotCache();
@@ -148,6 +150,7 @@ export async function startRouter(initial: RouterConfig, logger: Logger): Promis
       loadWeights: () => config.scheduler.load,
       decisionLog,
       reportedBlocks: (id) => memory.preciseIndex.stats(id),
+      guessedBlocks: (id) => memory.prefixIndex.size(id),
       tokenizers: () => tokenizers.stats(),
       flowControl: () => flow.stats(),
       peers: () => peers.stats(),

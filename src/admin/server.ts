@@ -16,6 +16,8 @@ export interface AdminServerOptions {
   decisionLog?: DecisionLog;
   /** Blocks a backend's KV events say it holds, and stored blocks not indexed (their parent never seen). */
   reportedBlocks?: (backendId: string) => { blocks: number; orphans: number };
+  /** Blocks the router's own guess (the prefix index) says a backend holds. */
+  guessedBlocks?: (backendId: string) => number;
   /** Per served model with a configured tokenizer: its directory and its segment cache's figures. */
   tokenizers?: () => Record<string, unknown>;
   /** Flow control: whether it is on, and the requests it holds per band and tenant. */
@@ -77,15 +79,8 @@ function cacheSource(b: BackendView, now: number, reportedBlocks?: ReportedBlock
 }
 
 /** Per-backend load statistics, as JSON. */
-export function loadStatistics(
-  fleet: FleetView,
-  weights: LoadWeights,
-  decisionLog?: DecisionLog,
-  reportedBlocks?: ReportedBlocks,
-  tokenizers?: () => Record<string, unknown>,
-  flowControl?: () => unknown,
-  peers?: () => unknown,
-) {
+export function loadStatistics(options: Pick<AdminServerOptions, 'fleet' | 'decisionLog' | 'reportedBlocks' | 'guessedBlocks' | 'tokenizers' | 'flowControl' | 'peers'> & { weights: LoadWeights }) {
+  const { fleet, weights, decisionLog, reportedBlocks, guessedBlocks, tokenizers, flowControl, peers } = options;
   const now = Date.now();
   return {
     time: new Date(now).toISOString(),
@@ -114,7 +109,7 @@ export function loadStatistics(
         measuredMs: ms(b.rates.ttftMeasuredS),
         error: b.rates.ttftError === undefined ? null : Number(b.rates.ttftError.toFixed(4)),
       },
-      cache: cacheSource(b, now, reportedBlocks),
+      cache: { ...cacheSource(b, now, reportedBlocks), guessedBlocks: guessedBlocks?.(b.id) ?? null },
       lastScrapeAgeMs: b.lastScrapeOkAt === undefined ? null : now - b.lastScrapeOkAt,
       lastError: b.lastError ?? null,
       metricsError: b.metricsError ?? null,
@@ -144,7 +139,7 @@ export async function startAdminServer(options: AdminServerOptions): Promise<{ s
       } else if (path === '/dashboard' || path === '/') {
         res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' }).end(DASHBOARD_HTML);
       } else if (path === '/stats' || path === '/load') {
-        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(loadStatistics(fleet, options.loadWeights(), options.decisionLog, options.reportedBlocks, options.tokenizers, options.flowControl, options.peers), null, 2));
+        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(loadStatistics({ ...options, weights: options.loadWeights() }), null, 2));
       } else {
         res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ error: `no admin endpoint ${path}; try /dashboard, /stats, /metrics or /health` }));
       }

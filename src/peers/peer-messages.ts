@@ -6,17 +6,22 @@ export const PEER_SYNC_PATH = '/vllm_router.peers.v1.Peers/Share';
 
 /**
  * What one router replica tells the others: who it is (first, once), each request it routes
- * (numbered by it) and each that ends. Enough for a peer to count the request on that backend
- * and to learn its prompt blocks there, as if it had routed the request itself.
+ * (numbered by it) and each that ends; answering a peer's hello, who it is and what it thinks
+ * each backend's cache holds (a replica that has just started learns the fleet's history). Enough for a
+ * peer to count the request on that backend and to learn its prompt blocks there, as if it had
+ * routed the request itself.
  */
 export type PeerMessage =
   | { kind: 'hello'; instance: string }
   // uncachedTokens is an estimate where the prompt was not tokenized: not always whole.
   | { kind: 'routed'; id: number; backend: string; hashes: Float64Array; uncachedTokens: number; predictedTtftS: number; adapter: string | undefined; textBytes: number | undefined }
-  | { kind: 'ended'; id: number };
+  | { kind: 'ended'; id: number }
+  | { kind: 'cached'; backend: string; hashes: Float64Array };
 
 /** Most prompt blocks a message may carry: a 1M-token prompt of 16-token blocks. */
 const MAX_HASHES = 65_536;
+/** Most blocks of one backend's cache view: 16M tokens of 16-token blocks (8 MiB). */
+const MAX_CACHED_HASHES = 1 << 20;
 
 export class PeerMessageError extends Error {
   override name = 'PeerMessageError';
@@ -32,9 +37,11 @@ export function encodePeerMessage(m: PeerMessage): Uint8Array {
     case 'hello':
       return encode(['h', m.instance]);
     case 'routed':
-      return encode(['r', m.id, m.backend, new Uint8Array(m.hashes.buffer, m.hashes.byteOffset, m.hashes.byteLength), m.uncachedTokens, m.predictedTtftS, m.adapter ?? null, m.textBytes ?? null]);
+      return encode(['r', m.id, m.backend, hashBytes(m.hashes), m.uncachedTokens, m.predictedTtftS, m.adapter ?? null, m.textBytes ?? null]);
     case 'ended':
       return encode(['e', m.id]);
+    case 'cached':
+      return encode(['c', m.backend, hashBytes(m.hashes)]);
   }
 }
 
@@ -50,20 +57,29 @@ export function decodePeerMessage(bytes: Uint8Array): PeerMessage {
   const [kind, ...rest] = value as unknown[];
   if (kind === 'h' && isName(rest[0])) return { kind: 'hello', instance: rest[0] };
   if (kind === 'e' && isCount(rest[0])) return { kind: 'ended', id: rest[0] };
+  if (kind === 'c' && isName(rest[0]) && isHashBytes(rest[1], MAX_CACHED_HASHES)) return { kind: 'cached', backend: rest[0], hashes: hashesOf(rest[1]) };
   if (kind === 'r') {
     const [id, backend, blockBytes, uncachedTokens, predictedTtftS, adapter, textBytes] = rest;
     if (
-      isCount(id) && isName(backend) && blockBytes instanceof Uint8Array && blockBytes.byteLength % 8 === 0 && blockBytes.byteLength / 8 <= MAX_HASHES &&
+      isCount(id) && isName(backend) && isHashBytes(blockBytes, MAX_HASHES) &&
       isAmount(uncachedTokens) && isAmount(predictedTtftS) &&
       (adapter === null || isName(adapter)) && (textBytes === null || isAmount(textBytes))
     ) {
-      // Copied: the decoder's bytes may view a buffer reused for the next message, and be unaligned.
-      const hashes = new Float64Array(blockBytes.byteLength / 8);
-      new Uint8Array(hashes.buffer).set(blockBytes);
-      return { kind: 'routed', id, backend, hashes, uncachedTokens, predictedTtftS, adapter: adapter ?? undefined, textBytes: textBytes ?? undefined };
+      return { kind: 'routed', id, backend, hashes: hashesOf(blockBytes), uncachedTokens, predictedTtftS, adapter: adapter ?? undefined, textBytes: textBytes ?? undefined };
     }
   }
   throw new PeerMessageError(`malformed peer message ${JSON.stringify(kind)}`);
+}
+
+const hashBytes = (hashes: Float64Array) => new Uint8Array(hashes.buffer, hashes.byteOffset, hashes.byteLength);
+
+const isHashBytes = (x: unknown, most: number): x is Uint8Array => x instanceof Uint8Array && x.byteLength % 8 === 0 && x.byteLength / 8 <= most;
+
+/** Copied: the decoder's bytes may view a buffer reused for the next message, and be unaligned. */
+function hashesOf(bytes: Uint8Array): Float64Array {
+  const hashes = new Float64Array(bytes.byteLength / 8);
+  new Uint8Array(hashes.buffer).set(bytes);
+  return hashes;
 }
 
 /** The codec of the gRPC method, both ways. */

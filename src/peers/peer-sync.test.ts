@@ -45,6 +45,8 @@ describe('peer messages', () => {
     expect(decodePeerMessage(encodePeerMessage(routed))).toEqual(routed);
     expect(decodePeerMessage(encodePeerMessage({ kind: 'ended', id: 7 }))).toEqual({ kind: 'ended', id: 7 });
     expect(decodePeerMessage(encodePeerMessage({ kind: 'hello', instance: 'x' }))).toEqual({ kind: 'hello', instance: 'x' });
+    const cached = { kind: 'cached' as const, backend: 'server-1', hashes: Float64Array.from([1.5, -2, 2 ** 52]) };
+    expect(decodePeerMessage(encodePeerMessage(cached))).toEqual(cached);
   });
 
   it('are refused when malformed, with a reason', () => {
@@ -53,6 +55,7 @@ describe('peer messages', () => {
     expect(() => decodePeerMessage(encode(['r', -1, 'a', new Uint8Array(8), 1, 0.1, null]))).toThrow(/malformed/);
     expect(() => decodePeerMessage(encode(['r', 1, 'a', new Uint8Array(7), 1, 0.1, null]))).toThrow(/malformed/);
     expect(() => decodePeerMessage(encode(['e', 'one']))).toThrow(/malformed/);
+    expect(() => decodePeerMessage(encode(['c', 'a', new Uint8Array(12)]))).toThrow(/malformed/);
     expect(() => decodePeerMessage(encode(['r', 1, 'a', new Uint8Array(8), -1, 0.1, null]))).toThrow(/malformed/);
     expect(() => decodePeerMessage(encode(['r', 1, 'a', new Uint8Array(8), 1, Number.NaN, null]))).toThrow(/malformed/);
   });
@@ -66,13 +69,22 @@ describe('replicas telling each other what they route', () => {
     await Promise.all(servers.splice(0).map((s) => s.close(0)));
   });
 
-  async function replica(name: string, addresses: () => string[]) {
+  async function replica(name: string, addresses: () => string[], views: Array<{ backend: string; hashes: Float64Array }> = []) {
     const counted = countingFleet();
-    const sync = createPeerSync({ instance: name, addresses, fleet: counted.fleet, remember: counted.remember, logger: quiet });
+    const absorbed: Array<{ backend: string; hashes: Float64Array }> = [];
+    const sync = createPeerSync({
+      instance: name,
+      addresses,
+      fleet: counted.fleet,
+      remember: counted.remember,
+      cacheViews: () => views,
+      absorbCacheView: (b, hashes) => absorbed.push({ backend: b.id, hashes }),
+      logger: quiet,
+    });
     const server = await startGrpcServer({ host: '127.0.0.1', port: 0, maxMessageBytes: 1 << 20, methods: [sync.method] });
     servers.push(server);
     syncs.push(sync);
-    return { ...counted, sync, address: `127.0.0.1:${server.port}` };
+    return { ...counted, sync, absorbed, address: `127.0.0.1:${server.port}` };
   }
 
   it('counts and learns a peer\'s requests until they end, and forgets them when the peer goes', async () => {
@@ -105,11 +117,18 @@ describe('replicas telling each other what they route', () => {
     expect(two.sync.stats().incoming).toEqual([]);
   });
 
-  it('tells a peer that (re)connects what is in flight, and drops a stream that breaks the protocol', async () => {
+  it('tells a peer that (re)connects what is in flight and what the caches hold, and drops a stream that breaks the protocol', async () => {
     const peerList: string[] = [];
-    const one = await replica('one', () => peerList);
+    const view = { backend: 'a', hashes: Float64Array.from([3, 2, 1]) };
+    const one = await replica('one', () => peerList, [view, { backend: 'b', hashes: new Float64Array(0) }]);
     one.sync.routed(one.backends[0]!, prompt(1)); // before any peer is up
-    const two = await replica('two', () => []);
+    // A replica that starts later: it asks the running one, which answers with its view of the caches.
+    const two = await replica('two', () => [one.address]);
+    two.sync.reconcile();
+    await until(() => two.absorbed.length === 1, 'the cache view');
+    expect(two.absorbed).toEqual([view]); // an empty view is not sent
+    expect(one.absorbed).toEqual([]);
+    // The running one connects back and tells it what is in flight.
     peerList.push(two.address);
     one.sync.reconcile();
     await until(() => two.backends[0]!.inflight === 1, 'the replayed request');

@@ -40,6 +40,10 @@ export interface PeerSyncOptions {
   fleet: FleetView;
   /** Teaches the scheduler a prompt a peer routed (the prefix index, the queue's mean prefill). */
   remember: (backend: Backend, routed: RoutedPrompt) => void;
+  /** What this replica thinks each backend's cache holds, least recently used first: told to a peer on connecting. */
+  cacheViews: () => Array<{ backend: string; hashes: Float64Array }>;
+  /** A peer's view of a backend's cache, taken where this replica has none yet (it has just started). */
+  absorbCacheView: (backend: Backend, hashes: Float64Array) => void;
   logger: Logger;
 }
 
@@ -96,8 +100,13 @@ export function createPeerSync(options: PeerSyncOptions): PeerSync {
       const stream = client.makeBidiStreamRequest(PEER_SYNC_PATH, (m: PeerMessage) => Buffer.from(encodePeerMessage(m)), (b: Buffer) => decodePeerMessage(b));
       call = stream;
       link.connected = true;
-      // A peer answers hello with its own, and nothing else: it is up (or it is this process).
+      // A peer answers hello with its own (it is up, or it is this process) and its view of
+      // the caches, which a replica that has just started takes as its own.
       stream.on('data', (m: PeerMessage) => {
+        if (m.kind === 'cached') {
+          const backend = fleet.backends().find((b) => b.id === m.backend);
+          if (backend) options.absorbCacheView(backend, m.hashes);
+        }
         if (m.kind !== 'hello') return;
         retryMs = RECONNECT_MIN_MS;
         if (m.instance === instance) link.self = true;
@@ -133,13 +142,14 @@ export function createPeerSync(options: PeerSyncOptions): PeerSync {
         if (m.kind === 'hello') {
           call.write({ kind: 'hello', instance });
           if (m.instance === instance) return call.end(); // ourselves, through a shared list
+          for (const view of options.cacheViews()) if (view.hashes.length > 0) call.write({ kind: 'cached', ...view });
           peer.instance = m.instance;
           incoming.add(peer);
           return;
         }
         if (peer.instance === '') return call.destroy(Object.assign(new Error('a peer stream starts with hello'), { code: GrpcStatus.INVALID_ARGUMENT }));
+        // A backend this replica does not know (configs differ for a moment, during a reload) is skipped.
         if (m.kind === 'routed') {
-          // A backend this replica does not know (configs differ for a moment, during a reload) is skipped.
           const backend = fleet.backends().find((b) => b.id === m.backend);
           if (!backend || peer.inflight.has(m.id)) return;
           fleet.dispatch(backend, m.predictedTtftS, m.uncachedTokens);
@@ -147,6 +157,7 @@ export function createPeerSync(options: PeerSyncOptions): PeerSync {
           peer.inflight.set(m.id, backend);
           return;
         }
+        if (m.kind !== 'ended') return; // views of the caches go the other way
         const backend = peer.inflight.get(m.id);
         if (!backend) return;
         peer.inflight.delete(m.id);

@@ -61,7 +61,8 @@ describe('router replicas that tell each other what they route', () => {
 
   it('agree on what each backend was sent, though Envoy spread the requests over both', async () => {
     for (let i = 0; i < 10; i++) {
-      await client.chat.completions.create({ model: 'llama-8b', messages: [{ role: 'user', content: `Question ${i}` }], max_tokens: 3 });
+      // A prompt long enough to fill prefix blocks (64 bytes of text each).
+      await client.chat.completions.create({ model: 'llama-8b', messages: [{ role: 'system', content: 'You answer briefly. '.repeat(20) }, { role: 'user', content: `Question ${i}` }], max_tokens: 3 });
     }
     await waitFor(() => routed(routers[0]!).join() === routed(routers[1]!).join(), 5_000, 'equal counts');
     expect(routed(routers[0]!).reduce((a, b) => a + b, 0)).toBe(11);
@@ -70,13 +71,26 @@ describe('router replicas that tell each other what they route', () => {
     for (const lines of decided) expect(lines.length).toBeGreaterThan(0);
   });
 
-  it('show their links in /stats, and stop counting a replica that goes away', async () => {
+  it('show their links in /stats, stop counting a replica that goes away, and tell it the caches when it is back', async () => {
     const stats = (await (await fetch(`http://127.0.0.1:${routers[0]!.adminPort}/stats`)).json()) as { peers: { outgoing: Array<{ connected: boolean; self: boolean }>; incoming: unknown[] } };
     expect(stats.peers.outgoing.filter((o) => o.self)).toHaveLength(1);
     expect(stats.peers.outgoing.filter((o) => !o.self && o.connected)).toHaveLength(1);
     expect(stats.peers.incoming).toHaveLength(1);
+    const config = routers[1]!.config();
     await routers[1]!.close(200);
     routers.pop();
     await waitFor(async () => ((await (await fetch(`http://127.0.0.1:${routers[0]!.adminPort}/stats`)).json()) as typeof stats).peers.incoming.length === 0, 5_000, 'the peer gone');
+
+    // Back, with nothing learned: within 2 s it holds the other replica's view of every backend's cache.
+    const guessed = async (r: Router) => {
+      const s = (await (await fetch(`http://127.0.0.1:${r.adminPort}/stats`)).json()) as { backends: Array<{ cache: { guessedBlocks: number } }> };
+      return s.backends.map((b) => b.cache.guessedBlocks);
+    };
+    const before = await guessed(routers[0]!);
+    expect(before.some((n) => n > 0)).toBe(true);
+    const started = Date.now();
+    routers.push(await startRouter(config, silentLogger));
+    await waitFor(async () => (await guessed(routers[1]!)).join() === before.join(), 2_000, 'the cache view taken over');
+    expect(Date.now() - started).toBeLessThan(2_000);
   });
 });

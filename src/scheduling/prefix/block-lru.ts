@@ -36,6 +36,13 @@ export class BlockLru {
     return this.find(hash) >= 0;
   }
 
+  /** Every hash held, least recently used first. */
+  oldestFirst(): Float64Array {
+    const out = new Float64Array(this.size);
+    for (let slot = this.oldest, i = 0; slot !== -1 && i < this.size; slot = this.newer[slot]!, i++) out[i] = this.keys[slot]!;
+    return out;
+  }
+
   /** Marks `hash` most recently used, adding it (and evicting the oldest when full) if new. */
   touch(hash: number): void {
     let slot = this.find(hash);

@@ -12,6 +12,13 @@ export interface PrefixIndex {
   match(backend: string, hashes: Float64Array): number;
   /** Records that `backend` now holds these blocks. */
   record(backend: string, hashes: Float64Array): void;
+  /** The blocks a backend is thought to hold, least recently used first (for another replica). */
+  blocks(backend: string): Float64Array;
+  /**
+   * Takes another replica's view of a backend (least recently used first) where this one knows
+   * nothing of it yet (it has just started); a backend it already follows keeps its own view.
+   */
+  absorb(backend: string, oldestFirst: Float64Array): void;
   /** Sets a backend's capacity in blocks, evicting if it shrank. */
   setCapacity(backend: string, blocks: number): void;
   /** Forgets backends not in `keep`. */
@@ -51,6 +58,12 @@ export function createPrefixIndex(defaultCapacityBlocks: number): PrefixIndex {
       // A prompt longer than the cache leaves only its head behind: touching the rest would
       // only evict it again (thousands of evictions for a huge prompt on a small cache).
       for (let i = Math.min(hashes.length, lru.capacity) - 1; i >= 0; i--) lru.touch(hashes[i]!);
+    },
+    blocks: (backend) => lrus.get(backend)?.oldestFirst() ?? new Float64Array(0),
+    absorb(backend, oldestFirst) {
+      const lru = lruOf(backend);
+      if (lru.size > 0) return;
+      for (let i = Math.max(0, oldestFirst.length - lru.capacity); i < oldestFirst.length; i++) lru.touch(oldestFirst[i]!);
     },
     setCapacity(backend, capacity) {
       lruOf(backend).resize(capacity);

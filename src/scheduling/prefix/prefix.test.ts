@@ -119,6 +119,29 @@ describe('prefix index', () => {
     expect(index.match('a', h(10, 100))).toBe(0);
   });
 
+  it('hands its view of a backend to a replica that has none, recency and all', () => {
+    const old = createPrefixIndex(15);
+    old.record('a', h(10));
+    old.record('a', h(10, 100));
+    const fresh = createPrefixIndex(15);
+    fresh.absorb('a', old.blocks('a'));
+    expect(fresh.blocks('a')).toEqual(old.blocks('a'));
+    // The same evictions follow from the same next prompt.
+    old.record('a', h(5, 200));
+    fresh.record('a', h(5, 200));
+    expect(fresh.blocks('a')).toEqual(old.blocks('a'));
+    // A replica that already follows the backend keeps its own view.
+    const running = createPrefixIndex(15);
+    running.record('a', h(3, 500));
+    running.absorb('a', old.blocks('a'));
+    expect(running.match('a', h(3, 500))).toBe(3);
+    expect(running.match('a', h(5, 200))).toBe(0);
+    // A smaller cache takes the most recent only.
+    const small = createPrefixIndex(4);
+    small.absorb('a', old.blocks('a'));
+    expect(small.blocks('a')).toEqual(old.blocks('a').slice(-4));
+  });
+
   it('forgets backends that left the fleet', () => {
     const index = createPrefixIndex(100);
     index.record('a', h(3));
