@@ -117,6 +117,21 @@ describe('replicas telling each other what they route', () => {
     expect(two.sync.stats().incoming).toEqual([]);
   });
 
+  it('drops a peer the config no longer lists, for good', async () => {
+    const list: string[] = [];
+    const two = await replica('two', () => []);
+    const one = await replica('one', () => list);
+    list.push(two.address);
+    one.sync.reconcile();
+    await until(() => two.sync.stats().incoming.length === 1, 'the link');
+    list.length = 0;
+    one.sync.reconcile();
+    await until(() => two.sync.stats().incoming.length === 0, 'the link closed');
+    await new Promise((r) => setTimeout(r, 400)); // beyond the first reconnect delays
+    expect(two.sync.stats().incoming).toEqual([]);
+    expect(one.sync.stats().outgoing).toEqual([]);
+  });
+
   it('tells a peer that (re)connects what is in flight and what the caches hold, and drops a stream that breaks the protocol', async () => {
     const peerList: string[] = [];
     const view = { backend: 'a', hashes: Float64Array.from([3, 2, 1]) };

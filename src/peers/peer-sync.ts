@@ -68,6 +68,8 @@ export function createPeerSync(options: PeerSyncOptions): PeerSync {
     let client: Client | undefined;
     let retryMs = RECONNECT_MIN_MS;
     let timer: NodeJS.Timeout | undefined;
+    /** Closed for good (the peer left the config, or this replica stops): never reopened. */
+    let stopped = false;
     const link: OutgoingLink = {
       connected: false,
       reconnects: 0,
@@ -76,6 +78,7 @@ export function createPeerSync(options: PeerSyncOptions): PeerSync {
         if (call && link.connected && !link.self) call.write(m);
       },
       close() {
+        stopped = true;
         clearTimeout(timer);
         link.connected = false;
         call?.cancel();
@@ -88,7 +91,7 @@ export function createPeerSync(options: PeerSyncOptions): PeerSync {
       call = undefined;
       link.connected = false;
       client?.close();
-      if (closed || link.self || links.get(address) !== link) return;
+      if (stopped || closed || link.self) return;
       logger.warn('peer stream down; reconnecting', { peer: address, error: why, inMs: retryMs });
       timer = setTimeout(open, retryMs);
       timer.unref();
