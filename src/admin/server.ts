@@ -36,6 +36,7 @@ function speedFigures(r: ServiceRates) {
     stepBaseMs: ms(r.stepBaseS),
     stepPerSequenceMs: ms(r.stepPerSequenceS),
     prefillPer1kTokensMs: r.prefillPerTokenS === undefined ? null : ms(r.prefillPerTokenS * 1000),
+    contendedPrefillPer1kTokensMs: r.contendedPrefillPerTokenS === undefined ? null : ms(r.contendedPrefillPerTokenS * 1000),
     slotHoldMs: ms(r.slotHoldS),
     admissionMs: ms(r.admissionS),
     frontEndMs: ms(r.frontEndS),

@@ -129,8 +129,13 @@ export interface ServiceRates {
   /** One engine step with a batch of n sequences takes stepBaseS + n * stepPerSequenceS. */
   stepBaseS: number | undefined;
   stepPerSequenceS: number | undefined;
-  /** Prefill time per prompt token not served from its cache, beyond the first step. */
+  /** Prefill time per prompt token not served from its cache, beyond the first step: what a token adds to a step. */
   prefillPerTokenS: number | undefined;
+  /**
+   * The same as a request lives it (its prefill time, per token, beyond a step): its own tokens
+   * and the others' work in the steps it shares. Above the marginal rate where prefills overlap.
+   */
+  contendedPrefillPerTokenS: number | undefined;
   /** How long a request holds its slot (first scheduled to finished), on average. */
   slotHoldS: number | undefined;
   /** How long a request waits to be scheduled when no one waits for capacity (the step in progress). */

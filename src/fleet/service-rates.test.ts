@@ -3,14 +3,18 @@ import { capacityOf, DEFAULT_CAPACITY } from './backend.js';
 import { createServiceRateLearner, emptyServiceRates } from './service-rates.js';
 import type { VllmLoad } from './vllm-metrics.js';
 
-/** A server whose step takes base + perSeq * batch and whose prefill takes one step plus perToken per uncached token. */
-function simulatedServer(base: number, perSeq: number, perToken: number) {
+/**
+ * A server whose step takes base + perSeq * batch and whose prefill takes one step plus perToken
+ * per uncached token; with `stepsPerInterval`, it reports its steps (vllm:iteration_tokens_total).
+ */
+function simulatedServer(base: number, perSeq: number, perToken: number, stepsPerInterval?: number) {
   const page: VllmLoad = {
     running: 0, waiting: 0, kvCacheUsage: 0, prefixCacheQueries: 0, prefixCacheHits: 0, promptTokensTotal: 0, requestsCompleted: 0,
     generationTokensTotal: 0, waitingForCapacity: 0, blockSize: 16, numGpuBlocks: 1000, modelNames: ['m'], lora: undefined,
     histograms: {
       ttft: { sum: 0, count: 0 }, interToken: { sum: 0, count: 0 }, queue: { sum: 0, count: 0 }, prefill: { sum: 0, count: 0 }, inference: { sum: 0, count: 0 },
-      prefillComputedTokens: { sum: 0, count: 0 }, generationTokens: { sum: 0, count: 0 }, iterationTokens: undefined,
+      prefillComputedTokens: { sum: 0, count: 0 }, generationTokens: { sum: 0, count: 0 },
+      iterationTokens: stepsPerInterval === undefined ? undefined : { sum: 0, count: 0 },
     },
   };
   return {
@@ -36,7 +40,7 @@ function simulatedServer(base: number, perSeq: number, perToken: number) {
           inference: { sum: t.inference!.sum + requests * (prefillS + (output - 1) * step), count: t.inference!.count + requests },
           prefillComputedTokens: { sum: t.prefillComputedTokens!.sum + requests * (prompt - cached), count: t.prefillComputedTokens!.count + requests },
           generationTokens: { sum: t.generationTokens!.sum + requests * output, count: t.generationTokens!.count + requests },
-          iterationTokens: undefined,
+          iterationTokens: t.iterationTokens && { sum: t.iterationTokens.sum + stepsPerInterval! * batch, count: t.iterationTokens.count + stepsPerInterval! },
         },
       };
       Object.assign(page, next);
@@ -62,6 +66,8 @@ describe('service rates learned from a backend\'s metrics', () => {
     expect(rates.stepPerSequenceS! / 0.005).toBeGreaterThan(0.8);
     expect(rates.stepPerSequenceS! / 0.005).toBeLessThan(1.2);
     expect(rates.prefillPerTokenS! / 0.0001).toBeCloseTo(1, 1);
+    // Without steps reported, the rate a request lives is the only one there is.
+    expect(rates.contendedPrefillPerTokenS).toBe(rates.prefillPerTokenS);
     expect(rates.outputTokens).toBeCloseTo(20, 6);
     expect(rates.slotHoldS).toBeGreaterThan(0.02 * 19);
     expect(rates.slots).toBeUndefined();
@@ -117,6 +123,9 @@ describe('service rates learned from a backend\'s metrics', () => {
     expect(rates.stepPerSequenceS! / perSeq).toBeLessThan(1.3);
     expect(rates.prefillPerTokenS! / perToken).toBeGreaterThan(0.95);
     expect(rates.prefillPerTokenS! / perToken).toBeLessThan(1.05);
+    // A request's prefill spans steps that also run the others' decodes: it lives a dearer
+    // token than a step pays for one, kept apart as the routing price.
+    expect(rates.contendedPrefillPerTokenS! / perToken).toBeGreaterThan(1.05);
     // Without its steps reported, the base holds the average prefill (425 tokens: +21 ms).
     const batchOnly = learn(false);
     expect(batchOnly.stepBaseS!).toBeGreaterThan(3 * base);

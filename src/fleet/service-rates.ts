@@ -1,6 +1,6 @@
 import type { ServiceRates } from './backend.js';
 import { addStepSample, decayStepSamples, emptyStepSamples, fitStepTime, type StepSamples } from './step-time-fit.js';
-import type { SumCount, VllmLoad } from './vllm-metrics.js';
+import { counterDelta, delta, uncachedPromptTokens, type VllmLoad } from './vllm-metrics.js';
 
 /**
  * How fast each backend serves, learned from its own /metrics between two scrapes: the engine
@@ -84,6 +84,7 @@ export function emptyServiceRates(): ServiceRates {
     stepBaseS: undefined,
     stepPerSequenceS: undefined,
     prefillPerTokenS: undefined,
+    contendedPrefillPerTokenS: undefined,
     slotHoldS: undefined,
     admissionS: undefined,
     frontEndS: undefined,
@@ -95,13 +96,6 @@ export function emptyServiceRates(): ServiceRates {
     ttftError: undefined,
   };
 }
-
-/** What a histogram gained between two scrapes; nothing if it went back (the server restarted). */
-const delta = (now: SumCount | undefined, before: SumCount | undefined) =>
-  now && before && now.count >= before.count && now.sum >= before.sum ? { sum: now.sum - before.sum, count: now.count - before.count } : undefined;
-
-const counterDelta = (now: number | undefined, before: number | undefined) =>
-  now !== undefined && before !== undefined && now >= before ? now - before : undefined;
 
 export function createServiceRateLearner(): ServiceRateLearner {
   const learning = new WeakMap<ServiceRates, Learning>();
@@ -156,7 +150,7 @@ export function createServiceRateLearner(): ServiceRateLearner {
         l.prefillTokens += computed;
         l.prefills += prefill.count;
         rates.measuredRequests = l.prefills;
-        if (l.prefillTokens >= MIN_PREFILL_TOKENS) rates.prefillPerTokenS = l.prefillBeyondStepS / l.prefillTokens;
+        if (l.prefillTokens >= MIN_PREFILL_TOKENS) rates.prefillPerTokenS = rates.contendedPrefillPerTokenS = l.prefillBeyondStepS / l.prefillTokens;
       }
       fitSteps(rates, l);
 
@@ -240,12 +234,6 @@ export function createServiceRateLearner(): ServiceRateLearner {
       l.lastAt = now;
     },
   };
-}
-
-/** Prompt tokens not served from the prefix cache, from the counters. */
-function uncachedPromptTokens(now: VllmLoad, before: VllmLoad): number | undefined {
-  const prompt = counterDelta(now.promptTokensTotal, before.promptTokensTotal);
-  return prompt === undefined ? undefined : Math.max(0, prompt - (counterDelta(now.prefixCacheHits, before.prefixCacheHits) ?? 0));
 }
 
 interface BusyStretch {

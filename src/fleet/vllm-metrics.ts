@@ -47,6 +47,20 @@ export interface SumCount {
 }
 
 /** Seconds, except the token counts. Each but TTFT and inter-token is observed when a request finishes. */
+/** What a histogram gained between two scrapes; nothing if it went back (the server restarted). */
+export const delta = (now: SumCount | undefined, before: SumCount | undefined) =>
+  now && before && now.count >= before.count && now.sum >= before.sum ? { sum: now.sum - before.sum, count: now.count - before.count } : undefined;
+
+/** What a counter gained between two scrapes; nothing if it went back. */
+export const counterDelta = (now: number | undefined, before: number | undefined) =>
+  now !== undefined && before !== undefined && now >= before ? now - before : undefined;
+
+/** Prompt tokens not served from the prefix cache between two scrapes, from the counters. */
+export function uncachedPromptTokens(now: VllmLoad, before: VllmLoad): number | undefined {
+  const prompt = counterDelta(now.promptTokensTotal, before.promptTokensTotal);
+  return prompt === undefined ? undefined : Math.max(0, prompt - (counterDelta(now.prefixCacheHits, before.prefixCacheHits) ?? 0));
+}
+
 export interface VllmHistograms {
   /** Arrival to first token. */
   ttft: SumCount | undefined;

@@ -6,7 +6,7 @@ import type { PrefixIndex } from './prefix/prefix-index.js';
 import type { RecentDispatches } from './prefix/recent-dispatches.js';
 import { rendezvousRanks } from './prefix/rendezvous.js';
 import type { TokenRatio } from './prefix/token-ratio.js';
-import { serviceTime, speedsOf, type ServiceTime, type Speed } from './service-time.js';
+import { pricedSpeed, serviceTime, speedsOf, type ServiceTime, type Speed } from './service-time.js';
 import type { Decision, Filter, Picker, RoutedPrompt, Scorer, ScoredBackend, ScoringInput, SchedulingRequest } from './types.js';
 
 export interface WeightedScorer {
@@ -148,7 +148,7 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
     let adapterWaits: Float64Array | undefined;
     const keysBySize = new Map<number, Float64Array>();
     const blocksOf = () => (prompt ??= readPrompt(request, backends, keysBySize));
-    const input: ScoringInput & { blocks(): PromptBlocks } = {
+    const input: ScoringInput & { blocks(): PromptBlocks; predictedFirstTokenS(i: number): number } = {
       request,
       backends,
       blocks: blocksOf,
@@ -193,7 +193,12 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
         const cachedTokens = input.cachedTokens();
         const speed = input.speeds();
         const t = now();
-        return (times = backends.map((b, i) => serviceTime(b, speed[i]!, uncached(prompt, cachedTokens[i]!), meanUncachedPrefill.get(b.id) ?? prompt, t)));
+        return (times = backends.map((b, i) => serviceTime(b, pricedSpeed(speed[i]!), uncached(prompt, cachedTokens[i]!), meanUncachedPrefill.get(b.id) ?? prompt, t)));
+      },
+      predictedFirstTokenS(i) {
+        const prompt = input.promptTokens();
+        const b = backends[i]!;
+        return serviceTime(b, input.speeds()[i]!, uncached(prompt, input.cachedTokens()[i]!), meanUncachedPrefill.get(b.id) ?? prompt, now()).firstTokenS;
       },
       adapterStates() {
         if (adapters) return adapters;
@@ -245,7 +250,7 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
         promptTokens: input.promptTokens(),
         cachedTokens,
         candidates: eligible.length,
-        predictedTtftS: input.serviceTimes()[i]!.firstTokenS,
+        predictedTtftS: input.predictedFirstTokenS(i),
         score: ranked[0]!.score,
         runnerUpScore: ranked[1]?.score ?? null,
       };

@@ -5,7 +5,7 @@ import { backendView, vllmLoad, type MutableBackendView } from '../../test/helpe
 import { parseConfig } from '../config/load.js';
 import { createSchedulerMemory } from './memory.js';
 import { schedulerFromConfig } from './registry.js';
-import { PRIOR_SPEED, prefillingTokens, serviceTime, speedsOf } from './service-time.js';
+import { PRIOR_SPEED, prefillingTokens, pricedSpeed, serviceTime, speedsOf } from './service-time.js';
 import type { SchedulingRequest } from './types.js';
 
 const load = (running: number, waiting: number) => vllmLoad(running, waiting);
@@ -138,5 +138,34 @@ describe('first-token-cost on fleets nobody tuned it for', () => {
     const many = backend('b', measured(1), { capacity: 32, metrics: load(6, 0), inflight: 6 });
     const d = s.schedule(prompt(2), [six, many]);
     expect(d.kind === 'route' && d.primary.id).toBe('b');
+  });
+
+  it('prices a cache miss at the rate requests live a prefill there, and predicts with what a token adds to a step', () => {
+    const s = scheduler();
+    const system = 'You are a meticulous assistant. '.repeat(250); // ~2000 tokens
+    const ask = (q: string): SchedulingRequest => ({ model: 'm', stream: true, prompt: { kind: 'text', bytes: Buffer.from(`${system}${q}`) } });
+    const route = (contended: number, q: string) => {
+      const rates = measured(1, { contendedPrefillPerTokenS: contended });
+      const holder = backend('h', rates, { metrics: load(8, 1), queueing: true });
+      const other = backend('o', rates, { metrics: load(2, 0) });
+      const d = s.schedule(ask(q), [holder, other]);
+      if (d.kind !== 'route') throw new Error(d.code);
+      return d;
+    };
+    // 'h' holds the prompt: it was sent there while 'o' was busy.
+    const first = s.schedule(ask('warm'), [backend('h', measured(1)), backend('o', measured(1), { metrics: load(8, 0) })]);
+    expect(first.kind === 'route' && first.primary.id).toBe('h');
+    // 'h' full with one waiting: at three times the marginal rate, as the server's requests
+    // live a prefill, the queue behind the cache is cheaper; at the marginal rate (0.1 ms a
+    // token) prefilling 2,000 tokens elsewhere is quicker than the slot.
+    expect(route(0.0003, 'one').primary.id).toBe('h');
+    expect(route(0.0001, 'two').primary.id).toBe('o');
+    // The prediction is the marginal one whatever the price.
+    const alone = (id: string, contended: number) => {
+      const d = s.schedule(ask('three'), [backend(id, measured(1, { contendedPrefillPerTokenS: contended }))]);
+      return d.kind === 'route' ? d.why.predictedTtftS : NaN;
+    };
+    expect(alone('x', 0.0003)).toBeCloseTo(alone('y', 0.0001), 9);
+    expect(pricedSpeed({ ...PRIOR_SPEED, contendedPrefillPerTokenS: PRIOR_SPEED.prefillPerTokenS / 2 }).prefillPerTokenS).toBe(PRIOR_SPEED.prefillPerTokenS);
   });
 });

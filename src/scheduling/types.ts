@@ -70,7 +70,7 @@ export interface ScoringInput {
   cacheFullness(): Float64Array;
   /** Per backend, its speed: learned from its metrics, else its peers', else the prior. */
   speeds(): readonly Speed[];
-  /** Per backend, the time this request would take there and cost the requests running there. */
+  /** Per backend, the time this request would take there and cost the requests running there, priced as routing prices it (service-time.ts `pricedSpeed`). */
   serviceTimes(): readonly ServiceTime[];
   /** Per backend, where the LoRA adapter the request names stands there (all 'unknown' for the base model). */
   adapterStates(): readonly AdapterState[];
