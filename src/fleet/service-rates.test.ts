@@ -179,6 +179,19 @@ describe('service rates learned from a backend\'s metrics', () => {
     expect(rates.admissionS).toBeCloseTo(0.004, 6);
   });
 
+  it('counts at most twice the mean step of an interval as its wait for the step in progress', () => {
+    const learner = createServiceRateLearner();
+    const rates = emptyServiceRates();
+    // Ten steps in each 200 ms interval: 20 ms a step. Room at both scrapes, yet 150 ms queued
+    // on average: it filled in between, and the excess was a wait for a slot.
+    const server = simulatedServer(0.02, 0, 0.0001, 10);
+    learner.observe(rates, server.interval(0, 0, 0, 0, 0), none, 0);
+    for (let i = 1; i < 10; i++) learner.observe(rates, server.interval(5, 2, 100, 0, 10, 0, 0.15), none, i * 200);
+    expect(rates.admissionS).toBeCloseTo(0.04, 6);
+    for (let i = 10; i < 20; i++) learner.observe(rates, server.interval(5, 2, 100, 0, 10, 0, 0.004), none, i * 200);
+    expect(rates.admissionS).toBeLessThan(0.04);
+  });
+
   it('measures its own predictions against the time to first token the server reports', () => {
     const learner = createServiceRateLearner();
     const rates = emptyServiceRates();
