@@ -77,7 +77,7 @@ describe('service rates learned from a backend\'s metrics', () => {
     // Steps of 6 ms + 0.15 ms per decoding request + 0.05 ms per prefilled token, back to back;
     // each interval runs 20 steps with a batch of 2-7 and prefills of 0-1,000 tokens a step.
     const [base, perSeq, perToken] = [0.006, 0.00015, 0.00005];
-    const learn = (withSteps: boolean) => {
+    const learn = (withSteps: boolean, prefillReported = 1) => {
       const learner = createServiceRateLearner();
       const rates = emptyServiceRates();
       const h = { ttft: { sum: 0, count: 0 }, interToken: { sum: 0, count: 0 }, iterationTokens: { sum: 0, count: 0 }, prefill: { sum: 0, count: 0 }, prefillComputedTokens: { sum: 0, count: 0 } };
@@ -104,7 +104,7 @@ describe('service rates learned from a backend\'s metrics', () => {
         h.iterationTokens.count += steps;
         h.ttft.sum += firsts * 10 * step;
         h.ttft.count += firsts;
-        h.prefill.sum += firsts * 10 * step;
+        h.prefill.sum += prefillReported * firsts * 10 * step;
         h.prefill.count += firsts;
         h.prefillComputedTokens.sum += steps * prefilled;
         h.prefillComputedTokens.count += firsts;
@@ -126,6 +126,11 @@ describe('service rates learned from a backend\'s metrics', () => {
     // A request's prefill spans steps that also run the others' decodes: it lives a dearer
     // token than a step pays for one, kept apart as the routing price.
     expect(rates.contendedPrefillPerTokenS! / perToken).toBeGreaterThan(1.05);
+    // A request cannot live its prefill quicker than its tokens add to the steps: where the
+    // two disagree so, the fit is not believed beyond the lived rate.
+    const quickPrefills = learn(true, 0.5);
+    expect(quickPrefills.prefillPerTokenS!).toBeLessThanOrEqual(quickPrefills.contendedPrefillPerTokenS!);
+    expect(quickPrefills.prefillPerTokenS! / perToken).toBeLessThan(0.8);
     // Without its steps reported, the base holds the average prefill (425 tokens: +21 ms).
     const batchOnly = learn(false);
     expect(batchOnly.stepBaseS!).toBeGreaterThan(3 * base);
