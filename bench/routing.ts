@@ -83,8 +83,16 @@ interface Run {
   ttftErrors: number[];
 }
 
+/**
+ * The router compares predictions with what the servers measured when it next reads their
+ * metrics: read its account after two scrapes (the default 200 ms interval) have seen the last
+ * requests, or a short run's last window of 40 is left out.
+ */
+const SCRAPES_SETTLE_MS = 500;
+
 /** The router's own account of how well it predicted each backend's time to first token. */
 async function predictionErrors(routerAdmin: string): Promise<number[]> {
+  await new Promise((resolve) => setTimeout(resolve, SCRAPES_SETTLE_MS));
   const stats = (await fetch(`${routerAdmin}/stats`, { signal: AbortSignal.timeout(10_000) }).then((r) => r.json())) as {
     backends: Array<{ ttft: { error: number | null } }>;
   };
