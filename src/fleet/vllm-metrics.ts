@@ -46,7 +46,6 @@ export interface SumCount {
   count: number;
 }
 
-/** Seconds, except the token counts. Each but TTFT and inter-token is observed when a request finishes. */
 /** What a histogram gained between two scrapes; nothing if it went back (the server restarted). */
 export const delta = (now: SumCount | undefined, before: SumCount | undefined) =>
   now && before && now.count >= before.count && now.sum >= before.sum ? { sum: now.sum - before.sum, count: now.count - before.count } : undefined;
@@ -61,6 +60,7 @@ export function uncachedPromptTokens(now: VllmLoad, before: VllmLoad): number | 
   return prompt === undefined ? undefined : Math.max(0, prompt - (counterDelta(now.prefixCacheHits, before.prefixCacheHits) ?? 0));
 }
 
+/** Seconds, except the token counts. Each but TTFT and inter-token is observed when a request finishes. */
 export interface VllmHistograms {
   /** Arrival to first token. */
   ttft: SumCount | undefined;

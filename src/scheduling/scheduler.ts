@@ -189,17 +189,11 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
       speeds: () => (speeds ??= speedsOf(backends)),
       serviceTimes() {
         if (times) return times;
-        const prompt = input.promptTokens();
-        const cachedTokens = input.cachedTokens();
         const speed = input.speeds();
         const t = now();
-        return (times = backends.map((b, i) => serviceTime(b, pricedSpeed(speed[i]!), uncached(prompt, cachedTokens[i]!), meanUncachedPrefill.get(b.id) ?? prompt, t)));
+        return (times = backends.map((_, i) => timeOn(i, pricedSpeed(speed[i]!), t)));
       },
-      predictedFirstTokenS(i) {
-        const prompt = input.promptTokens();
-        const b = backends[i]!;
-        return serviceTime(b, input.speeds()[i]!, uncached(prompt, input.cachedTokens()[i]!), meanUncachedPrefill.get(b.id) ?? prompt, now()).firstTokenS;
-      },
+      predictedFirstTokenS: (i) => timeOn(i, input.speeds()[i]!, now()).firstTokenS,
       adapterStates() {
         if (adapters) return adapters;
         const adapter = request.adapter;
@@ -213,6 +207,12 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
         return (adapterWaits = Float64Array.from(states, (state, i) => adapterWaitS(state, speed[i]!)));
       },
     };
+    /** The request's time on backend i at a given speed. */
+    function timeOn(i: number, speed: Speed, nowMs: number): ServiceTime {
+      const prompt = input.promptTokens();
+      const b = backends[i]!;
+      return serviceTime(b, speed, uncached(prompt, input.cachedTokens()[i]!), meanUncachedPrefill.get(b.id) ?? prompt, nowMs);
+    }
     return input;
   }
 
