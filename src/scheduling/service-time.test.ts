@@ -34,6 +34,18 @@ describe('speeds', () => {
     expect(speedsOf([backend('c', emptyServiceRates())])[0]).toEqual(PRIOR_SPEED);
   });
 
+  it("takes the front end's time and the output length as the requests', the same on every server", () => {
+    const [busy, quiet] = speedsOf([
+      backend('a', measured(1, { frontEndS: 0.2, outputTokens: 40, measuredRequests: 100 })),
+      backend('b', measured(1, { frontEndS: 0.02, outputTokens: 20, measuredRequests: 100 })),
+    ]);
+    expect(busy!.frontEndS).toBeCloseTo(0.11, 9);
+    expect(quiet!.frontEndS).toBeCloseTo(0.11, 9);
+    expect(busy!.outputTokens).toBeCloseTo(30, 9);
+    // A server's own speed stays its own.
+    expect(busy!.prefillPerTokenS).toBeCloseTo(0.0001, 9);
+  });
+
   it('weighs a backend that has shown little against its peers, so it is not starved on one early figure', () => {
     const [fast, , lightlyMeasured] = speedsOf([
       backend('a', measured(1)),

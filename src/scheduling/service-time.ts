@@ -30,7 +30,15 @@ export const PRIOR_SPEED: Readonly<Speed> = Object.freeze({
 });
 
 const FIGURES = ['stepBaseS', 'stepPerSequenceS', 'prefillPerTokenS', 'contendedPrefillPerTokenS', 'slotHoldS', 'admissionS', 'frontEndS', 'outputTokens'] as const satisfies readonly (keyof Speed & keyof ServiceRates)[];
-const SPEED_FIGURES = FIGURES.filter((f) => f !== 'outputTokens');
+/**
+ * The request's, not the server's: how long requests run, and the API server's own work on
+ * them (tokenizing, templating), the same code on every server of a model. Taken per server,
+ * a front end's time follows its load where the API server shares a CPU with the engine (real
+ * vLLM on one core: 23-207 ms between two servers and runs), and routing away from the one
+ * that looked slow at startup put 58 of 64 requests on the other.
+ */
+const REQUEST_FIGURES: ReadonlySet<string> = new Set(['outputTokens', 'frontEndS']);
+const SPEED_FIGURES = FIGURES.filter((f) => !REQUEST_FIGURES.has(f));
 
 /**
  * Requests of a backend's own worth as much as its peers' figures: a backend that has shown
@@ -43,7 +51,8 @@ const PEER_WEIGHT_REQUESTS = 4;
  * Each backend's speed: its own figures weighed against the fastest of its peers' (a server
  * that has shown little, new or restarted, is taken to be as fast as the best of them, so it
  * gets traffic and is measured; a slower guess would leave it idle for good when the fleet is
- * quiet), else the prior. Output length is the workload's: the mean over the candidates.
+ * quiet), else the prior. Output length and the front end's time are the requests': the mean
+ * over the candidates.
  */
 export function speedsOf(backends: readonly BackendView[]): Speed[] {
   const fleet = { ...PRIOR_SPEED };
@@ -59,13 +68,13 @@ export function speedsOf(backends: readonly BackendView[]): Speed[] {
         fastest = Math.min(fastest, value);
       }
     }
-    if (weight > 0) fleet[figure] = figure === 'outputTokens' ? sum / weight : fastest;
+    if (weight > 0) fleet[figure] = REQUEST_FIGURES.has(figure) ? sum / weight : fastest;
   }
   return backends.map((b) => {
     const speed = { ...fleet };
     const own = b.rates.measuredRequests / (b.rates.measuredRequests + PEER_WEIGHT_REQUESTS);
-    // How long requests run is the workload's, not the server's: what one server happened to
-    // be sent must not make the next request look longer there.
+    // The request figures stay the fleet's: what one server happened to be sent, or how busy
+    // its API server was, must not make the next request look longer there.
     for (const figure of SPEED_FIGURES) {
       const value = b.rates[figure];
       if (value !== undefined) speed[figure] = own * value + (1 - own) * fleet[figure];
