@@ -34,8 +34,8 @@ const FIGURES = ['stepBaseS', 'stepPerSequenceS', 'prefillPerTokenS', 'contended
  * The request's, not the server's: how long requests run, and the API server's own work on
  * them (tokenizing, templating), the same code on every server of a model. Taken per server,
  * a front end's time follows its load where the API server shares a CPU with the engine (real
- * vLLM on one core: 23-207 ms between two servers and runs), and routing away from the one
- * that looked slow at startup put 58 of 64 requests on the other.
+ * vLLM on one core: 23-207 ms between two servers and runs): a server that read 207 ms (its
+ * step slow too, for a while) drew 6 of 64 requests.
  */
 const REQUEST_FIGURES: ReadonlySet<string> = new Set(['outputTokens', 'frontEndS']);
 const SPEED_FIGURES = FIGURES.filter((f) => !REQUEST_FIGURES.has(f));
