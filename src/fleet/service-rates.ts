@@ -1,5 +1,6 @@
 import type { ServiceRates } from './backend.js';
 import { addStepSample, decayStepSamples, emptyStepSamples, fitStepTime, type StepSamples } from './step-time-fit.js';
+import { accountTtft, decayTtftAccount, emptyTtftAccount, type TtftAccount } from './prediction-accuracy.js';
 import { counterDelta, delta, uncachedPromptTokens, type VllmLoad } from './vllm-metrics.js';
 
 /**
@@ -41,8 +42,6 @@ const MIN_BUSY_SAMPLES = 2;
 const MIN_EXPLAINED = 0.5;
 /** Fewest uncached prompt tokens before a prefill rate is trusted. */
 const MIN_PREFILL_TOKENS = 64;
-/** Requests whose first token the server measured, per comparison with the predictions. */
-const MIN_TTFT_SAMPLE = 40;
 
 interface Learning {
   last: VllmLoad;
@@ -65,14 +64,7 @@ interface Learning {
   prefillS: number;
   generated: number;
   completed: number;
-  predictedS: number;
-  predictions: number;
-  measuredS: number;
-  measured: number;
-  errorSum: number;
-  errorWeight: number;
-  /** Predictions and measurements since the last comparison. */
-  window: { predictedS: number; predictions: number; measuredS: number; measured: number };
+  ttft: TtftAccount;
   /** Requests were waiting for capacity at the last scrape. */
   waitedForCapacity: boolean;
   /** The largest batch it has run (this process). */
@@ -103,8 +95,7 @@ export function createServiceRateLearner(): ServiceRateLearner {
   function fresh(metrics: VllmLoad, now: number): Learning {
     return {
       last: metrics, lastAt: now, gaps: emptyStepSamples(), busy: emptyStepSamples(), stretch: noStretch(), prefillBeyondStepS: 0, prefillTokens: 0, prefills: 0, holdS: 0, holds: 0, admitS: 0, admits: 0, queueS: 0, queues: 0, prefillS: 0,
-      generated: 0, completed: 0, predictedS: 0, predictions: 0, measuredS: 0, measured: 0,
-      errorSum: 0, errorWeight: 0, window: { predictedS: 0, predictions: 0, measuredS: 0, measured: 0 }, waitedForCapacity: false, largestBatch: metrics.running,
+      generated: 0, completed: 0, ttft: emptyTtftAccount(), waitedForCapacity: false, largestBatch: metrics.running,
     };
   }
 
@@ -123,9 +114,10 @@ export function createServiceRateLearner(): ServiceRateLearner {
       const decay = 0.5 ** (Math.max(0, now - l.lastAt) / HALF_LIFE_MS);
       decayStepSamples(l.gaps, decay);
       decayStepSamples(l.busy, decay);
-      for (const key of ['prefillBeyondStepS', 'prefillTokens', 'prefills', 'holdS', 'holds', 'admitS', 'admits', 'queueS', 'queues', 'prefillS', 'generated', 'completed', 'predictedS', 'predictions', 'measuredS', 'measured', 'errorSum', 'errorWeight'] as const) {
+      for (const key of ['prefillBeyondStepS', 'prefillTokens', 'prefills', 'holdS', 'holds', 'admitS', 'admits', 'queueS', 'queues', 'prefillS', 'generated', 'completed'] as const) {
         l[key] *= decay;
       }
+      decayTtftAccount(l.ttft, decay);
       rates.measuredRequests = l.prefills;
 
       // Step time, from inter-token gaps against the batch at the interval's two ends. Steps
@@ -205,37 +197,11 @@ export function createServiceRateLearner(): ServiceRateLearner {
       if ((waitingForCapacity && l.waitedForCapacity && metrics.running > 0) || rates.slots !== undefined) rates.slots = l.largestBatch;
       l.waitedForCapacity = waitingForCapacity;
 
-      // Predicted against measured time to first token, over windows of MIN_TTFT_SAMPLE
-      // measured requests (a scrape interval holds too few to compare).
-      const ttft = delta(h.ttft, hBefore.ttft);
-      const w = l.window;
-      if (ttft && ttft.count > 0) {
-        l.measuredS += ttft.sum;
-        l.measured += ttft.count;
-        rates.ttftMeasuredS = l.measuredS / l.measured;
-        w.measuredS += ttft.sum;
-        w.measured += ttft.count;
-      }
-      if (predictions.count > 0) {
-        l.predictedS += predictions.sumS;
-        l.predictions += predictions.count;
-        rates.ttftPredictedS = l.predictedS / l.predictions;
-        w.predictedS += predictions.sumS;
-        w.predictions += predictions.count;
-      }
+      accountTtft(l.ttft, rates, delta(h.ttft, hBefore.ttft), predictions);
       // What its TTFT holds beyond the engine's queue and prefill: the API server's own work.
-      if (l.measured > 0 && l.queues > 0 && l.prefills > 0) {
-        rates.frontEndS = Math.max(0, l.measuredS / l.measured - l.queueS / l.queues - l.prefillS / l.prefills);
-      }
-      if (w.measured >= MIN_TTFT_SAMPLE) {
-        const measuredMean = w.measuredS / w.measured;
-        if (w.predictions > 0 && measuredMean > 0) {
-          const predictedMean = w.predictedS / w.predictions;
-          l.errorSum += Math.abs(predictedMean - measuredMean) / measuredMean;
-          l.errorWeight += 1;
-          rates.ttftError = l.errorSum / l.errorWeight;
-        }
-        l.window = { predictedS: 0, predictions: 0, measuredS: 0, measured: 0 };
+      const t = l.ttft;
+      if (t.measured > 0 && l.queues > 0 && l.prefills > 0) {
+        rates.frontEndS = Math.max(0, t.measuredS / t.measured - l.queueS / l.queues - l.prefillS / l.prefills);
       }
       l.last = metrics;
       l.lastAt = now;
