@@ -77,7 +77,8 @@ describe('service rates learned from a backend\'s metrics', () => {
     // Steps of 6 ms + 0.15 ms per decoding request + 0.05 ms per prefilled token, back to back;
     // each interval runs 20 steps with a batch of 2-7 and prefills of 0-1,000 tokens a step.
     const [base, perSeq, perToken] = [0.006, 0.00015, 0.00005];
-    const learn = (withSteps: boolean, prefillReported = 1) => {
+    // `noisy` intervals more, timed with idle gaps the steps do not explain (as on a shared core).
+    const learn = (withSteps: boolean, prefillReported = 1, noisy = 0) => {
       const learner = createServiceRateLearner();
       const rates = emptyServiceRates();
       const h = { ttft: { sum: 0, count: 0 }, interToken: { sum: 0, count: 0 }, iterationTokens: { sum: 0, count: 0 }, prefill: { sum: 0, count: 0 }, prefillComputedTokens: { sum: 0, count: 0 } };
@@ -92,7 +93,7 @@ describe('service rates learned from a backend\'s metrics', () => {
       });
       let now = 0;
       learner.observe(rates, page(2), none, now);
-      for (let i = 1; i <= 120; i++) {
+      for (let i = 1; i <= 120 + noisy; i++) {
         const batch = 2 + (i % 6);
         const prefilled = [0, 200, 1000, 500][i % 4]!;
         const step = base + perSeq * batch + perToken * prefilled;
@@ -109,7 +110,7 @@ describe('service rates learned from a backend\'s metrics', () => {
         h.prefillComputedTokens.sum += steps * prefilled;
         h.prefillComputedTokens.count += firsts;
         generated += steps * batch + firsts;
-        now += steps * step * 1000;
+        now += steps * step * 1000 + (i > 120 ? [0, 4000, 0, 2000, 8000][i % 5]! : 0);
         learner.observe(rates, page(batch), none, now);
       }
       return rates;
@@ -131,6 +132,15 @@ describe('service rates learned from a backend\'s metrics', () => {
     const quickPrefills = learn(true, 0.5);
     expect(quickPrefills.prefillPerTokenS!).toBeLessThanOrEqual(quickPrefills.contendedPrefillPerTokenS!);
     expect(quickPrefills.prefillPerTokenS! / perToken).toBeLessThan(0.8);
+    // A stretch the fit cannot explain (idle gaps between steps) keeps the figures of the last
+    // fit that did, rather than flip to the inter-token fit and the lived rate and back.
+    const thenNoisy = learn(true, 1, 6);
+    expect(thenNoisy.prefillPerTokenS! / perToken).toBeGreaterThan(0.95);
+    expect(thenNoisy.prefillPerTokenS! / perToken).toBeLessThan(1.05);
+    expect(thenNoisy.stepBaseS! / base).toBeLessThan(1.1);
+    // For half a minute: then the figures are what the server shows now.
+    const longNoisy = learn(true, 1, 20);
+    expect(longNoisy.prefillPerTokenS).toBe(longNoisy.contendedPrefillPerTokenS);
     // Without its steps reported, the base holds the average prefill (425 tokens: +21 ms).
     const batchOnly = learn(false);
     expect(batchOnly.stepBaseS!).toBeGreaterThan(3 * base);

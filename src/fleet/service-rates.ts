@@ -1,5 +1,5 @@
 import type { ServiceRates } from './backend.js';
-import { addStepSample, decayStepSamples, emptyStepSamples, fitStepTime, type StepSamples } from './step-time-fit.js';
+import { addStepSample, decayStepSamples, emptyStepSamples, fitStepTime, type StepFit, type StepSamples } from './step-time-fit.js';
 import { accountTtft, decayTtftAccount, emptyTtftAccount, type TtftAccount } from './prediction-accuracy.js';
 import { counterDelta, delta, uncachedPromptTokens, type VllmLoad } from './vllm-metrics.js';
 
@@ -52,6 +52,8 @@ interface Learning {
   busy: StepSamples;
   /** Busy intervals since the last busy sample, too few steps to make one yet. */
   stretch: BusyStretch;
+  /** The last busy-time fit that explained its samples, and when. */
+  goodBusyFit: { fit: StepFit; at: number } | undefined;
   prefillBeyondStepS: number;
   prefillTokens: number;
   prefills: number;
@@ -94,7 +96,7 @@ export function createServiceRateLearner(): ServiceRateLearner {
 
   function fresh(metrics: VllmLoad, now: number): Learning {
     return {
-      last: metrics, lastAt: now, gaps: emptyStepSamples(), busy: emptyStepSamples(), stretch: noStretch(), prefillBeyondStepS: 0, prefillTokens: 0, prefills: 0, holdS: 0, holds: 0, admitS: 0, admits: 0, queueS: 0, queues: 0, prefillS: 0,
+      last: metrics, lastAt: now, gaps: emptyStepSamples(), busy: emptyStepSamples(), stretch: noStretch(), goodBusyFit: undefined, prefillBeyondStepS: 0, prefillTokens: 0, prefills: 0, holdS: 0, holds: 0, admitS: 0, admits: 0, queueS: 0, queues: 0, prefillS: 0,
       generated: 0, completed: 0, ttft: emptyTtftAccount(), waitedForCapacity: false, largestBatch: metrics.running,
     };
   }
@@ -144,7 +146,7 @@ export function createServiceRateLearner(): ServiceRateLearner {
         rates.measuredRequests = l.prefills;
         if (l.prefillTokens >= MIN_PREFILL_TOKENS) rates.prefillPerTokenS = rates.contendedPrefillPerTokenS = l.prefillBeyondStepS / l.prefillTokens;
       }
-      fitSteps(rates, l);
+      fitSteps(rates, l, now);
 
       // Queue time while it had room (nobody waiting, a slot free, at both scrapes): the wait
       // for the engine step in progress. Where it filled up between them, the queue time holds
@@ -246,11 +248,21 @@ function observeBusySteps(l: Learning, metrics: VllmLoad, before: VllmLoad, elap
   l.stretch = noStretch();
 }
 
+/**
+ * A busy-time fit that explained its samples stands for this long after the samples stop
+ * doing so (a stretch of steps alike leaves little variance to explain): falling back at once
+ * to the inter-token fit and the lived prefill rate left one simulated server at 0.10 ms a
+ * token where its steps take 0.05, its first tokens predicted at twice their time.
+ */
+const GOOD_FIT_HOLD_MS = HALF_LIFE_MS;
+
 /** The step figures: from busy time where there is enough of it, else from inter-token gaps. */
-function fitSteps(rates: ServiceRates, l: Learning): void {
+function fitSteps(rates: ServiceRates, l: Learning, now: number): void {
   const histogramRate = l.prefillTokens >= MIN_PREFILL_TOKENS ? l.prefillBeyondStepS / l.prefillTokens : undefined;
   const fitted = l.busy.w >= MIN_BUSY_SAMPLES ? fitStepTime(l.busy, histogramRate ?? PRIOR_TOKEN_SHARE * (l.busy.y / l.busy.w), PRIOR_SLOPE_SHARE) : undefined;
-  const busy = fitted && fitted.explained >= MIN_EXPLAINED ? fitted : undefined;
+  if (fitted && fitted.explained >= MIN_EXPLAINED) l.goodBusyFit = { fit: fitted, at: now };
+  else if (l.goodBusyFit && now - l.goodBusyFit.at > GOOD_FIT_HOLD_MS) l.goodBusyFit = undefined;
+  const busy = l.goodBusyFit?.fit;
   const fit = busy ?? fitStepTime(l.gaps, 0, PRIOR_SLOPE_SHARE);
   if (!fit) return;
   rates.stepBaseS = fit.baseS;
