@@ -19,8 +19,10 @@ export interface TtftAccount {
   window: { predictedS: number; predictions: number; measuredS: number; measured: number };
 }
 
+const emptyWindow = (): TtftAccount['window'] => ({ predictedS: 0, predictions: 0, measuredS: 0, measured: 0 });
+
 export function emptyTtftAccount(): TtftAccount {
-  return { predictedS: 0, predictions: 0, measuredS: 0, measured: 0, errorSum: 0, errorWeight: 0, window: { predictedS: 0, predictions: 0, measuredS: 0, measured: 0 } };
+  return { predictedS: 0, predictions: 0, measuredS: 0, measured: 0, errorSum: 0, errorWeight: 0, window: emptyWindow() };
 }
 
 export function decayTtftAccount(a: TtftAccount, decay: number): void {
@@ -55,5 +57,5 @@ export function accountTtft(a: TtftAccount, rates: ServiceRates, measured: { sum
     a.errorWeight += 1;
     rates.ttftError = a.errorSum / a.errorWeight;
   }
-  a.window = { predictedS: 0, predictions: 0, measuredS: 0, measured: 0 };
+  a.window = emptyWindow();
 }
