@@ -14,7 +14,7 @@ export interface AdapterActivity {
 }
 
 /** How long an adapter sent to a backend counts as at work there without its metrics saying so. */
-const RECENT_MS = 2_000;
+export const RECENT_ADAPTER_MS = 2_000;
 
 export function createAdapterActivity(): AdapterActivity {
   const byBackend = new Map<string, Map<string, number>>();
@@ -30,7 +30,7 @@ export function createAdapterActivity(): AdapterActivity {
       if (!sent) return [];
       // Kept in the order sent: the stale ones are first.
       for (const [adapter, at] of sent) {
-        if (now - at <= RECENT_MS) break;
+        if (now - at <= RECENT_ADAPTER_MS) break;
         sent.delete(adapter);
       }
       return [...sent.keys()];
