@@ -265,7 +265,7 @@ describe.skipIf(!vllmInstalled())('real vLLM behind Envoy and the router', () =>
     const routed = () => servers.map((s) => stack.router.fleet.backends().find((b) => b.url === s.url)!.routed);
     // The base model, then its adapter: an adapter's blocks are its own (vLLM names it in its
     // events), and its text is read with its base model's tokenizer.
-    let routedAt = 0;
+    let adapterRoutedAt = 0;
     for (const [p, model] of [[1, MODEL], [2, MODEL], [3, MODEL], [4, MODEL], [11, ADAPTER], [12, ADAPTER]] as const) {
       const holder = servers[p % 2]!;
       const batches = batchesOf(holder);
@@ -275,9 +275,9 @@ describe.skipIf(!vllmInstalled())('real vLLM behind Envoy and the router', () =>
       // The adapter the router sent the other server a moment ago counts as at work there for
       // a while (an adapter to load costs more than this short prompt's prefill): let it lapse,
       // so that the two servers differ only in what their caches hold.
-      await new Promise((resolve) => setTimeout(resolve, Math.max(0, routedAt + RECENT_ADAPTER_MS + 100 - Date.now())));
+      await new Promise((resolve) => setTimeout(resolve, Math.max(0, adapterRoutedAt + RECENT_ADAPTER_MS + 100 - Date.now())));
       const before = routed();
-      routedAt = Date.now();
+      if (model === ADAPTER) adapterRoutedAt = Date.now();
       await chat(stack.envoy.url, model, conversation(p, 'And the second one?'));
       expect({ model, conversation: p, routed: routed().map((n, i) => n - before[i]!) }).toEqual({ model, conversation: p, routed: servers.map((s) => (s === holder ? 1 : 0)) });
     }
