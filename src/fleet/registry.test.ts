@@ -55,5 +55,7 @@ describe('fleet registry (the datastore: no I/O)', () => {
     registry.dispatch(b!);
     registry.release(b!);
     expect([b!.dispatched, b!.finished, b!.inflight]).toEqual([1, 1, 0]);
+    // Both count toward what the next scrape will show and the last did not.
+    expect([b!.unseenDispatches, b!.unseenFinishes]).toEqual([1, 1]);
   });
 });

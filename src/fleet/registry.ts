@@ -140,6 +140,7 @@ export function createRegistry(logger: Logger): Registry {
       if (backend.inflight === 0) return;
       backend.inflight--;
       backend.finished++;
+      backend.unseenFinishes++;
     },
   };
 }

@@ -27,7 +27,7 @@ export function roomOf(candidates: readonly BackendView[]): Room {
     slots += b.capacity;
     const queue = estimateQueue(b);
     // A queue there says it is full whatever its slots were thought to be (before they are learned, 256).
-    if (!queue.full && queue.waiting === 0) free += b.capacity - queue.running;
+    if (queue.waiting === 0) free += queue.free;
   }
   return { free, slots, routable };
 }

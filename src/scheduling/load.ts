@@ -27,12 +27,13 @@ export function estimateLoad(backend: BackendView, weights: LoadWeights): number
  * request frees a slot that a waiting one takes, so the queue shrinks first. Other routers'
  * traffic shows only at the next scrape.
  */
-function reportedNow(b: BackendView, m: NonNullable<BackendView['metrics']>): { running: number; waiting: number } {
+function reportedNow(b: BackendView, m: NonNullable<BackendView['metrics']>): { running: number; waiting: number; freed: number } {
   // Of our finishes since the scrape began, those of requests sent after it were never in it.
   const finishedUnseen = b.unseenDispatches - activeUnseen(b);
   const gone = Math.max(0, b.unseenFinishes - finishedUnseen);
   const fromQueue = Math.min(m.waiting, gone);
-  let running = Math.max(0, m.running - (gone - fromQueue));
+  const freed = gone - fromQueue;
+  let running = Math.max(0, m.running - freed);
   let waiting = m.waiting - fromQueue;
   // Beyond our requests it held when read, the figures count other clients' requests, or ours
   // counted early or late (its gauges trail its work by a step): keep others' share of the
@@ -48,29 +49,44 @@ function reportedNow(b: BackendView, m: NonNullable<BackendView['metrics']>): { 
     waiting -= fromWaiting;
     running -= drop - fromWaiting;
   }
-  return { running, waiting };
+  return { running, waiting, freed };
 }
 
-/** Estimated running and waiting requests, and whether a new one would wait for a slot. */
-export function estimateQueue(b: BackendView): { running: number; waiting: number; full: boolean } {
+/**
+ * Estimated running and waiting requests, whether a new one would wait for a slot, and how
+ * many slots are free for it now.
+ */
+export function estimateQueue(b: BackendView): { running: number; waiting: number; full: boolean; free: number } {
   let running: number;
   let waiting: number;
+  let room: number;
   if (b.metrics) {
-    ({ running, waiting } = reportedNow(b, b.metrics));
+    let freed: number;
+    ({ running, waiting, freed } = reportedNow(b, b.metrics));
+    // A server saturated when read (whatever its slots were thought to be) has room since
+    // only for the slots our finishes freed beyond its queue: it ran all it could then.
+    // (Holding it full until the next scrape priced a slot wait of 100 ms for requests that
+    // a drained server took at once.)
+    room = Math.max(0, b.capacity - running);
+    if (b.queueing) room = Math.min(room, freed);
     const unseen = activeUnseen(b);
-    const free = b.queueing ? 0 : Math.max(0, b.capacity - running);
-    const admitted = Math.min(unseen, free);
+    const admitted = Math.min(unseen, room);
     running += admitted;
     waiting += unseen - admitted;
+    room -= admitted;
   } else {
     // No fresh figures: our own in-flight count is all we know, and it is a floor.
     running = Math.min(b.inflight, b.capacity);
     waiting = b.inflight - running;
+    room = b.capacity - running;
   }
   const shortfall = b.inflight - (running + waiting);
   if (shortfall > 0) {
-    if (running + shortfall <= b.capacity) running += shortfall;
-    else waiting += shortfall;
+    const admitted = Math.min(shortfall, room);
+    running += admitted;
+    waiting += shortfall - admitted;
+    room -= admitted;
   }
-  return { running, waiting, full: b.queueing || running >= b.capacity };
+  if (running >= b.capacity) room = 0;
+  return { running, waiting, full: room <= 0, free: room };
 }
