@@ -69,12 +69,12 @@ describe('service time', () => {
     expect(t.dragS).toBe(0);
   });
 
-  it('waits for a slot on a full backend: one frees every slot hold / slots', () => {
+  it('waits for a slot on a full backend: one frees every slot hold / (slots + 1)', () => {
     const full = backend('a', measured(1), { metrics: load(8, 3), inflight: 0, queueing: true });
     const [speed] = speedsOf([full]);
     const t = serviceTime(full, speed!, 1, 1000, 0);
-    expect(t.slotWaitS).toBeCloseTo(((3 + 1) * 0.5) / 8, 6);
-    // The queue's prefill (0.3 s) runs while it waits for a slot (0.25 s), then its own.
+    expect(t.slotWaitS).toBeCloseTo(((3 + 1) * 0.5) / 9, 6);
+    // The queue's prefill (0.3 s) runs while it waits for a slot (0.22 s), then its own.
     expect(t.firstTokenS).toBeCloseTo(3 * 1000 * 0.0001 + 0.02 + 0.001 * 9 + 0.0001, 6);
     // Behind short prompts, the slot is the longer wait.
     const short = serviceTime(full, speed!, 1, 100, 0);

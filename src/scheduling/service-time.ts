@@ -110,8 +110,10 @@ export interface ServiceTime {
 /**
  * The time model: an engine step with n running sequences takes base + n * perSequence, a
  * prefill takes one step plus its uncached tokens at the backend's prefill rate, a request
- * queued behind a full backend waits for a slot (a slot frees every slotHold / capacity
- * seconds) while the prefill ahead of it runs, else for the step in progress and then the
+ * queued behind a full backend waits for a slot (the running requests are part way through
+ * their hold at points spread evenly, so the first of `capacity` ends after
+ * slotHold / (capacity + 1) on average, and each next one as long after) while the prefill
+ * ahead of it runs, else for the step in progress and then the
  * prefill ahead: the queued requests', or what we sent there that is still prefilling, whichever
  * is more.
  */
@@ -119,7 +121,7 @@ export function serviceTime(backend: BackendView, speed: Speed, uncachedTokens: 
   const { running, waiting, full } = estimateQueue(backend);
   const step = speed.stepBaseS + speed.stepPerSequenceS * (running + 1);
   const ownPrefillS = uncachedTokens * speed.prefillPerTokenS;
-  const slotWaitS = full ? ((waiting + 1) * speed.slotHoldS) / backend.capacity : 0;
+  const slotWaitS = full ? ((waiting + 1) * speed.slotHoldS) / (backend.capacity + 1) : 0;
   // Prefill ahead of ours: the queue's, or what we sent there that has not had its first token
   // yet (admitted, it shares the steps' token budget with ours), whichever is more.
   const queuedPrefillS = Math.max(waiting * queuedUncachedTokens, prefillingTokens(backend, speed, nowMs)) * speed.prefillPerTokenS;
