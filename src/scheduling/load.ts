@@ -87,6 +87,6 @@ export function estimateQueue(b: BackendView): { running: number; waiting: numbe
     waiting += shortfall - admitted;
     room -= admitted;
   }
-  if (running >= b.capacity) room = 0;
+  // Room never exceeds capacity less running (each admission takes from both): at capacity, none.
   return { running, waiting, full: room <= 0, free: room };
 }

@@ -113,9 +113,8 @@ export interface ServiceTime {
  * queued behind a full backend waits for a slot (the running requests are part way through
  * their hold at points spread evenly, so the first of `capacity` ends after
  * slotHold / (capacity + 1) on average, and each next one as long after) while the prefill
- * ahead of it runs, else for the step in progress and then the
- * prefill ahead: the queued requests', or what we sent there that is still prefilling, whichever
- * is more.
+ * ahead of it runs, else for the step in progress and then the prefill ahead: the queued
+ * requests', or what we sent there that is still prefilling, whichever is more.
  */
 export function serviceTime(backend: BackendView, speed: Speed, uncachedTokens: number, queuedUncachedTokens: number, nowMs: number): ServiceTime {
   const { running, waiting, full } = estimateQueue(backend);
