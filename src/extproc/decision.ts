@@ -43,6 +43,8 @@ export type Outcome =
       kind: 'route';
       model: string;
       primary: Backend;
+      /** Bytes of its prompt text, where the prompt was not tokenized (else 0): counted as it ends. */
+      promptBytes: number;
       /** `primary,fallback1,...` as Envoy's override_host reads it. */
       destination: string;
       /** The body is JSON sent under a form or text content type: forward it as application/json. */
@@ -149,6 +151,7 @@ export function createDecider(deps: DecisionDeps) {
         kind: 'route',
         model: request.model,
         primary,
+        promptBytes: decision.routed.textBytes ?? 0,
         destination: [primary, ...decision.fallbacks].map((b) => b.endpoint).join(','),
         rewriteContentType: parsed.rewriteContentType,
         ...endedBy(flow && flowRequest ? flow.started(flowRequest) : undefined, deps.peers?.routed(primary, decision.routed)),

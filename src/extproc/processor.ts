@@ -116,6 +116,7 @@ export function createProcessor(deps: ProcessorDeps) {
     const chunks: Buffer[] = [];
     let decided = false;
     let routedTo: Backend | undefined;
+    let routedPromptBytes = 0;
     let routedEnded: (() => void) | undefined;
     let released = false;
     let finished = false;
@@ -125,7 +126,7 @@ export function createProcessor(deps: ProcessorDeps) {
     /** The request no longer occupies its backend: its response ended, or the stream did. */
     const release = () => {
       if (routedTo && !released) {
-        fleet.release(routedTo);
+        fleet.release(routedTo, routedPromptBytes);
         // Its server has room again, perhaps for a request held for it.
         routedEnded?.();
       }
@@ -171,6 +172,7 @@ export function createProcessor(deps: ProcessorDeps) {
     const answer = (outcome: Decided, body: Buffer, bodyEnds: boolean) => {
       if (outcome.kind === 'route') {
         routedTo = outcome.primary;
+        routedPromptBytes = outcome.promptBytes;
         routedEnded = outcome.ended;
         untrack = deps.inflight?.track(routedTo.id, () => {
           // Envoy answers the client with this (or, once the response has begun, resets it).

@@ -44,6 +44,8 @@ export interface BackendView {
    * that is still there (a gauge that trails our own work shows an excess in one scrape only).
    */
   readonly lastingExcess: number;
+  /** Prompt text bytes of the requests routed there (by us or a peer) that had ended when last read. */
+  readonly endedPromptBytesAtRead: number;
   /**
    * Requests waited in two scrapes running: the server is saturated. One scrape's waiting
    * count alone is often a request that arrived just before the next scheduler step.
@@ -213,6 +215,9 @@ export interface Backend extends BackendView {
   dispatched: number;
   /** Total releases, monotonic; snapshotted at scrape start to compute unseenFinishes. */
   finished: number;
+  /** Prompt text bytes of the released requests, monotonic; snapshotted at scrape start. */
+  endedPromptBytes: number;
+  endedPromptBytesAtRead: number;
   routed: number;
   /** Recent rates for the operator's view, decayed with a 30 s half-life. */
   recent: RecentRates;
@@ -249,11 +254,10 @@ export interface FleetView {
   servingModel(model: string): readonly Backend[];
   /** Models served by at least one routable backend, sorted. */
   routableModels(): string[];
-  /** A request was routed to `backend`, with the time to first token the scheduler predicted there. */
   /** Counts a request routed there, with its predicted time to first token and the prompt tokens it has to prefill. */
   dispatch(backend: Backend, predictedTtftS?: number, prefillTokens?: number): void;
-  /** That request no longer occupies `backend`. */
-  release(backend: Backend): void;
+  /** That request (`promptBytes` of prompt text, 0 where it was tokenized) no longer occupies `backend`. */
+  release(backend: Backend, promptBytes?: number): void;
 }
 
 /** In rotation: not known to be down, with an endpoint Envoy knows and at least one model. */

@@ -53,8 +53,12 @@ describe('fleet registry (the datastore: no I/O)', () => {
     expect(b!.inflight).toBe(0); // never below zero
     expect(b!.finished).toBe(0); // and a release with nothing in flight finishes nothing
     registry.dispatch(b!);
-    registry.release(b!);
+    registry.release(b!, 4000);
     expect([b!.dispatched, b!.finished, b!.inflight]).toEqual([1, 1, 0]);
+    // Its prompt text counts toward the backend's bytes per token once it has ended.
+    expect(b!.endedPromptBytes).toBe(4000);
+    registry.release(b!, 4000);
+    expect(b!.endedPromptBytes).toBe(4000); // nothing was in flight
     // Both count toward what the next scrape will show and the last did not.
     expect([b!.unseenDispatches, b!.unseenFinishes]).toEqual([1, 1]);
   });

@@ -55,6 +55,8 @@ function newBackend(bc: BackendConfig): Backend {
     stoppedAnswering: false,
     dispatched: 0,
     finished: 0,
+    endedPromptBytes: 0,
+    endedPromptBytesAtRead: 0,
     routed: 0,
     recent: emptyRecentRates(),
   };
@@ -136,10 +138,11 @@ export function createRegistry(logger: Logger): Registry {
       backend.unseenDispatches++;
       backend.inflight++;
     },
-    release(backend) {
+    release(backend, promptBytes = 0) {
       if (backend.inflight === 0) return;
       backend.inflight--;
       backend.finished++;
+      backend.endedPromptBytes += promptBytes;
       backend.unseenFinishes++;
     },
   };

@@ -101,7 +101,7 @@ export function createScraper(options: ScraperOptions): Scraper {
   }
 
   /** GET /metrics. A failure here only makes the figures stale; it says nothing of health. */
-  async function readMetrics(backend: Backend, dispatchedAtStart: number, finishedAtStart: number, startedAt: number): Promise<void> {
+  async function readMetrics(backend: Backend, atStart: { dispatched: number; finished: number; endedPromptBytes: number }, startedAt: number): Promise<void> {
     try {
       const metrics = await probe.metrics(backend.url, settings().timeoutMs);
       backend.queueing = metrics.waiting > 0 && (backend.metrics?.waiting ?? 0) > 0;
@@ -113,8 +113,9 @@ export function createScraper(options: ScraperOptions): Scraper {
       const oursReported = reported === undefined || reported < 0 ? undefined : Math.round(reported * (1 - (backend.recent.othersShare ?? 0)));
       learner.observe(backend.rates, metrics, oursReported === undefined ? takeDuePredictions(backend, startedAt) : takeReportedPredictions(backend, oursReported, startedAt));
       backend.capacity = capacityOf(backend);
-      backend.unseenDispatches = backend.dispatched - dispatchedAtStart;
-      backend.unseenFinishes = backend.finished - finishedAtStart;
+      backend.unseenDispatches = backend.dispatched - atStart.dispatched;
+      backend.unseenFinishes = backend.finished - atStart.finished;
+      backend.endedPromptBytesAtRead = atStart.endedPromptBytes;
       // Ours when it was read: in flight then (sent before the read began, whether or not they
       // have finished since).
       const ours = backend.inflight - activeUnseen(backend) + backend.unseenFinishes;
@@ -145,8 +146,7 @@ export function createScraper(options: ScraperOptions): Scraper {
   async function scrape(backend: Backend): Promise<void> {
     const { unhealthyAfterFailures, timeoutMs } = settings();
     const startedAt = Date.now();
-    const dispatchedAtStart = backend.dispatched;
-    const finishedAtStart = backend.finished;
+    const atStart = { dispatched: backend.dispatched, finished: backend.finished, endedPromptBytes: backend.endedPromptBytes };
     backend.lastScrapeAt = startedAt;
     try {
       if (backend.endpoint === '') await resolveEndpoint(backend);
@@ -162,7 +162,7 @@ export function createScraper(options: ScraperOptions): Scraper {
       const overdue = setTimeout(() => (backend.suspect = true), patience(backend));
       const probedAt = performance.now();
       const health = probe.health(backend.url, timeoutMs).then(() => answeredIn(backend, performance.now() - probedAt));
-      const [healthResult] = await Promise.allSettled([health, readMetrics(backend, dispatchedAtStart, finishedAtStart, startedAt)]);
+      const [healthResult] = await Promise.allSettled([health, readMetrics(backend, atStart, startedAt)]);
       clearTimeout(overdue);
       if (!running || !registry.has(backend)) return;
       if (healthResult.status === 'rejected') throw healthResult.reason;

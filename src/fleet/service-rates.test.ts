@@ -13,7 +13,7 @@ function simulatedServer(base: number, perSeq: number, perToken: number, stepsPe
     generationTokensTotal: 0, waitingForCapacity: 0, blockSize: 16, numGpuBlocks: 1000, modelNames: ['m'], lora: undefined,
     histograms: {
       ttft: { sum: 0, count: 0 }, interToken: { sum: 0, count: 0 }, queue: { sum: 0, count: 0 }, prefill: { sum: 0, count: 0 }, inference: { sum: 0, count: 0 },
-      prefillComputedTokens: { sum: 0, count: 0 }, generationTokens: { sum: 0, count: 0 },
+      prefillComputedTokens: { sum: 0, count: 0 }, promptTokens: undefined, generationTokens: { sum: 0, count: 0 },
       iterationTokens: stepsPerInterval === undefined ? undefined : { sum: 0, count: 0 },
     },
   };
@@ -39,6 +39,7 @@ function simulatedServer(base: number, perSeq: number, perToken: number, stepsPe
           prefill: { sum: t.prefill!.sum + requests * prefillS, count: t.prefill!.count + requests },
           inference: { sum: t.inference!.sum + requests * (prefillS + (output - 1) * step), count: t.inference!.count + requests },
           prefillComputedTokens: { sum: t.prefillComputedTokens!.sum + requests * (prompt - cached), count: t.prefillComputedTokens!.count + requests },
+          promptTokens: undefined,
           generationTokens: { sum: t.generationTokens!.sum + requests * output, count: t.generationTokens!.count + requests },
           iterationTokens: t.iterationTokens && { sum: t.iterationTokens.sum + stepsPerInterval! * batch, count: t.iterationTokens.count + stepsPerInterval! },
         },
@@ -88,7 +89,7 @@ describe('service rates learned from a backend\'s metrics', () => {
         generationTokensTotal: generated, waitingForCapacity: 0, blockSize: 16, numGpuBlocks: 1000, modelNames: ['m'], lora: undefined,
         histograms: {
           ttft: { ...h.ttft }, interToken: { ...h.interToken }, queue: undefined, prefill: { ...h.prefill }, inference: undefined,
-          prefillComputedTokens: { ...h.prefillComputedTokens }, generationTokens: undefined, iterationTokens: withSteps ? { ...h.iterationTokens } : undefined,
+          prefillComputedTokens: { ...h.prefillComputedTokens }, promptTokens: undefined, generationTokens: undefined, iterationTokens: withSteps ? { ...h.iterationTokens } : undefined,
         },
       });
       let now = 0;

@@ -74,6 +74,8 @@ export interface VllmHistograms {
   inference: SumCount | undefined;
   /** Prompt tokens it computed (not found in its prefix cache), per request. */
   prefillComputedTokens: SumCount | undefined;
+  /** Prompt tokens per request, cached or not. */
+  promptTokens: SumCount | undefined;
   /** Tokens generated per request. */
   generationTokens: SumCount | undefined;
   /** Tokens scheduled per engine step (prefill chunks and decodes): its count is the steps run. Observed every step. */
@@ -96,6 +98,7 @@ export const NO_HISTOGRAMS: Readonly<VllmHistograms> = Object.freeze({
   prefill: undefined,
   inference: undefined,
   prefillComputedTokens: undefined,
+  promptTokens: undefined,
   generationTokens: undefined,
   iterationTokens: undefined,
 });
@@ -111,6 +114,7 @@ const HISTOGRAMS: Record<keyof VllmHistograms, string[]> = {
   prefill: ['vllm:request_prefill_time_seconds'],
   inference: ['vllm:request_inference_time_seconds'],
   prefillComputedTokens: ['vllm:request_prefill_kv_computed_tokens'],
+  promptTokens: ['vllm:request_prompt_tokens'],
   generationTokens: ['vllm:request_generation_tokens'],
   iterationTokens: ['vllm:iteration_tokens_total'],
 };
@@ -166,6 +170,7 @@ export function parseVllmMetrics(text: string): VllmLoad {
     prefill: sumCount(HISTOGRAMS.prefill),
     inference: sumCount(HISTOGRAMS.inference),
     prefillComputedTokens: sumCount(HISTOGRAMS.prefillComputedTokens),
+    promptTokens: sumCount(HISTOGRAMS.promptTokens),
     generationTokens: sumCount(HISTOGRAMS.generationTokens),
     iterationTokens: sumCount(HISTOGRAMS.iterationTokens),
   };

@@ -56,7 +56,7 @@ export function createPeerSync(options: PeerSyncOptions): PeerSync {
   const ours = new Map<number, PeerMessage & { kind: 'routed' }>();
   let nextId = 0;
   const links = new Map<string, OutgoingLink>();
-  const incoming = new Set<{ instance: string; inflight: Map<number, Backend> }>();
+  const incoming = new Set<{ instance: string; inflight: Map<number, { backend: Backend; promptBytes: number }> }>();
   let closed = false;
 
   const broadcast = (m: PeerMessage) => {
@@ -140,7 +140,7 @@ export function createPeerSync(options: PeerSyncOptions): PeerSync {
     requests: peerMessageCodec,
     responses: peerMessageCodec,
     handler(call) {
-      const peer = { instance: '', inflight: new Map<number, Backend>() };
+      const peer = { instance: '', inflight: new Map<number, { backend: Backend; promptBytes: number }>() };
       call.on('data', (m) => {
         if (m.kind === 'hello') {
           call.write({ kind: 'hello', instance });
@@ -157,19 +157,19 @@ export function createPeerSync(options: PeerSyncOptions): PeerSync {
           if (!backend || peer.inflight.has(m.id)) return;
           fleet.dispatch(backend, m.predictedTtftS, m.uncachedTokens);
           options.remember(backend, m);
-          peer.inflight.set(m.id, backend);
+          peer.inflight.set(m.id, { backend, promptBytes: m.textBytes ?? 0 });
           return;
         }
         if (m.kind !== 'ended') return; // views of the caches go the other way
-        const backend = peer.inflight.get(m.id);
-        if (!backend) return;
+        const request = peer.inflight.get(m.id);
+        if (!request) return;
         peer.inflight.delete(m.id);
-        fleet.release(backend);
+        fleet.release(request.backend, request.promptBytes);
       });
       call.on('error', () => {});
       // However the stream ends, the peer's requests stop counting here (the next scrape shows any still running).
       call.on('close', () => {
-        for (const backend of peer.inflight.values()) fleet.release(backend);
+        for (const { backend } of peer.inflight.values()) fleet.release(backend);
         peer.inflight.clear();
         incoming.delete(peer);
       });

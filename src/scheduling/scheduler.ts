@@ -57,11 +57,10 @@ const uncached = (prompt: number, cached: number) => Math.max(1, prompt - cached
 /**
  * Records a prompt routed to a backend, by this replica or another: the backend holds its blocks
  * from now on (pending in its KV events until its first token, with a margin), its queue's mean
- * prefill moves toward it, its adapter is at work there, and its text counts toward the
- * backend's bytes per token.
+ * prefill moves toward it, and its adapter is at work there.
  */
 export function rememberRouted(
-  memory: Pick<SchedulerOptions, 'prefixIndex' | 'recentDispatches' | 'adapterActivity' | 'meanUncachedPrefill' | 'tokenRatio'>,
+  memory: Pick<SchedulerOptions, 'prefixIndex' | 'recentDispatches' | 'adapterActivity' | 'meanUncachedPrefill'>,
   backend: BackendView,
   routed: RoutedPrompt,
   nowMs: number,
@@ -71,7 +70,6 @@ export function rememberRouted(
   memory.prefixIndex.record(backend.id, routed.hashes);
   if (backend.cacheEvents) memory.recentDispatches?.record(backend.id, routed.hashes, nowMs, nowMs + 500 + 1500 * routed.predictedTtftS);
   if (routed.adapter !== undefined) memory.adapterActivity?.record(backend.id, routed.adapter, nowMs);
-  if (routed.textBytes !== undefined) memory.tokenRatio.sent(backend, routed.textBytes);
 }
 
 /**

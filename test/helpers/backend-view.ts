@@ -38,6 +38,7 @@ export function backendView(id: string, over: Partial<BackendView> = {}): Mutabl
     unseenDispatches: 0,
     unseenFinishes: 0,
     lastingExcess: 0,
+    endedPromptBytesAtRead: 0,
     queueing: false,
     suspect: false,
     recent: { prefixHitShare: undefined, othersShare: undefined },

@@ -153,26 +153,45 @@ describe('prefix index', () => {
 });
 
 describe('token ratio', () => {
-  const view = (promptTokensTotal: number | undefined, othersShare?: number) =>
-    ({ id: 'a', metrics: promptTokensTotal === undefined ? undefined : { promptTokensTotal }, recent: { othersShare } }) as unknown as BackendView;
+  /** A backend read with `finished` prompt tokens of finished requests, and `bytes` of prompt text ended by then. */
+  const view = (finished: number | undefined, bytes: number, othersShare?: number, counter?: number) =>
+    ({
+      id: 'a',
+      metrics: finished === undefined && counter === undefined ? undefined : { promptTokensTotal: counter, histograms: { promptTokens: finished === undefined ? undefined : { sum: finished, count: 1 } } },
+      endedPromptBytesAtRead: bytes,
+      recent: { othersShare },
+    }) as unknown as BackendView;
 
-  it('learns characters per token from what a backend reports, after enough tokens', () => {
+  it('learns characters per token from the requests that ended, after enough tokens', () => {
     const ratio = createTokenRatio(4);
-    ratio.sent(view(1000), 40_000);
-    expect(ratio.bytesPerToken(view(11_000))).toBe(4); // 10k tokens: not enough yet
-    ratio.sent(view(11_000), 50_000);
-    expect(ratio.bytesPerToken(view(31_000))).toBe(3); // 90k bytes / 30k tokens
-    expect(ratio.bytesPerToken(view(500))).toBe(4); // counter went back: server restarted
+    expect(ratio.bytesPerToken(view(1000, 0))).toBe(4);
+    expect(ratio.bytesPerToken(view(11_000, 40_000))).toBe(4); // 10k tokens: not enough yet
+    expect(ratio.bytesPerToken(view(31_000, 90_000))).toBe(3); // 90k bytes / 30k tokens
+    expect(ratio.bytesPerToken(view(500, 90_000))).toBe(4); // the count went back: server restarted
+  });
+
+  it('is not misled by prompts still queued: their text and their tokens both count only once they end', () => {
+    const ratio = createTokenRatio(4);
+    ratio.bytesPerToken(view(0, 0));
+    // 30k tokens of finished prompts (90 kB); 300 kB more of long documents sent and still
+    // waiting, prefilled or not, appear in neither figure.
+    expect(ratio.bytesPerToken(view(30_000, 90_000, undefined, 130_000))).toBe(3);
+  });
+
+  it('reads the prompt token counter where the server has no per-request histogram', () => {
+    const ratio = createTokenRatio(4);
+    ratio.bytesPerToken(view(undefined, 0, undefined, 1000));
+    expect(ratio.bytesPerToken(view(undefined, 75_000, undefined, 26_000))).toBe(3);
   });
 
   it('counts only our share of the server\'s tokens: another replica\'s prompts are in its count, not in our bytes', () => {
     const ratio = createTokenRatio(4);
-    ratio.sent(view(0), 60_000); // half of 40,000 tokens' worth, at 3 bytes a token
-    expect(ratio.bytesPerToken(view(40_000, 0.5))).toBe(3);
+    ratio.bytesPerToken(view(0, 0));
+    expect(ratio.bytesPerToken(view(40_000, 60_000, 0.5))).toBe(3); // half of 40,000 tokens' worth, at 3 bytes a token
     // Share unknown: all of its tokens are taken as ours.
     const fresh = createTokenRatio(4);
-    fresh.sent(view(0), 60_000);
-    expect(fresh.bytesPerToken(view(40_000))).toBe(1.5);
+    fresh.bytesPerToken(view(0, 0));
+    expect(fresh.bytesPerToken(view(40_000, 60_000))).toBe(1.5);
   });
 });
 
