@@ -11,6 +11,7 @@ function simulatedServer(base: number, perSeq: number, perToken: number, stepsPe
   const page: VllmLoad = {
     running: 0, waiting: 0, kvCacheUsage: 0, prefixCacheQueries: 0, prefixCacheHits: 0, promptTokensTotal: 0, requestsCompleted: 0,
     generationTokensTotal: 0, waitingForCapacity: 0, blockSize: 16, numGpuBlocks: 1000, modelNames: ['m'], lora: undefined,
+    stepTokenBuckets: undefined,
     histograms: {
       ttft: { sum: 0, count: 0 }, interToken: { sum: 0, count: 0 }, queue: { sum: 0, count: 0 }, prefill: { sum: 0, count: 0 }, inference: { sum: 0, count: 0 },
       prefillComputedTokens: { sum: 0, count: 0 }, promptTokens: undefined, generationTokens: { sum: 0, count: 0 },
@@ -87,6 +88,7 @@ describe('service rates learned from a backend\'s metrics', () => {
       const page = (batch: number): VllmLoad => ({
         running: batch, waiting: 0, kvCacheUsage: 0, prefixCacheQueries: 0, prefixCacheHits: 0, promptTokensTotal: 0, requestsCompleted: 0,
         generationTokensTotal: generated, waitingForCapacity: 0, blockSize: 16, numGpuBlocks: 1000, modelNames: ['m'], lora: undefined,
+        stepTokenBuckets: undefined,
         histograms: {
           ttft: { ...h.ttft }, interToken: { ...h.interToken }, queue: undefined, prefill: { ...h.prefill }, inference: undefined,
           prefillComputedTokens: { ...h.prefillComputedTokens }, promptTokens: undefined, generationTokens: undefined, iterationTokens: withSteps ? { ...h.iterationTokens } : undefined,

@@ -1,7 +1,7 @@
 import type { ServiceRates } from './backend.js';
 import { addStepSample, decayStepSamples, emptyStepSamples, fitStepTime, type StepFit, type StepSamples } from './step-time-fit.js';
 import { accountTtft, decayTtftAccount, emptyTtftAccount, type TtftAccount } from './prediction-accuracy.js';
-import { counterDelta, delta, uncachedPromptTokens, type VllmLoad } from './vllm-metrics.js';
+import { counterDelta, delta, prefillSteps, uncachedPromptTokens, type VllmLoad } from './vllm-metrics.js';
 
 /**
  * How fast each backend serves, learned from its own /metrics between two scrapes: the engine
@@ -57,6 +57,9 @@ interface Learning {
   prefillBeyondStepS: number;
   prefillTokens: number;
   prefills: number;
+  /** Steps that prefilled, and the prefills counted while they were (both where the steps are reported). */
+  prefillSteps: number;
+  prefillsInSteps: number;
   holdS: number;
   holds: number;
   admitS: number;
@@ -96,7 +99,7 @@ export function createServiceRateLearner(): ServiceRateLearner {
 
   function fresh(metrics: VllmLoad, now: number): Learning {
     return {
-      last: metrics, lastAt: now, gaps: emptyStepSamples(), busy: emptyStepSamples(), stretch: noStretch(), goodBusyFit: undefined, prefillBeyondStepS: 0, prefillTokens: 0, prefills: 0, holdS: 0, holds: 0, admitS: 0, admits: 0, queueS: 0, queues: 0, prefillS: 0,
+      last: metrics, lastAt: now, gaps: emptyStepSamples(), busy: emptyStepSamples(), stretch: noStretch(), goodBusyFit: undefined, prefillBeyondStepS: 0, prefillTokens: 0, prefills: 0, prefillSteps: 0, prefillsInSteps: 0, holdS: 0, holds: 0, admitS: 0, admits: 0, queueS: 0, queues: 0, prefillS: 0,
       generated: 0, completed: 0, ttft: emptyTtftAccount(), waitedForCapacity: false, largestBatch: metrics.running,
     };
   }
@@ -116,7 +119,7 @@ export function createServiceRateLearner(): ServiceRateLearner {
       const decay = 0.5 ** (Math.max(0, now - l.lastAt) / HALF_LIFE_MS);
       decayStepSamples(l.gaps, decay);
       decayStepSamples(l.busy, decay);
-      for (const key of ['prefillBeyondStepS', 'prefillTokens', 'prefills', 'holdS', 'holds', 'admitS', 'admits', 'queueS', 'queues', 'prefillS', 'generated', 'completed'] as const) {
+      for (const key of ['prefillBeyondStepS', 'prefillTokens', 'prefills', 'prefillSteps', 'prefillsInSteps', 'holdS', 'holds', 'admitS', 'admits', 'queueS', 'queues', 'prefillS', 'generated', 'completed'] as const) {
         l[key] *= decay;
       }
       decayTtftAccount(l.ttft, decay);
@@ -144,7 +147,16 @@ export function createServiceRateLearner(): ServiceRateLearner {
         l.prefillTokens += computed;
         l.prefills += prefill.count;
         rates.measuredRequests = l.prefills;
-        if (l.prefillTokens >= MIN_PREFILL_TOKENS) rates.prefillPerTokenS = rates.contendedPrefillPerTokenS = l.prefillBeyondStepS / l.prefillTokens;
+      }
+      const steps = prefillSteps(metrics, before, Math.max(l.largestBatch, metrics.running, before.running));
+      if (steps !== undefined) {
+        l.prefillSteps += steps;
+        l.prefillsInSteps += prefill?.count ?? 0;
+      }
+      const lived = livedPrefillRate(l);
+      if (lived !== undefined) {
+        rates.contendedPrefillPerTokenS = lived;
+        rates.prefillPerTokenS = lived / coPrefills(l);
       }
       fitSteps(rates, l, now);
 
@@ -256,9 +268,21 @@ function observeBusySteps(l: Learning, metrics: VllmLoad, before: VllmLoad, elap
  */
 const GOOD_FIT_HOLD_MS = HALF_LIFE_MS;
 
+/** Prefill time beyond one step per computed token, as requests live it (with whatever shares their steps). */
+const livedPrefillRate = (l: Learning) => (l.prefillTokens >= MIN_PREFILL_TOKENS ? l.prefillBeyondStepS / l.prefillTokens : undefined);
+
+/**
+ * Requests prefilled per step that prefilled, at least 1: requests sent together are
+ * prefilled in one step, each living the whole step's prefill (the turns of many chat
+ * sessions arrive within milliseconds; five prefilled together live five times the per-token
+ * time). The lived rate over it is what a token adds to a step. 1 where steps are not reported.
+ */
+const coPrefills = (l: Learning) => (l.prefillSteps > 0 ? Math.max(1, l.prefillsInSteps / l.prefillSteps) : 1);
+
 /** The step figures: from busy time where there is enough of it, else from inter-token gaps. */
 function fitSteps(rates: ServiceRates, l: Learning, now: number): void {
-  const histogramRate = l.prefillTokens >= MIN_PREFILL_TOKENS ? l.prefillBeyondStepS / l.prefillTokens : undefined;
+  const lived = livedPrefillRate(l);
+  const histogramRate = lived === undefined ? undefined : lived / coPrefills(l);
   const fitted = l.busy.w >= MIN_BUSY_SAMPLES ? fitStepTime(l.busy, histogramRate ?? PRIOR_TOKEN_SHARE * (l.busy.y / l.busy.w), PRIOR_SLOPE_SHARE) : undefined;
   if (fitted && fitted.explained >= MIN_EXPLAINED) l.goodBusyFit = { fit: fitted, at: now };
   else if (l.goodBusyFit && now - l.goodBusyFit.at > GOOD_FIT_HOLD_MS) l.goodBusyFit = undefined;
@@ -271,5 +295,5 @@ function fitSteps(rates: ServiceRates, l: Learning, now: number): void {
   // that and the others' work in its steps: a slope above it is the noise of a server whose
   // time between scrapes is not its steps' (real vLLM on a shared core fitted 0.82 ms a token
   // against 0.15 ms lived, and that server then drew 10 of 64 requests).
-  if (busy) rates.prefillPerTokenS = Math.min(busy.perTokenS, histogramRate ?? Infinity);
+  if (busy) rates.prefillPerTokenS = Math.min(busy.perTokenS, lived ?? Infinity);
 }

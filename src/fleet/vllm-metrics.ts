@@ -21,6 +21,11 @@ export interface VllmLoad {
   waitingForCapacity: number | undefined;
   /** Its own per-request histograms since it started, summed over engines. */
   histograms: VllmHistograms;
+  /**
+   * Engine steps run with at most `le` scheduled tokens (vllm:iteration_tokens_total's buckets,
+   * cumulative, summed over engines), by increasing `le`; undefined where not exposed.
+   */
+  stepTokenBuckets: ReadonlyArray<{ le: number; steps: number }> | undefined;
   blockSize: number | undefined;
   numGpuBlocks: number | undefined;
   /** Model names seen in the `model_name` label. */
@@ -58,6 +63,21 @@ export const counterDelta = (now: number | undefined, before: number | undefined
 export function uncachedPromptTokens(now: VllmLoad, before: VllmLoad): number | undefined {
   const prompt = counterDelta(now.promptTokensTotal, before.promptTokensTotal);
   return prompt === undefined ? undefined : Math.max(0, prompt - (counterDelta(now.prefixCacheHits, before.prefixCacheHits) ?? 0));
+}
+
+/**
+ * Steps between two scrapes that scheduled more tokens than `batch` decodes: those that
+ * prefilled (vllm:iteration_tokens_total's buckets above the bucket that holds `batch`).
+ */
+export function prefillSteps(metrics: VllmLoad, before: VllmLoad, batch: number): number | undefined {
+  const now = metrics.stepTokenBuckets;
+  const then = before.stepTokenBuckets;
+  if (!now || !then || now.length !== then.length || now.length === 0) return undefined;
+  const decode = now.findIndex((b) => b.le >= Math.max(1, batch));
+  if (decode === -1) return undefined;
+  const all = now[now.length - 1]!.steps - then[then.length - 1]!.steps;
+  const decoding = now[decode]!.steps - then[decode]!.steps;
+  return all >= decoding && decoding >= 0 ? all - decoding : undefined;
 }
 
 /** Seconds, except the token counts. Each but TTFT and inter-token is observed when a request finishes. */
@@ -119,10 +139,11 @@ const HISTOGRAMS: Record<keyof VllmHistograms, string[]> = {
   iterationTokens: ['vllm:iteration_tokens_total'],
 };
 const HISTOGRAM_SERIES = Object.values(HISTOGRAMS).flatMap((names) => names.flatMap((n) => [`${n}_sum`, `${n}_count`]));
+const STEP_TOKEN_BUCKETS = 'vllm:iteration_tokens_total_bucket';
 
 const WANTED = new Set([
   ...RUNNING, ...WAITING, ...KV_USAGE, ...PREFIX_QUERIES, ...PREFIX_HITS, ...PROMPT_TOKENS, ...COMPLETED, ...GENERATION_TOKENS,
-  WAITING_BY_REASON, CACHE_CONFIG, LORA_INFO, ...HISTOGRAM_SERIES,
+  WAITING_BY_REASON, CACHE_CONFIG, LORA_INFO, STEP_TOKEN_BUCKETS, ...HISTOGRAM_SERIES,
 ]);
 
 export class MetricsFormatError extends Error {
@@ -191,11 +212,23 @@ export function parseVllmMetrics(text: string): VllmLoad {
     generationTokensTotal: sum(GENERATION_TOKENS),
     waitingForCapacity: byReason?.filter((s) => s.labels.reason === 'capacity').reduce((acc, s) => acc + s.value, 0),
     histograms,
+    stepTokenBuckets: stepTokenBuckets(byName.get(STEP_TOKEN_BUCKETS)),
     blockSize,
     numGpuBlocks: gpuBlocks.length > 0 ? gpuBlocks.reduce((a, b) => a + b, 0) : undefined,
     modelNames: [...modelNames],
     lora: loraActivity(byName.get(LORA_INFO)),
   };
+}
+
+/** Bucket counts by bound, summed over engines (data-parallel ranks share the bounds). */
+function stepTokenBuckets(series: Sample[] | undefined): Array<{ le: number; steps: number }> | undefined {
+  if (!series || series.length === 0) return undefined;
+  const byBound = new Map<number, number>();
+  for (const s of series) {
+    const le = s.labels.le === '+Inf' ? Infinity : Number(s.labels.le);
+    if (!Number.isNaN(le)) byBound.set(le, (byBound.get(le) ?? 0) + s.value);
+  }
+  return [...byBound].map(([le, steps]) => ({ le, steps })).sort((a, b) => a.le - b.le);
 }
 
 const adapterList = (label: string | undefined) => (label ? label.split(',').filter((name) => name !== '') : []);

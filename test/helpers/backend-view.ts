@@ -15,6 +15,7 @@ export function vllmLoad(running: number, waiting: number, over: Partial<VllmLoa
     generationTokensTotal: undefined,
     waitingForCapacity: undefined,
     histograms: NO_HISTOGRAMS,
+    stepTokenBuckets: undefined,
     blockSize: 16,
     numGpuBlocks: 100_000,
     modelNames: [],
