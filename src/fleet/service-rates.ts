@@ -154,11 +154,12 @@ export function createServiceRateLearner(): ServiceRateLearner {
         l.prefillsInSteps += prefill?.count ?? 0;
       }
       const lived = livedPrefillRate(l);
+      const perToken = lived === undefined ? undefined : lived / coPrefills(l);
       if (lived !== undefined) {
         rates.contendedPrefillPerTokenS = lived;
-        rates.prefillPerTokenS = lived / coPrefills(l);
+        rates.prefillPerTokenS = perToken;
       }
-      fitSteps(rates, l, now);
+      fitSteps(rates, l, now, lived, perToken);
 
       // Queue time while it had room (nobody waiting, a slot free, at both scrapes): the wait
       // for the engine step in progress. Where it filled up between them, the queue time holds
@@ -279,11 +280,9 @@ const livedPrefillRate = (l: Learning) => (l.prefillTokens >= MIN_PREFILL_TOKENS
  */
 const coPrefills = (l: Learning) => (l.prefillSteps > 0 ? Math.max(1, l.prefillsInSteps / l.prefillSteps) : 1);
 
-/** The step figures: from busy time where there is enough of it, else from inter-token gaps. */
-function fitSteps(rates: ServiceRates, l: Learning, now: number): void {
-  const lived = livedPrefillRate(l);
-  const histogramRate = lived === undefined ? undefined : lived / coPrefills(l);
-  const fitted = l.busy.w >= MIN_BUSY_SAMPLES ? fitStepTime(l.busy, histogramRate ?? PRIOR_TOKEN_SHARE * (l.busy.y / l.busy.w), PRIOR_SLOPE_SHARE) : undefined;
+/** The step figures: from busy time where there is enough, else inter-token gaps (prefill rates as lived, and per step's token). */
+function fitSteps(rates: ServiceRates, l: Learning, now: number, lived: number | undefined, perToken: number | undefined): void {
+  const fitted = l.busy.w >= MIN_BUSY_SAMPLES ? fitStepTime(l.busy, perToken ?? PRIOR_TOKEN_SHARE * (l.busy.y / l.busy.w), PRIOR_SLOPE_SHARE) : undefined;
   if (fitted && fitted.explained >= MIN_EXPLAINED) l.goodBusyFit = { fit: fitted, at: now };
   else if (l.goodBusyFit && now - l.goodBusyFit.at > GOOD_FIT_HOLD_MS) l.goodBusyFit = undefined;
   const busy = l.goodBusyFit?.fit;

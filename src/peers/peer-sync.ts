@@ -50,13 +50,16 @@ export interface PeerSyncOptions {
 const RECONNECT_MIN_MS = 100;
 const RECONNECT_MAX_MS = 5_000;
 
+/** A peer's requests in flight, by its number for them: where each went, and its prompt's text bytes. */
+type PeerRequests = Map<number, { backend: Backend; promptBytes: number }>;
+
 export function createPeerSync(options: PeerSyncOptions): PeerSync {
   const { instance, fleet, logger } = options;
   /** Ours in flight, by the id peers know them by: told again to a peer that (re)connects. */
   const ours = new Map<number, PeerMessage & { kind: 'routed' }>();
   let nextId = 0;
   const links = new Map<string, OutgoingLink>();
-  const incoming = new Set<{ instance: string; inflight: Map<number, { backend: Backend; promptBytes: number }> }>();
+  const incoming = new Set<{ instance: string; inflight: PeerRequests }>();
   let closed = false;
 
   const broadcast = (m: PeerMessage) => {
@@ -140,7 +143,7 @@ export function createPeerSync(options: PeerSyncOptions): PeerSync {
     requests: peerMessageCodec,
     responses: peerMessageCodec,
     handler(call) {
-      const peer = { instance: '', inflight: new Map<number, { backend: Backend; promptBytes: number }>() };
+      const peer: { instance: string; inflight: PeerRequests } = { instance: '', inflight: new Map() };
       call.on('data', (m) => {
         if (m.kind === 'hello') {
           call.write({ kind: 'hello', instance });
