@@ -19,10 +19,14 @@ import { createSchedulerMemory } from './scheduling/memory.js';
 import { loadTokenizerSet } from './tokenize/tokenizer-set.js';
 import { schedulerFromConfig } from './scheduling/registry.js';
 import { createPeerSync } from './peers/peer-sync.js';
+import { createHealthService } from './grpc/health.js';
 import { rememberRouted } from './scheduling/scheduler.js';
 import { createAdsHandler } from './xds/ads-server.js';
 import { buildResources } from './xds/resources.js';
 import { createSnapshotCache } from './xds/snapshot-cache.js';
+
+/** Longest a closing replica waits for Envoy's health checker to hear it is going (its interval is 1 s in envoy/envoy.yaml). */
+const HANDOVER_MAX_MS = 2_000;
 
 export const VERSION: string = (createRequire(import.meta.url)('../package.json') as { version: string }).version;
 
@@ -33,7 +37,10 @@ export interface Router {
   config(): RouterConfig;
   /** Applies a new, already validated config atomically. */
   applyConfig(config: RouterConfig): void;
-  /** Stops taking new streams, lets open ones finish for up to `graceMs`, then closes. */
+  /**
+   * Answers health checks NOT_SERVING until one has heard it (a standby then takes the new
+   * streams), stops taking new streams, lets open ones finish, then closes: `graceMs` in all.
+   */
   close(graceMs?: number): Promise<void>;
 }
 
@@ -107,6 +114,7 @@ export async function startRouter(initial: RouterConfig, logger: Logger): Promis
     }
   });
 
+  const health = createHealthService();
   let grpcServer: GrpcServer;
   try {
     grpcServer = await startGrpcServer({
@@ -121,6 +129,7 @@ export async function startRouter(initial: RouterConfig, logger: Logger): Promis
           handler: createProcessor({ fleet, scheduler: () => scheduler, config: () => config, metrics, logger, version: VERSION, decisionLog, inflight, largeBodies, tokenizers: () => tokenizers, flow, peers }),
         },
         peers.method,
+        health.method,
         {
           path: AggregatedDiscoveryServiceService.streamAggregatedResources.path,
           requests: DiscoveryRequest,
@@ -185,12 +194,15 @@ export async function startRouter(initial: RouterConfig, logger: Logger): Promis
       logger.info('config applied', { backends: next.backends.length });
     },
     async close(graceMs = 5_000) {
+      // A standby replica takes the new streams before this one stops accepting them.
+      const closing = Date.now();
+      await health.drain(Math.min(graceMs, HANDOVER_MAX_MS));
       fleet.stop();
       flow.stop();
       peers.close();
       admin.server.closeAllConnections();
       await new Promise<void>((resolve) => admin.server.close(() => resolve()));
-      await grpcServer.close(graceMs);
+      await grpcServer.close(Math.max(0, graceMs - (Date.now() - closing)));
     },
   };
 }
