@@ -14,8 +14,10 @@ export interface Strategy {
   /** Envoy's own balancing, no ext_proc: the router only serves clusters over xDS. */
   envoyOnly?: 'round_robin' | 'least_request';
   scheduler?: Record<string, unknown>;
-  /** Router replicas behind the one Envoy (ext_proc streams round robin over them); 1 unless said. */
+  /** Router replicas behind the one Envoy (one active, the others standbys, as envoy/envoy.yaml runs them); 1 unless said. */
   replicas?: number;
+  /** Envoy spreads ext_proc streams over all the replicas round robin instead. */
+  activeActive?: boolean;
   /** The router follows the servers' KV events and tokenizes prompts with the servers' tokenizer. */
   precise?: boolean;
   /** The router's `flowControl` config. */
@@ -40,6 +42,8 @@ export const STRATEGIES: Strategy[] = [
   { name: 'ours-flow', label: 'ours, flow control on', scheduler: {}, flowControl: { enabled: true }, optional: true },
   { name: 'ours-peers', label: 'ours, replicas tell each other what they route', scheduler: {}, peers: true, optional: true },
   { name: 'ours-precise-peers', label: 'ours, precise, replicas tell each other what they route', scheduler: {}, precise: true, peers: true, optional: true },
+  { name: 'ours-peers-active-active', label: 'ours, replicas tell each other what they route, all active', scheduler: {}, peers: true, activeActive: true, optional: true },
+  { name: 'ours-precise-peers-active-active', label: 'ours, precise, replicas tell each other what they route, all active', scheduler: {}, precise: true, peers: true, activeActive: true, optional: true },
 ];
 
 /** Engine of every simulated server in the benchmark: small enough that caching matters. */
@@ -114,6 +118,10 @@ export interface RoutingLayer {
   /** The (first) router's config file (watched: rewrite it to reload). */
   configPath: string;
   routerPid: number;
+  /** Every replica's process, the active one first. */
+  routerPids: number[];
+  /** Envoy's admin URL (its /stats). */
+  envoyAdmin: string;
   stop(): Promise<void>;
 }
 
@@ -256,6 +264,7 @@ export async function startRoutingLayer(
 
     envoy = await startEnvoy({
       controlPlane: replicas.map((replica) => ({ host: '127.0.0.1', port: replica.grpcPort })),
+      activeActive: strategy.activeActive ?? false,
       edit: (bootstrap) => {
         options.editEnvoy?.(bootstrap);
         if (!strategy.envoyOnly) return;
@@ -278,6 +287,8 @@ export async function startRoutingLayer(
       routerAdmins: replicas.map((replica) => replica.admin),
       configPath: replicas[0]!.configPath,
       routerPid: replicas[0]!.pid,
+      routerPids: replicas.map((replica) => replica.pid),
+      envoyAdmin: handle.adminUrl,
       async stop() {
         await handle.stop();
         await stopChildren(children);

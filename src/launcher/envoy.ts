@@ -32,10 +32,12 @@ export interface ControlPlaneAddress {
 
 export interface StartEnvoyOptions {
   /**
-   * Where the router's gRPC server (ext_proc + ADS) listens; several replicas share ext_proc
-   * streams round robin (ADS holds one stream, to one of them).
+   * Where the router's gRPC server (ext_proc + ADS) listens. Several replicas are one active
+   * and standbys in that order (each its own priority of the cluster), unless `activeActive`.
    */
   controlPlane: ControlPlaneAddress | readonly ControlPlaneAddress[];
+  /** Spreads ext_proc streams over all the replicas round robin (ADS holds one stream, to one of them). */
+  activeActive?: boolean;
   /** Listener address; port 0 picks a free one. */
   listen?: { host: string; port: number };
   /** Bootstrap to start from (default envoy/envoy.yaml); addresses are rewritten. */
@@ -64,9 +66,10 @@ export async function startEnvoy(options: StartEnvoyOptions): Promise<EnvoyHandl
   const controlPlanes = Array.isArray(options.controlPlane) ? options.controlPlane : [options.controlPlane as ControlPlaneAddress];
   for (const cluster of bootstrap.static_resources.clusters ?? []) {
     if (cluster.name !== 'router_control_plane') continue;
-    cluster.load_assignment.endpoints = [
-      { lb_endpoints: controlPlanes.map((cp) => ({ endpoint: { address: { socket_address: { address: cp.host, port_value: cp.port } } } })) },
-    ];
+    const endpoint = (cp: ControlPlaneAddress) => ({ endpoint: { address: { socket_address: { address: cp.host, port_value: cp.port } } } });
+    cluster.load_assignment.endpoints = options.activeActive
+      ? [{ priority: 0, lb_endpoints: controlPlanes.map(endpoint) }]
+      : controlPlanes.map((cp, priority) => ({ priority, lb_endpoints: [endpoint(cp)] }));
   }
   options.edit?.(bootstrap);
 

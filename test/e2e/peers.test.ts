@@ -35,7 +35,8 @@ beforeAll(async () => {
     );
   }
   await waitFor(() => routers.every((r) => r.fleet.backends().every((b) => b.health === 'healthy')), 10_000, 'backends healthy');
-  envoy = await startEnvoy({ controlPlane: ports.map((port) => ({ host: '127.0.0.1', port })), concurrency: 1 });
+  // Active-active: Envoy spreads ext_proc streams over both (envoy/envoy.yaml's default is one active, one standby).
+  envoy = await startEnvoy({ controlPlane: ports.map((port) => ({ host: '127.0.0.1', port })), activeActive: true, concurrency: 1 });
   client = new OpenAI({ baseURL: `${envoy.url}/v1`, apiKey: 'unused', maxRetries: 0, timeout: 20_000 });
 });
 
