@@ -171,11 +171,11 @@ describe('Kubernetes manifests (parsed: no cluster runs here)', () => {
   it('deploy the router with its config, RBAC and a cluster-internal Service', () => {
     const objects = docs('envoy/kubernetes/router.yaml');
     const byKind = new Map(objects.map((o) => [o.kind as string, o]));
-    expect([...byKind.keys()].sort()).toEqual(['ConfigMap', 'Deployment', 'Namespace', 'NetworkPolicy', 'Role', 'RoleBinding', 'Service', 'ServiceAccount']);
+    expect(objects.map((o) => o.kind).sort()).toEqual(['ConfigMap', 'Namespace', 'NetworkPolicy', 'Role', 'RoleBinding', 'Service', 'Service', 'ServiceAccount', 'StatefulSet']);
     for (const o of objects) expect(o.apiVersion, o.kind).toBeTruthy();
 
     const config = parseConfigText(byKind.get('ConfigMap')!.data['router.yaml'], 'ConfigMap router.yaml');
-    const deployment = byKind.get('Deployment')!;
+    const deployment = byKind.get('StatefulSet')!;
     const container = deployment.spec.template.spec.containers[0];
     expect(container.args).toEqual(['--config', '/etc/vllm-router/router.yaml']);
     expect(container.volumeMounts[0].mountPath).toBe('/etc/vllm-router');
@@ -183,8 +183,15 @@ describe('Kubernetes manifests (parsed: no cluster runs here)', () => {
     expect(deployment.spec.template.spec.serviceAccountName).toBe(byKind.get('ServiceAccount')!.metadata.name);
     const ports = Object.fromEntries(container.ports.map((p: { name: string; containerPort: number }) => [p.name, p.containerPort]));
     expect(ports).toEqual({ grpc: config.grpc.port, admin: config.admin.port });
-    const service = byKind.get('Service')!;
+    const service = objects.find((o) => o.kind === 'Service' && o.metadata.name === 'vllm-router')!;
     expect(service.spec.type).toBe('ClusterIP');
+    // Each replica lists every replica by the stable name the headless Service gives it.
+    const peers = objects.find((o) => o.kind === 'Service' && o.spec.clusterIP === 'None')!;
+    expect(deployment.spec.serviceName).toBe(peers.metadata.name);
+    expect(peers.spec.selector).toEqual(deployment.spec.selector.matchLabels);
+    expect(config.peers.addresses).toEqual(
+      Array.from({ length: deployment.spec.replicas }, (_, i) => `${deployment.metadata.name}-${i}.${peers.metadata.name}.${deployment.metadata.namespace}.svc:${config.grpc.port}`),
+    );
     // The unauthenticated ports admit only the gateway (gRPC) and Prometheus (admin).
     const policy = byKind.get('NetworkPolicy')!;
     expect(policy.spec.podSelector.matchLabels).toEqual(deployment.spec.selector.matchLabels);
@@ -193,7 +200,7 @@ describe('Kubernetes manifests (parsed: no cluster runs here)', () => {
       policy.spec.ingress.map((rule: any) => [rule.ports.map((p: any) => p.port).join(), rule.from.map((f: any) => Object.keys(f.podSelector.matchLabels)[0])]),
     );
     expect(admitted).toEqual({
-      grpc: ['gateway.networking.k8s.io/gateway-name', 'gateway.envoyproxy.io/owning-gateway-name'],
+      grpc: ['gateway.networking.k8s.io/gateway-name', 'gateway.envoyproxy.io/owning-gateway-name', 'app.kubernetes.io/name'],
       admin: ['app.kubernetes.io/name'],
     });
     for (const rule of policy.spec.ingress) expect(rule.from.every((f: any) => Object.keys(f.podSelector.matchLabels).length > 0)).toBe(true);
@@ -205,7 +212,7 @@ describe('Kubernetes manifests (parsed: no cluster runs here)', () => {
   it('wire an InferencePool to the router as its endpoint picker', () => {
     const objects = docs('envoy/kubernetes/inference-pool-gateway.yaml');
     const pool = objects.find((o) => o.kind === 'InferencePool')!;
-    const service = docs('envoy/kubernetes/router.yaml').find((o) => o.kind === 'Service')!;
+    const service = docs('envoy/kubernetes/router.yaml').find((o) => o.kind === 'Service' && o.metadata.name === 'vllm-router')!;
     expect(pool.spec.endpointPickerRef.name).toBe(service.metadata.name);
     expect(pool.spec.endpointPickerRef.port.number).toBe(service.spec.ports.find((p: { name: string }) => p.name === 'grpc').port);
     const route = objects.find((o) => o.kind === 'HTTPRoute')!;
