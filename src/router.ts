@@ -39,7 +39,8 @@ export interface Router {
   applyConfig(config: RouterConfig): void;
   /**
    * Answers health checks NOT_SERVING until one has heard it (a standby then takes the new
-   * streams), stops taking new streams, lets open ones finish, then closes: `graceMs` in all.
+   * streams), ends Envoy's xDS stream, stops taking new streams, lets open ones finish, then
+   * closes: `graceMs` in all.
    */
   close(graceMs?: number): Promise<void>;
 }
@@ -115,6 +116,7 @@ export async function startRouter(initial: RouterConfig, logger: Logger): Promis
   });
 
   const health = createHealthService();
+  const ads = createAdsHandler(cache, logger);
   let grpcServer: GrpcServer;
   try {
     grpcServer = await startGrpcServer({
@@ -134,7 +136,7 @@ export async function startRouter(initial: RouterConfig, logger: Logger): Promis
           path: AggregatedDiscoveryServiceService.streamAggregatedResources.path,
           requests: DiscoveryRequest,
           responses: DiscoveryResponse,
-          handler: createAdsHandler(cache, logger),
+          handler: ads,
         },
         {
           path: AggregatedDiscoveryServiceService.deltaAggregatedResources.path,
@@ -197,6 +199,7 @@ export async function startRouter(initial: RouterConfig, logger: Logger): Promis
       // A standby replica takes the new streams before this one stops accepting them.
       const closing = Date.now();
       await health.drain(Math.min(graceMs, HANDOVER_MAX_MS));
+      ads.endAll();
       fleet.stop();
       flow.stop();
       peers.close();

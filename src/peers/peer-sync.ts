@@ -21,6 +21,7 @@ export interface PeerSync {
   /** Connects to peers the config added, drops those it removed. */
   reconcile(): void;
   stats(): PeerStats;
+  /** Closes the streams to peers and ends theirs to this replica (they reconnect when it is back). */
   close(): void;
 }
 
@@ -59,7 +60,7 @@ export function createPeerSync(options: PeerSyncOptions): PeerSync {
   const ours = new Map<number, PeerMessage & { kind: 'routed' }>();
   let nextId = 0;
   const links = new Map<string, OutgoingLink>();
-  const incoming = new Set<{ instance: string; inflight: PeerRequests }>();
+  const incoming = new Set<{ instance: string; inflight: PeerRequests; call: { end(): void } }>();
   let closed = false;
 
   const broadcast = (m: PeerMessage) => {
@@ -143,7 +144,7 @@ export function createPeerSync(options: PeerSyncOptions): PeerSync {
     requests: peerMessageCodec,
     responses: peerMessageCodec,
     handler(call) {
-      const peer: { instance: string; inflight: PeerRequests } = { instance: '', inflight: new Map() };
+      const peer = { instance: '', inflight: new Map() as PeerRequests, call };
       call.on('data', (m) => {
         if (m.kind === 'hello') {
           call.write({ kind: 'hello', instance });
@@ -201,6 +202,8 @@ export function createPeerSync(options: PeerSyncOptions): PeerSync {
       closed = true;
       for (const link of links.values()) link.close();
       links.clear();
+      // Peers' streams to this replica end too: they would hold its server open until the grace runs out.
+      for (const peer of incoming) peer.call.end();
     },
   };
 }

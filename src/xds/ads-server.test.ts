@@ -28,6 +28,19 @@ function setup() {
 }
 
 describe('ADS stream (state of the world)', () => {
+  it('ends every open stream on endAll (a replica that is going), and leaves closed ones alone', () => {
+    const ads = createAdsHandler(createSnapshotCache(), { debug() {}, info() {}, warn() {}, error() {} });
+    const [open, gone] = [new FakeStream<DiscoveryRequest, DiscoveryResponse>(DiscoveryResponse), new FakeStream<DiscoveryRequest, DiscoveryResponse>(DiscoveryResponse)];
+    ads(open);
+    ads(gone);
+    gone.emit('close');
+    let endedAfterClose = false;
+    gone.end = () => void (endedAfterClose = true);
+    ads.endAll();
+    expect(open.ended).toBe(true);
+    expect(endedAfterClose).toBe(false);
+  });
+
   it('answers a subscription with the current resources, and pushes each new version', () => {
     const { cache, stream, request, last } = setup();
     cache.set(fleetOf(backend('a', 'llama', '10.0.0.1')));

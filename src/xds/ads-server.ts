@@ -21,7 +21,9 @@ interface Subscription {
  */
 export function createAdsHandler(cache: SnapshotCache, logger: Logger) {
   let nonceCounter = 0;
-  return function streamAggregatedResources(call: MessageStream<DiscoveryRequest, DiscoveryResponse>): void {
+  const open = new Set<MessageStream<DiscoveryRequest, DiscoveryResponse>>();
+  const handler = function streamAggregatedResources(call: MessageStream<DiscoveryRequest, DiscoveryResponse>): void {
+    open.add(call);
     const subscriptions = new Map<string, Subscription>();
     let node = 'unknown';
     let closed = false;
@@ -74,7 +76,16 @@ export function createAdsHandler(cache: SnapshotCache, logger: Logger) {
 
     whenStreamEnds(call, () => {
       closed = true;
+      open.delete(call);
       unsubscribe();
     });
   };
+  /**
+   * Ends every open stream (OK). Envoy holds one for as long as the router runs: a replica that
+   * is going ends it, so Envoy asks a standby at once instead of when the connection is cut.
+   */
+  const endAll = () => {
+    for (const call of open) call.end();
+  };
+  return Object.assign(handler, { endAll });
 }

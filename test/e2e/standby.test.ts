@@ -94,12 +94,13 @@ describe('router replicas as one active and a standby', () => {
     expect(await decided(standby)).toBe(standbyDecided);
   });
 
-  it('a replica shut down with SIGTERM hands over before it stops: no request fails open', async () => {
+  it('a replica shut down with SIGTERM hands over before it stops: no request fails open, and it exits without waiting out its grace', async () => {
     const [, standby] = stack.routerAdmins as [string, string];
     const pid = restarted[0]!.pid!;
     const failedOpen = await failOpenCount();
     const standbyBefore = await decided(standby);
     process.kill(pid, 'SIGTERM');
+    const signalled = Date.now();
     let sent = 0;
     while (existsSync(`/proc/${pid}`) && sent < 300) {
       expect(await ask(3000 + sent)).toBe(200);
@@ -107,6 +108,8 @@ describe('router replicas as one active and a standby', () => {
       await new Promise((r) => setTimeout(r, 20));
     }
     expect(existsSync(`/proc/${pid}`)).toBe(false);
+    // It ended Envoy's xDS stream once handed over, so it did not wait out its 5 s grace for it.
+    expect(Date.now() - signalled).toBeLessThan(4_000);
     for (let i = 0; i < 10; i++) expect(await ask(4000 + i)).toBe(200);
     // Every request was decided by a router: by the closing one until Envoy moved to the standby.
     expect(await failOpenCount()).toBe(failedOpen);
