@@ -13,7 +13,7 @@ import { createFleet, type Fleet } from './fleet/fleet.js';
 import { AggregatedDiscoveryServiceService } from './gen/envoy/service/discovery/v3/ads.js';
 import { DiscoveryRequest, DiscoveryResponse } from './gen/envoy/service/discovery/v3/discovery.js';
 import { ExternalProcessorService, ProcessingRequest, ProcessingResponse } from './gen/envoy/service/ext_proc/v3/external_processor.js';
-import { GrpcStatus, startGrpcServer, type GrpcServer } from './grpc/server.js';
+import { GrpcStatus, startGrpcServer, type GrpcServer, type StreamingMethod } from './grpc/server.js';
 import type { Logger } from './support/log.js';
 import { createSchedulerMemory } from './scheduling/memory.js';
 import { loadTokenizerSet } from './tokenize/tokenizer-set.js';
@@ -115,36 +115,36 @@ export async function startRouter(initial: RouterConfig, logger: Logger): Promis
     }
   });
 
-  const health = createHealthService();
   const ads = createAdsHandler(cache, logger);
+  const served: ReadonlyArray<StreamingMethod<any, any>> = [
+    {
+      path: ExternalProcessorService.process.path,
+      requests: ProcessingRequest,
+      responses: ProcessingResponse,
+      handler: createProcessor({ fleet, scheduler: () => scheduler, config: () => config, metrics, logger, version: VERSION, decisionLog, inflight, largeBodies, tokenizers: () => tokenizers, flow, peers }),
+    },
+    peers.method,
+    {
+      path: AggregatedDiscoveryServiceService.streamAggregatedResources.path,
+      requests: DiscoveryRequest,
+      responses: DiscoveryResponse,
+      handler: ads,
+    },
+    {
+      path: AggregatedDiscoveryServiceService.deltaAggregatedResources.path,
+      requests: DiscoveryRequest,
+      responses: DiscoveryResponse,
+      handler: (call) => call.destroy(Object.assign(new Error('delta xDS is not supported; use state-of-the-world ADS'), { code: GrpcStatus.UNIMPLEMENTED })),
+    },
+  ];
+  const health = createHealthService(served.map((m) => m.path));
   let grpcServer: GrpcServer;
   try {
     grpcServer = await startGrpcServer({
       host: config.grpc.host,
       port: config.grpc.port,
       maxMessageBytes: 64 * 1024 * 1024,
-      methods: [
-        {
-          path: ExternalProcessorService.process.path,
-          requests: ProcessingRequest,
-          responses: ProcessingResponse,
-          handler: createProcessor({ fleet, scheduler: () => scheduler, config: () => config, metrics, logger, version: VERSION, decisionLog, inflight, largeBodies, tokenizers: () => tokenizers, flow, peers }),
-        },
-        peers.method,
-        health.method,
-        {
-          path: AggregatedDiscoveryServiceService.streamAggregatedResources.path,
-          requests: DiscoveryRequest,
-          responses: DiscoveryResponse,
-          handler: ads,
-        },
-        {
-          path: AggregatedDiscoveryServiceService.deltaAggregatedResources.path,
-          requests: DiscoveryRequest,
-          responses: DiscoveryResponse,
-          handler: (call) => call.destroy(Object.assign(new Error('delta xDS is not supported; use state-of-the-world ADS'), { code: GrpcStatus.UNIMPLEMENTED })),
-        },
-      ],
+      methods: [...served, health.method],
     });
   } catch (err) {
     throw new Error(`cannot listen for gRPC on ${config.grpc.host}:${config.grpc.port}: ${(err as Error).message}`);

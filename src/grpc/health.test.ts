@@ -1,6 +1,9 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { FakeStream } from '../../test/helpers/fake-stream.js';
-import { createHealthService, healthCheckRequestCodec, healthCheckResponseCodec, ServingStatus, type HealthCheckRequest, type HealthCheckResponse } from './health.js';
+import { createHealthService as createHealth, healthCheckRequestCodec, healthCheckResponseCodec, ServingStatus, type HealthCheckRequest, type HealthCheckResponse } from './health.js';
+
+/** Served beside ext_proc, as the router does. */
+const createHealthService = (now?: () => number) => createHealth(['/envoy.service.ext_proc.v3.ExternalProcessor/Process'], now);
 
 const check = (service: HealthCheckRequest['service'], health = createHealthService()) => {
   const call = new FakeStream<HealthCheckRequest, HealthCheckResponse>(healthCheckResponseCodec);

@@ -22,8 +22,6 @@ export interface HealthCheckResponse {
   status: ServingStatus;
 }
 
-/** The services this server answers for besides the whole: the ones it serves. */
-const KNOWN_SERVICES = new Set(['', 'envoy.service.ext_proc.v3.ExternalProcessor', 'envoy.service.discovery.v3.AggregatedDiscoveryService']);
 
 export const healthCheckRequestCodec: MessageCodec<HealthCheckRequest> = {
   encode(m) {
@@ -77,7 +75,12 @@ const CHECKED_RECENTLY_MS = 5_000;
 /** After a checker has heard NOT_SERVING: Envoy's main thread hands the change to its workers, which may be opening a stream here meanwhile. */
 const SETTLE_MS = 250;
 
-export function createHealthService(now: () => number = Date.now): HealthService {
+/**
+ * `servedPaths`: the server's other methods (`/package.Service/Method`); health is answered for
+ * their services and for the server as a whole (''), SERVICE_UNKNOWN for any other name.
+ */
+export function createHealthService(servedPaths: readonly string[], now: () => number = Date.now): HealthService {
+  const knownServices = new Set(['', ...servedPaths.map((path) => path.split('/')[1]!)]);
   let serving = true;
   let lastCheckAt = -Infinity;
   const toldNotServing = new Set<() => void>();
@@ -92,7 +95,7 @@ export function createHealthService(now: () => number = Date.now): HealthService
           if (answered) return;
           answered = true;
           lastCheckAt = now();
-          const known = KNOWN_SERVICES.has(request.service);
+          const known = knownServices.has(request.service);
           call.write({ status: !known ? ServingStatus.SERVICE_UNKNOWN : serving ? ServingStatus.SERVING : ServingStatus.NOT_SERVING });
           call.end();
           if (known && !serving) for (const resolve of toldNotServing) resolve();
