@@ -22,6 +22,20 @@ describe('recent dispatches', () => {
     expect(recent.match('a', blocks(1, 2), 1500)).toBe(0);
   });
 
+  it('stays bounded, dropping what is due first and then the oldest recorded', () => {
+    const recent = createRecentDispatches();
+    // 80 prompts of 1,000 blocks each, 80,000 blocks pending at once: past the bound.
+    for (let p = 0; p < 80; p++) recent.record('a', Float64Array.from({ length: 1000 }, (_, i) => p * 1e6 + i + 1), 0, 10_000);
+    const newest = Float64Array.from({ length: 1000 }, (_, i) => 79 * 1e6 + i + 1);
+    expect(recent.match('a', newest, 100)).toBe(1000);
+    expect(recent.match('a', Float64Array.from([1, 2, 3]), 100)).toBe(0);
+    // What is due goes first: a prompt recorded later still matches while an earlier one expired.
+    recent.record('b', blocks(1, 2), 0, 50);
+    recent.record('b', blocks(1, 2, 3), 0, 500);
+    expect(recent.match('b', blocks(1, 2, 3), 100)).toBe(3);
+    expect(recent.match('b', blocks(1, 2, 3), 600)).toBe(0);
+  });
+
   it("counts a prompt just sent to a server as cached there, while that server's events cannot show it yet", () => {
     const config = parseConfig({ backends: [] });
     const memory = createSchedulerMemory(config);

@@ -11,45 +11,48 @@ export interface RecentDispatches {
   retain(keep: ReadonlySet<string>): void;
 }
 
-/** Pending prompts remembered per backend; the oldest go first beyond it. */
-const MAX_PER_BACKEND = 256;
+/**
+ * Pending blocks remembered per backend; beyond it the expired go, then (a backend whose
+ * requests are all far from due) the oldest recorded.
+ */
+const MAX_BLOCKS_PER_BACKEND = 1 << 16;
 
-interface Pending {
-  hashes: Float64Array;
-  until: number;
-}
-
+/**
+ * Per backend, each pending block's hash and when the last request holding it is due. The
+ * hashes are chained, so a block's hash stands for its whole prefix: a prompt's match is the
+ * run of its leading blocks found, one lookup each, however many requests are pending.
+ */
 export function createRecentDispatches(): RecentDispatches {
-  const byBackend = new Map<string, Pending[]>();
-  const live = (backend: string, now: number) => {
-    const list = byBackend.get(backend);
-    if (!list) return [];
-    let expired = 0;
-    while (expired < list.length && list[expired]!.until < now) expired++;
-    if (expired > 0) list.splice(0, expired);
-    return list;
+  const byBackend = new Map<string, Map<number, number>>();
+  const sweep = (due: Map<number, number>, now: number) => {
+    for (const [hash, until] of due) if (until < now) due.delete(hash);
+    // A Map iterates in insertion order: the first recorded go first.
+    for (const hash of due.keys()) {
+      if (due.size <= MAX_BLOCKS_PER_BACKEND / 2) break;
+      due.delete(hash);
+    }
   };
   return {
     record(backend, hashes, now, until) {
-      if (hashes.length === 0) return;
-      let list = byBackend.get(backend);
-      if (!list) byBackend.set(backend, (list = []));
-      // Kept in expiry order, so expired ones are at the front.
-      let at = list.length;
-      while (at > 0 && list[at - 1]!.until > until) at--;
-      list.splice(at, 0, { hashes, until });
-      if (list.length > MAX_PER_BACKEND) list.shift();
-      live(backend, now);
+      let due = byBackend.get(backend);
+      if (!due) byBackend.set(backend, (due = new Map()));
+      for (let i = 0; i < hashes.length; i++) {
+        const hash = hashes[i]!;
+        const previous = due.get(hash);
+        if (previous === undefined || previous < until) {
+          // Re-inserted, so that insertion order stays close to due order for the sweep.
+          due.delete(hash);
+          due.set(hash, until);
+        }
+      }
+      if (due.size > MAX_BLOCKS_PER_BACKEND) sweep(due, now);
     },
     match(backend, hashes, now) {
-      let best = 0;
-      for (const pending of live(backend, now)) {
-        const n = Math.min(hashes.length, pending.hashes.length);
-        let k = 0;
-        while (k < n && pending.hashes[k] === hashes[k]) k++;
-        if (k > best) best = k;
-      }
-      return best;
+      const due = byBackend.get(backend);
+      if (!due) return 0;
+      let k = 0;
+      while (k < hashes.length && (due.get(hashes[k]!) ?? -Infinity) >= now) k++;
+      return k;
     },
     retain(keep) {
       for (const id of byBackend.keys()) if (!keep.has(id)) byBackend.delete(id);
