@@ -77,4 +77,27 @@ describe('matching prompts against what servers report', () => {
     expect(partly).toMatchObject({ ...route(400, 'whole'), read: 500 });
     expect(route(2000, 'reader')).toMatchObject({ read: 2000, cached: 2000, backend: 'a' });
   });
+
+  it('remembers the whole of a prompt it sent, though it read only its opening, until the events report it', () => {
+    const live = { state: 'live' as const, lastSequence: 0, lastBatchAt: 0, batches: 1, gaps: 0, replays: 0, restarts: 0, malformed: 0, lastError: null };
+    const fleet = [backendView('a', { cacheEvents: live }), backendView('b', { cacheEvents: live })];
+    const tokens = Array.from({ length: 2000 }, (_, i) => 10 + (i % 997));
+    const config = parseConfig({ backends: [] });
+    const memory = createSchedulerMemory(config);
+    const scheduler = schedulerFromConfig(config, memory);
+    const send = () => {
+      const reader = steppedReader(tokens, 100);
+      const decision = scheduler.schedule({ model: 'm', stream: false, prompt: { kind: 'tokenizing', reader, bytes: Buffer.from(JSON.stringify(tokens)) } }, fleet);
+      if (decision.kind !== 'route') throw new Error(decision.code);
+      return { read: reader.ids.length, cached: decision.why.cachedTokens, backend: decision.primary.id };
+    };
+    // Nobody holds it: read no further than its first piece.
+    const first = send();
+    expect(first).toMatchObject({ read: 100, cached: 0 });
+    // Sent again before its server reports a block: the server will hold all of it by the time
+    // it gets there (the first is prefilling it), not only the part the router happened to read.
+    const second = send();
+    expect(second.backend).toBe(first.backend);
+    expect(second.cached).toBeGreaterThan(1900);
+  });
 });

@@ -1,7 +1,8 @@
 import type { BackendView } from '../fleet/backend.js';
 import { adapterState, adapterWaitS, type AdapterActivity, type AdapterState } from './adapters.js';
-import { chainSeed, hashBytes, promptBlocks, type BlockSettings, type PromptBlocks } from './prefix/prompt-blocks.js';
-import { tokenBlockKeys, type PreciseIndex } from './prefix/precise-index.js';
+import { heldPrompt, unitsPerToken, type CacheKnowledge, type HeldPrompt } from './prefix/held-prompt.js';
+import type { BlockSettings, PromptBlocks } from './prefix/prompt-blocks.js';
+import type { PreciseIndex } from './prefix/precise-index.js';
 import type { PrefixIndex } from './prefix/prefix-index.js';
 import type { RecentDispatches } from './prefix/recent-dispatches.js';
 import { rendezvousRanks } from './prefix/rendezvous.js';
@@ -81,62 +82,10 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
   const now = options.now ?? Date.now;
   const capacities = new Map<string, number>();
 
-  const unitsPerToken = (p: PromptBlocks, b: BackendView) => (p.exactTokens ? 1 : tokenRatio.bytesPerToken(b));
-
-  /**
-   * Prompt tokens a backend's own KV events say it holds: for prompts given as token ids, on a
-   * backend whose events are followed. -1 where they cannot say (text prompts need the
-   * model's tokenizer), and the guess from what was sent there stands alone.
-   */
-  function reportedHeld(request: SchedulingRequest, b: BackendView, keysBySize: Map<number, Float64Array>): number {
-    const prompt = request.prompt;
-    const ids = prompt.kind === 'tokens' ? prompt.tokens : prompt.kind === 'tokenizing' ? prompt.reader.ids : undefined;
-    if (!preciseIndex || !ids) return -1;
-    const state = b.cacheEvents?.state;
-    if (state !== 'live' && state !== 'partial') return -1;
-    const size = preciseIndex.blockSize(b.id);
-    if (size === undefined) return -1;
-    let keys = keysBySize.get(size);
-    if (!keys) keysBySize.set(size, (keys = tokenBlockKeys(ids, size, request.adapter ?? null)));
-    return preciseIndex.match(b.id, keys) * size;
-  }
-
-  /** Prompt tokens a backend holds, as best it is known (not yet capped at the prompt's length). */
-  function heldTokens(request: SchedulingRequest, b: BackendView, p: PromptBlocks, keysBySize: Map<number, Float64Array>): number {
-    const guessed = (prefixIndex.match(b.id, p.hashes) * p.unitsPerBlock) / unitsPerToken(p, b);
-    const reported = reportedHeld(request, b, keysBySize);
-    if (reported < 0) return guessed;
-    // A complete, flowing event history is the truth, but for what we sent there that is not prefilled yet.
-    if (b.cacheEvents?.state === 'live' && !b.cacheEventsStale) {
-      const pending = ((recentDispatches?.match(b.id, p.hashes, now()) ?? 0) * p.unitsPerBlock) / unitsPerToken(p, b);
-      return Math.max(reported, pending);
-    }
-    // A partial or stale one may miss blocks: the guess may know them.
-    return Math.max(reported, guessed);
-  }
-
-  /**
-   * A tokenizing prompt is read as far as the scores depend on it: on while some backend holds
-   * all that was read, since where the longest hold ends is all the rest of the text can change.
-   */
-  function readPrompt(request: SchedulingRequest, backends: readonly BackendView[], keysBySize: Map<number, Float64Array>): PromptBlocks {
-    const prompt = request.prompt;
-    const seed = chainSeed(request.adapter);
-    if (prompt.kind !== 'tokenizing') return promptBlocks(prompt, blocks, seed);
-    const reader = prompt.reader;
-    for (;;) {
-      keysBySize.clear();
-      const p = promptBlocks(prompt, blocks, seed);
-      if (reader.done) return p;
-      const read = reader.ids.length;
-      const holdsAll = backends.some((b) => heldTokens(request, b, p, keysBySize) + Math.max(blocks.blockTokens, preciseIndex?.blockSize(b.id) ?? 0) > read);
-      if (!holdsAll || !reader.readMore()) return p;
-    }
-  }
+  const knowledge: CacheKnowledge = { prefixIndex, preciseIndex, recentDispatches, tokenRatio, blocks };
 
   function scoringInput(request: SchedulingRequest, backends: readonly BackendView[]) {
-    let prompt: PromptBlocks | undefined;
-    let tokens: number | undefined;
+    let held: HeldPrompt | undefined;
     let cached: Float64Array | undefined;
     let ranks: Int32Array | null | undefined;
     let fullness: Float64Array | undefined;
@@ -144,31 +93,24 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
     let times: ServiceTime[] | undefined;
     let adapters: AdapterState[] | undefined;
     let adapterWaits: Float64Array | undefined;
-    const keysBySize = new Map<number, Float64Array>();
-    const blocksOf = () => (prompt ??= readPrompt(request, backends, keysBySize));
-    const input: ScoringInput & { blocks(): PromptBlocks; predictedFirstTokenS(i: number): number } = {
+    const heldOf = () => (held ??= heldPrompt(knowledge, request, backends, now()));
+    const input: ScoringInput & { held(): HeldPrompt; predictedFirstTokenS(i: number): number } = {
       request,
       backends,
-      blocks: blocksOf,
-      promptTokens() {
-        if (tokens !== undefined) return tokens;
-        const p = blocksOf();
-        let ratio = 0;
-        for (const b of backends) ratio += unitsPerToken(p, b);
-        return (tokens = Math.max(1, Math.ceil(p.units / (ratio / backends.length))));
-      },
+      held: heldOf,
+      promptTokens: () => heldOf().tokens(),
       cachedTokens() {
         if (cached) return cached;
-        const p = blocksOf();
-        const total = input.promptTokens();
+        const h = heldOf();
+        const total = h.tokens(); // a tokenizing prompt is read as far as it matters here
         cached = new Float64Array(backends.length);
-        for (let i = 0; i < backends.length; i++) cached[i] = Math.min(total, heldTokens(request, backends[i]!, p, keysBySize));
+        for (let i = 0; i < backends.length; i++) cached[i] = Math.min(total, h.held(i));
         return cached;
       },
       placementRanks() {
         if (ranks !== undefined) return ranks;
         // A prompt being tokenized is placed by its text: the same key, read or not.
-        const p = request.prompt.kind === 'tokenizing' ? hashBytes(request.prompt.bytes, blocks, chainSeed(request.adapter)) : blocksOf();
+        const p = heldOf().blocks;
         if (p.hashes.length === 0) return (ranks = null);
         const keyUnits = PLACEMENT_PREFIX_TOKENS * (p.exactTokens ? 1 : blocks.bytesPerToken);
         const keyBlock = Math.min(p.hashes.length, Math.ceil(keyUnits / p.unitsPerBlock));
@@ -176,7 +118,7 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
       },
       cacheFullness() {
         if (fullness) return fullness;
-        const p = blocksOf();
+        const p = heldOf().blocks;
         fullness = new Float64Array(backends.length);
         for (let i = 0; i < backends.length; i++) {
           syncCapacity(backends[i]!, p);
@@ -218,7 +160,7 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
   function syncCapacity(backend: BackendView, p: PromptBlocks) {
     const m = backend.metrics;
     if (!m?.numGpuBlocks || !m.blockSize) return;
-    const capacity = Math.floor((m.numGpuBlocks * m.blockSize * unitsPerToken(p, backend)) / p.unitsPerBlock);
+    const capacity = Math.floor((m.numGpuBlocks * m.blockSize * unitsPerToken(knowledge, p, backend)) / p.unitsPerBlock);
     if (capacities.get(backend.id) === capacity) return;
     capacities.set(backend.id, capacity);
     prefixIndex.setCapacity(backend.id, capacity);
@@ -253,7 +195,7 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
         runnerUpScore: ranked[1]?.score ?? null,
       };
       for (const { scorer } of scorers) scorer.picked?.(input, primary);
-      const p = input.blocks();
+      const p = input.held().blocks;
       syncCapacity(primary, p);
       const routed: RoutedPrompt = {
         hashes: p.hashes,

@@ -107,7 +107,8 @@ export function promptBlocks(prompt: PromptSource, settings: BlockSettings, seed
     case 'tokens':
       return hashTokens(prompt.tokens, settings, seed);
     case 'tokenizing':
-      return { ...hashTokens(prompt.reader.ids, settings, seed), units: Math.max(1, prompt.reader.estimatedLength()) };
+      // Keyed on its text, whole before a token is read: its ids are matched against what servers report.
+      return hashBytes(prompt.bytes, settings, seed);
     case 'none':
       return { hashes: EMPTY, units: 1, unitsPerBlock: settings.blockBytes, exactTokens: false };
   }
