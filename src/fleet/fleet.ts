@@ -87,7 +87,10 @@ export function createFleet(options: FleetOptions): Fleet {
     backends: registry.backends,
     servingModel: registry.servingModel,
     routableModels: registry.routableModels,
-    dispatch: registry.dispatch,
+    dispatch(backend, predictedTtftS, prefillTokens) {
+      registry.dispatch(backend, predictedTtftS, prefillTokens);
+      scraper.routed();
+    },
     release: registry.release,
     start() {
       if (running) return;
