@@ -43,10 +43,12 @@ export interface VllmServer {
   stop(): Promise<void>;
 }
 
-function spawnServer(index: number, options: VllmOptions, port: number, replayPort: number, logDir: string): { child: ChildProcess; server: Omit<VllmServer, 'stop'> } {
+function spawnServer(index: number, options: VllmOptions, port: number, logDir: string): { child: ChildProcess; server: Omit<VllmServer, 'stop'> } {
   const logPath = join(logDir, `vllm-${index}-${port}.log`);
   const kvEndpoint = options.kvEvents ? `ipc://${join(logDir, `kv-${port}.sock`)}` : undefined;
-  const replayEndpoint = options.kvEvents ? `tcp://127.0.0.1:${replayPort}` : undefined;
+  // Both sockets on ipc: a TCP port picked free here is bound only when the engine starts, some
+  // 20 s later, and another process (the other server's engine) once took it first.
+  const replayEndpoint = options.kvEvents ? `ipc://${join(logDir, `kv-replay-${port}.sock`)}` : undefined;
   const args = [
     '-m', 'vllm.entrypoints.openai.api_server',
     '--model', TINY_MODEL,
@@ -122,7 +124,7 @@ export async function startVllmServers(count: number, options: VllmOptions = {},
   const started: Array<{ child: ChildProcess; server: Omit<VllmServer, 'stop'> }> = [];
   const stopAll = () => Promise.all(started.map((s) => stopGroup(s.child)));
   try {
-    for (let i = 0; i < count; i++) started.push(spawnServer(i, options, await freePort(), await freePort(), logDir));
+    for (let i = 0; i < count; i++) started.push(spawnServer(i, options, await freePort(), logDir));
     const deadline = Date.now() + timeoutMs;
     for (const { child, server } of started) {
       while (!(await healthy(server.url))) {
