@@ -1,7 +1,6 @@
 import { z } from 'zod';
 import { flowControlSchema } from './flow-control-schema.js';
 import { peersSchema } from './peers-schema.js';
-import { scrapingSchema } from './scraping-schema.js';
 import { DEFAULT_PUBLIC_PATHS } from '../contract/public-api.js';
 import { kvEventsEndpoint, kvEventsPorts } from './kv-events-schema.js';
 
@@ -86,6 +85,30 @@ const discovery = z
   .strict()
   .default({ dns: [], kubernetes: [] });
 
+const scraping = z
+  .object({
+    /** How often each backend's /metrics is read. */
+    intervalMs: z.number().int().min(20).max(60_000).default(200),
+    timeoutMs: z.number().int().min(10).max(60_000).default(1_000),
+    /** After this long without a successful scrape, the backend's metrics are ignored. */
+    staleAfterMs: z.number().int().min(50).default(2_000),
+    /**
+     * Consecutive failed /health probes before a backend leaves rotation. Requests still in
+     * flight on it then end with 503 backend_unresponsive: with the defaults, within about
+     * 3 s of its last answer (unhealthyAfterFailures x timeoutMs).
+     */
+    unhealthyAfterFailures: z.number().int().min(1).max(100).default(3),
+    /**
+     * A /health probe unanswered this long (or one that failed) makes a backend suspect: new
+     * requests go to the others while any is not suspect. Its next good answer clears it. A
+     * backend whose answers have lately taken longer gets twice its slowest, up to timeoutMs.
+     */
+    suspectAfterMs: z.number().int().min(10).max(60_000).default(500),
+    /** How often /v1/models is re-read for backends whose models are not configured. */
+    modelsRefreshMs: z.number().int().min(100).default(10_000),
+  })
+  .strict()
+  .default({ intervalMs: 200, timeoutMs: 1_000, staleAfterMs: 2_000, unhealthyAfterFailures: 3, suspectAfterMs: 500, modelsRefreshMs: 10_000 });
 
 export const SCORER_NAMES = [
   'first-token-cost',
@@ -244,7 +267,7 @@ export const routerConfigSchema = z
     backends: z.array(backend).default([]),
     /** Backends found at run time, beside those listed in `backends`. */
     discovery,
-    scraping: scrapingSchema,
+    scraping,
     scheduler,
     /** How Envoy treats the backends: served to it over xDS with each model's cluster. */
     upstream,

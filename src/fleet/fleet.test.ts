@@ -5,8 +5,6 @@ import { startSimulator, type SimulatorHandle } from '../simulator/server.js';
 import { waitFor } from '../../test/helpers/stack.js';
 import { isRoutable } from './backend.js';
 import { createFleet, type Fleet } from './fleet.js';
-import type { Probe } from './probe.js';
-import { vllmLoad } from '../../test/helpers/backend-view.js';
 
 let sim: SimulatorHandle | undefined;
 let fleet: Fleet | undefined;
@@ -162,40 +160,6 @@ describe('fleet scraping and health', () => {
     expect(b.stoppedAnswering).toBe(false);
     sim = await startSimulator({ models: ['m'], port });
     await waitFor(() => b.health === 'healthy', 3000, 'healthy again');
-  });
-});
-
-describe('reading backends while the router routes nothing', () => {
-  it('reads them every idleIntervalMs, then all at once on its first request, then every intervalMs', async () => {
-    let reads = 0;
-    const probe: Probe = {
-      health: async () => undefined,
-      metrics: async () => {
-        reads++;
-        return vllmLoad(0, 0);
-      },
-      models: async () => [],
-    };
-    fleet = createFleet({
-      config: parseConfig({ backends: [{ name: 'a', url: 'http://127.0.0.1:9', models: ['m'] }], scraping: { intervalMs: 20, idleIntervalMs: 400 } }),
-      logger: silentLogger,
-      probe,
-    });
-    fleet.start();
-    const b = fleet.backends()[0]!;
-    const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-    // Nothing routed since it started: at 0, 400 and 800 ms, not every 20 ms.
-    await sleep(1000);
-    expect(reads).toBeGreaterThanOrEqual(2);
-    expect(reads).toBeLessThanOrEqual(4);
-    const idleReads = reads;
-    fleet.dispatch(b, undefined, 0);
-    await waitFor(() => reads > idleReads, 100, 'a read at once');
-    // Routing: every 20 ms again.
-    const routing = setInterval(() => fleet!.dispatch(b, undefined, 0), 10);
-    await sleep(400);
-    clearInterval(routing);
-    expect(reads - idleReads).toBeGreaterThanOrEqual(8);
   });
 });
 

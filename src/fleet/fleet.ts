@@ -87,10 +87,7 @@ export function createFleet(options: FleetOptions): Fleet {
     backends: registry.backends,
     servingModel: registry.servingModel,
     routableModels: registry.routableModels,
-    dispatch(backend, predictedTtftS, prefillTokens) {
-      registry.dispatch(backend, predictedTtftS, prefillTokens);
-      scraper.routed();
-    },
+    dispatch: registry.dispatch,
     release: registry.release,
     start() {
       if (running) return;

@@ -31,11 +31,6 @@ export interface Scraper {
   watch(backend: Backend): void;
   /** Stops probing a backend that left the registry. */
   unwatch(backend: Backend): void;
-  /**
-   * This router routed a request: backends are read every intervalMs while it does, every
-   * idleIntervalMs once it has not for that long, and all at once on its first request after.
-   */
-  routed(): void;
   start(): void;
   stop(): void;
 }
@@ -49,15 +44,6 @@ function describe(err: unknown): string {
 export function createScraper(options: ScraperOptions): Scraper {
   const { registry, probe, resolveHost, logger, settings } = options;
   const timers = new Map<string, NodeJS.Timeout>();
-  /** Backends being read now: a wake-up leaves them to finish. */
-  const reading = new Set<string>();
-  const watched = new Map<string, Backend>();
-  let lastRoutedAt = -Infinity;
-  const idleInterval = () => {
-    const { intervalMs, idleIntervalMs } = settings();
-    return Math.max(intervalMs, idleIntervalMs ?? 5 * intervalMs);
-  };
-  const idle = (now: number) => now - lastRoutedAt > idleInterval();
   let modelsCheckedAt = new WeakMap<Backend, number>();
   let running = false;
   const learner = createServiceRateLearner();
@@ -215,11 +201,8 @@ export function createScraper(options: ScraperOptions): Scraper {
       backend.id,
       setTimeout(async () => {
         const started = Date.now();
-        reading.add(backend.id);
         await scrape(backend);
-        reading.delete(backend.id);
-        const interval = idle(Date.now()) ? idleInterval() : settings().intervalMs;
-        if (registry.has(backend)) schedule(backend, Math.max(0, interval - (Date.now() - started)));
+        if (registry.has(backend)) schedule(backend, Math.max(0, settings().intervalMs - (Date.now() - started)));
       }, delayMs),
     );
   }
@@ -228,25 +211,11 @@ export function createScraper(options: ScraperOptions): Scraper {
     watch(backend) {
       // An IP-literal endpoint is known at once, before the first probe answers.
       if (isIP(hostOf(new URL(backend.url)))) void resolveEndpoint(backend);
-      watched.set(backend.id, backend);
       schedule(backend, 0);
     },
     unwatch(backend) {
       clearTimeout(timers.get(backend.id));
       timers.delete(backend.id);
-      watched.delete(backend.id);
-    },
-    routed() {
-      const now = Date.now();
-      const wasIdle = idle(now);
-      lastRoutedAt = now;
-      if (!wasIdle || !running) return;
-      // Routing again: read every backend now rather than up to idleIntervalMs from now.
-      for (const backend of watched.values()) {
-        if (reading.has(backend.id)) continue;
-        clearTimeout(timers.get(backend.id));
-        schedule(backend, 0);
-      }
     },
     start() {
       running = true;
@@ -256,7 +225,6 @@ export function createScraper(options: ScraperOptions): Scraper {
       running = false;
       for (const timer of timers.values()) clearTimeout(timer);
       timers.clear();
-      watched.clear();
     },
   };
 }
