@@ -30,8 +30,6 @@ export interface HeldPrompt {
   tokens(): number;
   /** Prompt tokens backend `i` holds, as best it is known (not capped at the prompt's length). */
   held(i: number): number;
-  /** Units of `blocks` per token on a backend: the prompt's own ratio once it is being read, else the backend's learned one. */
-  unitsPerToken(b: BackendView): number;
 }
 
 /** Units of a prompt's blocks per token on a backend: 1 for ids, else the bytes per token learned there. */
@@ -45,6 +43,7 @@ export function heldPrompt(knowledge: CacheKnowledge, request: SchedulingRequest
   const reader = prompt.kind === 'tokenizing' ? prompt.reader : undefined;
   const ids = prompt.kind === 'tokens' ? prompt.tokens : reader?.ids;
   const p = promptBlocks(prompt, blocks, chainSeed(request.adapter));
+  // A prompt being read has its own tokens per byte; else the backend's learned ratio.
   const perToken = (b: BackendView) => (reader ? p.units / Math.max(1, reader.estimatedLength()) : unitsPerToken(knowledge, p, b));
   // The guesses' matches, in blocks, once a decision: reading on changes how many tokens they make, not them.
   const indexed = new Int32Array(backends.length).fill(-1);
@@ -89,7 +88,6 @@ export function heldPrompt(knowledge: CacheKnowledge, request: SchedulingRequest
   let tokens: number | undefined;
   return {
     blocks: p,
-    unitsPerToken: perToken,
     held,
     tokens() {
       if (tokens !== undefined) return tokens;

@@ -16,6 +16,8 @@ export interface RecentDispatches {
  * requests are all far from due) the oldest recorded.
  */
 const MAX_BLOCKS_PER_BACKEND = 1 << 16;
+/** Below this many blocks a backend's map is not swept. */
+const MIN_SWEEP_ABOVE = 1024;
 
 /**
  * Per backend, each pending block's hash and when the last request holding it is due. The
@@ -23,19 +25,23 @@ const MAX_BLOCKS_PER_BACKEND = 1 << 16;
  * run of its leading blocks found, one lookup each, however many requests are pending.
  */
 export function createRecentDispatches(): RecentDispatches {
-  const byBackend = new Map<string, Map<number, number>>();
-  const sweep = (due: Map<number, number>, now: number) => {
+  const byBackend = new Map<string, { due: Map<number, number>; sweepAbove: number }>();
+  /** Drops what is due; past the bound, the first recorded too (a Map iterates in insertion order). */
+  const sweep = (pending: { due: Map<number, number>; sweepAbove: number }, now: number) => {
+    const { due } = pending;
     for (const [hash, until] of due) if (until < now) due.delete(hash);
-    // A Map iterates in insertion order: the first recorded go first.
     for (const hash of due.keys()) {
       if (due.size <= MAX_BLOCKS_PER_BACKEND / 2) break;
       due.delete(hash);
     }
+    // Swept again once it has doubled: amortized, and the map stays near what is pending.
+    pending.sweepAbove = Math.max(MIN_SWEEP_ABOVE, 2 * due.size);
   };
   return {
     record(backend, hashes, now, until) {
-      let due = byBackend.get(backend);
-      if (!due) byBackend.set(backend, (due = new Map()));
+      let pending = byBackend.get(backend);
+      if (!pending) byBackend.set(backend, (pending = { due: new Map(), sweepAbove: MIN_SWEEP_ABOVE }));
+      const { due } = pending;
       for (let i = 0; i < hashes.length; i++) {
         const hash = hashes[i]!;
         const previous = due.get(hash);
@@ -45,10 +51,10 @@ export function createRecentDispatches(): RecentDispatches {
           due.set(hash, until);
         }
       }
-      if (due.size > MAX_BLOCKS_PER_BACKEND) sweep(due, now);
+      if (due.size > pending.sweepAbove || due.size > MAX_BLOCKS_PER_BACKEND) sweep(pending, now);
     },
     match(backend, hashes, now) {
-      const due = byBackend.get(backend);
+      const due = byBackend.get(backend)?.due;
       if (!due) return 0;
       let k = 0;
       while (k < hashes.length && (due.get(hashes[k]!) ?? -Infinity) >= now) k++;
