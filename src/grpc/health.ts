@@ -22,7 +22,6 @@ export interface HealthCheckResponse {
   status: ServingStatus;
 }
 
-
 export const healthCheckRequestCodec: MessageCodec<HealthCheckRequest> = {
   encode(m) {
     const writer = new BinaryWriter();

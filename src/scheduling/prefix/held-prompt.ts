@@ -41,7 +41,8 @@ export function heldPrompt(knowledge: CacheKnowledge, request: SchedulingRequest
   const { prefixIndex, preciseIndex, recentDispatches, blocks } = knowledge;
   const prompt = request.prompt;
   const reader = prompt.kind === 'tokenizing' ? prompt.reader : undefined;
-  const ids = prompt.kind === 'tokens' ? prompt.tokens : reader?.ids;
+  // Ids a client sent; a prompt being read is asked for its ids each time (reading replaces them).
+  const sentIds = prompt.kind === 'tokens' ? prompt.tokens : undefined;
   const p = promptBlocks(prompt, blocks, chainSeed(request.adapter));
   // A prompt being read has its own tokens per byte; else the backend's learned ratio.
   const perToken = (b: BackendView) => (reader ? p.units / Math.max(1, reader.estimatedLength()) : unitsPerToken(knowledge, p, b));
@@ -64,7 +65,7 @@ export function heldPrompt(knowledge: CacheKnowledge, request: SchedulingRequest
    * being tokenized), on a backend whose events are followed. -1 where they cannot say.
    */
   function reported(b: BackendView): number {
-    const view = reader ? reader.ids : ids;
+    const view = reader ? reader.ids : sentIds;
     if (!preciseIndex || !view) return -1;
     const state = b.cacheEvents?.state;
     if (state !== 'live' && state !== 'partial') return -1;
