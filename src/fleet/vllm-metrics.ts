@@ -145,6 +145,8 @@ const WANTED = new Set([
   ...RUNNING, ...WAITING, ...KV_USAGE, ...PREFIX_QUERIES, ...PREFIX_HITS, ...PROMPT_TOKENS, ...COMPLETED, ...GENERATION_TOKENS,
   WAITING_BY_REASON, CACHE_CONFIG, LORA_INFO, STEP_TOKEN_BUCKETS, ...HISTOGRAM_SERIES,
 ]);
+/** Every series name the parser reads: a server may be asked for these alone (see probe.ts). */
+export const READ_SERIES: readonly string[] = Object.freeze([...WANTED].sort());
 
 export class MetricsFormatError extends Error {
   override name = 'MetricsFormatError';

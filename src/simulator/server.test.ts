@@ -1,6 +1,7 @@
 import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
 import { sseFrames } from '../../test/helpers/sse.js';
+import { parseVllmMetrics, READ_SERIES } from '../fleet/vllm-metrics.js';
 import { startSimulator, type SimulatorHandle, type SimulatorOptions } from './server.js';
 
 interface Reply {
@@ -347,6 +348,24 @@ describe('load, metrics and lifecycle', () => {
     expect(metricValue(after, 'vllm:inter_token_latency_seconds_count')).toBeGreaterThan(4);
     const stats = JSON.parse((await call(sim.url, 'GET', '/_sim/stats')).text);
     expect(stats).toMatchObject({ requestsByModel: { 'llama-8b': 1, 'llama-alias': 1 }, requestsTotal: 2, running: 0, waiting: 0 });
+  });
+
+  it('serves the series asked for by name on /metrics/, as prometheus_client does, and the router reads the same figures from it', async () => {
+    const sim = await start();
+    await postJson(sim.url, '/v1/chat/completions', { messages, max_tokens: 5 });
+    const full = (await call(sim.url, 'GET', '/metrics')).text;
+    expect((await call(sim.url, 'GET', '/metrics/')).text).toBe(full);
+    const query = READ_SERIES.map((n) => `name[]=${encodeURIComponent(n)}`).join('&');
+    const named = (await call(sim.url, 'GET', `/metrics/?${query}`)).text;
+    expect(named.length).toBeLessThan(full.length / 2);
+    expect(named).not.toContain('vllm:e2e_request_latency_seconds');
+    expect(named).toMatch(/# TYPE vllm:time_to_first_token_seconds histogram\nvllm:time_to_first_token_seconds_(count|sum)\{/);
+    expect(named).not.toContain('vllm:time_to_first_token_seconds_bucket');
+    expect(parseVllmMetrics(named)).toEqual(parseVllmMetrics(full));
+    const two = (await call(sim.url, 'GET', '/metrics/?name[]=vllm:num_requests_running&name[]=nothing')).text;
+    expect(two).toBe(
+      '# HELP vllm:num_requests_running Number of requests in model execution batches.\n# TYPE vllm:num_requests_running gauge\nvllm:num_requests_running{engine="0",model_name="llama-8b"} 0.0\n',
+    );
   });
 
   it('a client that disconnects frees its slot for the next request', async () => {

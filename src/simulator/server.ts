@@ -14,6 +14,7 @@ import type { KvEvents } from './kv-cache.js';
 import type { KvEventsOptions } from './kv-events-config.js';
 import { startKvEventPublisher, type KvEventPublisher } from './kv-events.js';
 import { createMetrics } from './metrics.js';
+import { keepSeries } from './metrics-by-name.js';
 import { handleChatCompletion, handleCompletion } from './openai-handlers.js';
 import { parseDetokenizeRequest, parseTokenizeRequest } from './openai-requests.js';
 import { modelList } from './openai-responses.js';
@@ -91,6 +92,8 @@ export interface SimulatorHandle {
 
 type Route = (req: IncomingMessage, res: ServerResponse) => void | Promise<void>;
 
+const sendMetrics = (res: ServerResponse, page: string) => sendText(res, 200, 'text/plain; version=0.0.4; charset=utf-8', page);
+
 export async function startSimulator(options: SimulatorOptions): Promise<SimulatorHandle> {
   const models = [...options.models];
   if (models.length === 0) throw new RangeError('at least one served model name is required');
@@ -136,8 +139,14 @@ export async function startSimulator(options: SimulatorOptions): Promise<Simulat
     '/v1/models': {
       GET: (_req, res) => sendJson(res, 200, modelList(models, engineOptions.maxModelLen, Math.floor(Date.now() / 1000), adapters)),
     },
-    '/metrics': {
-      GET: (_req, res) => sendText(res, 200, 'text/plain; version=0.0.4; charset=utf-8', metrics.render(engine.stats())),
+    '/metrics': { GET: (_req, res) => sendMetrics(res, metrics.render(engine.stats())) },
+    // As vLLM's prometheus_client mount: the series named by `?name[]=` only, all without.
+    '/metrics/': {
+      GET: (req, res) => {
+        const names = new URL(req.url ?? '/', 'http://sim').searchParams.getAll('name[]');
+        const page = metrics.render(engine.stats());
+        sendMetrics(res, names.length === 0 ? page : keepSeries(page, new Set(names)));
+      },
     },
     // As vLLM: 200 whether or not the cache could be dropped (it cannot while requests hold blocks).
     '/reset_prefix_cache': {
@@ -235,13 +244,13 @@ export async function startSimulator(options: SimulatorOptions): Promise<Simulat
         }, fault.delayMs);
         return true;
       case 'slow-metrics':
-        if (path !== '/metrics') return false;
+        if (!path.startsWith('/metrics')) return false;
         setTimeout(() => {
-          if (!res.destroyed) sendText(res, 200, 'text/plain; version=0.0.4; charset=utf-8', metrics.render(engine.stats()));
+          if (!res.destroyed) sendMetrics(res, metrics.render(engine.stats()));
         }, fault.delayMs);
         return true;
       case 'garbage-metrics':
-        if (path !== '/metrics') return false;
+        if (!path.startsWith('/metrics')) return false;
         sendText(res, 200, 'text/plain', '<html><body>502 Bad Gateway</body></html>\n\u0000\u0001 not metrics');
         return true;
     }

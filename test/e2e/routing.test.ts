@@ -188,6 +188,7 @@ describe.each([
         ['GET', '/v1/models/no-such-model', 404, 'model_not_found'],
         ['GET', '/no/such/path', 404, 'not_found'],
         ['GET', '/metrics', 404, 'not_found'],
+        ['GET', '/metrics/?name[]=vllm:num_requests_running', 404, 'not_found'],
       ];
       for (const [method, path, status, code] of cases) {
         const res = await fetch(`${stack.envoy.url}${path}`, { method });

@@ -38,6 +38,8 @@ export interface VllmServer {
   kvEndpoint?: string;
   replayEndpoint?: string;
   logPath: string;
+  /** The API server's process (its engine core and worker are its children). */
+  pid: number;
   /** The end of its log, for failure messages. */
   logTail(lines?: number): string;
   stop(): Promise<void>;
@@ -86,7 +88,7 @@ function spawnServer(index: number, options: VllmOptions, port: number, logDir: 
       return '';
     }
   };
-  return { child, server: { url: `http://127.0.0.1:${port}`, port, kvEndpoint, replayEndpoint, logPath, logTail } };
+  return { child, server: { url: `http://127.0.0.1:${port}`, port, pid: child.pid!, kvEndpoint, replayEndpoint, logPath, logTail } };
 }
 
 async function healthy(url: string): Promise<boolean> {

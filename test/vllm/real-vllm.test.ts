@@ -1,6 +1,6 @@
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseVllmMetrics } from '../../src/fleet/vllm-metrics.js';
+import { parseVllmMetrics, READ_SERIES } from '../../src/fleet/vllm-metrics.js';
 import { RECENT_ADAPTER_MS } from '../../src/scheduling/adapters.js';
 import { loadModelTokenizer } from '../../src/tokenize/model-tokenizer.js';
 import { promptTokens } from '../../src/tokenize/prompt-tokens.js';
@@ -109,6 +109,11 @@ describe.skipIf(!vllmInstalled())('real vLLM behind Envoy and the router', () =>
     expect(text).toMatch(/vllm:num_requests_running\{engine="0",model_name="tiny"\}/);
     expect(text).toMatch(/vllm:num_requests_waiting_by_reason\{engine="0",model_name="tiny",reason="capacity"\}/);
     expect(text).toMatch(/vllm:cache_config_info\{[^}]*block_size="32"/);
+    // The router asks for the series it reads by name (/metrics/?name[]=...): a seventh of the
+    // page, read into the same figures.
+    const named = await (await fetch(`${servers[0]!.url}/metrics/?${READ_SERIES.map((n) => `name[]=${encodeURIComponent(n)}`).join('&')}`)).text();
+    expect(named.length).toBeLessThan(text.length / 4);
+    expect(parseVllmMetrics(named)).toEqual(parseVllmMetrics(text));
     for (const backend of stack.router.fleet.backends()) {
       expect(backend.metrics).toMatchObject({ blockSize: 32, numGpuBlocks: KV_BLOCKS, modelNames: [MODEL] });
       expect(backend.models).toEqual([MODEL, ADAPTER]);
