@@ -109,7 +109,8 @@ async function runOne(workload: Workload, strategy: Strategy, backend: Backend, 
       // Real vLLM with the router's default config: nothing about the servers is declared.
       servers = backend.fleet.servers;
       await backend.fleet.resetCaches();
-      routing = await startRoutingLayer(servers, strategy);
+      // vLLM servers run in sessions of their own (each a process group): so do Envoy and the routers.
+      routing = await startRoutingLayer(servers, strategy, { ownSessions: true });
     } else {
       servers = sims!.sims;
       routing = await startRoutingLayer(servers, strategy);

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { REPO, startEnvoy, type EnvoyHandle } from '../src/launcher/envoy.js';
 import { isStopping, markStopping, stopChildren, waitForHttp } from '../src/launcher/processes.js';
+import { stopWithThisProcess } from './own-session.js';
 
 /** A routing strategy under test: Envoy alone, or Envoy with the router and a scheduler config. */
 export interface Strategy {
@@ -127,8 +128,9 @@ export interface RoutingLayer {
 
 export type RunningStack = RoutingLayer & SimFleet;
 
-function node(script: string, args: string[]): ChildProcess {
-  const child = spawn(process.execPath, [join(REPO, 'dist', script), ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+function node(script: string, args: string[], ownSession = false): ChildProcess {
+  const child = spawn(process.execPath, [join(REPO, 'dist', script), ...args], { stdio: ['ignore', 'ignore', 'pipe'], detached: ownSession });
+  if (ownSession) stopWithThisProcess(child.pid);
   let err = '';
   child.stderr!.on('data', (c: Buffer) => (err = (err + c.toString()).slice(-4000)));
   child.on('exit', (code) => {
@@ -220,7 +222,17 @@ export async function startSimFleet(
 export async function startRoutingLayer(
   servers: readonly BenchServer[],
   strategy: Strategy,
-  options: { extras?: BackendExtras; scraping?: Record<string, unknown>; editEnvoy?: (bootstrap: any) => void } = {},
+  options: {
+    extras?: BackendExtras;
+    scraping?: Record<string, unknown>;
+    editEnvoy?: (bootstrap: any) => void;
+    /**
+     * Each router and Envoy in a session of its own. The kernel here shares CPU between sessions
+     * (sched_autogroup) and real vLLM servers run in theirs: without this the routers and Envoy
+     * share one share with the load generator, where in containers each has its own.
+     */
+    ownSessions?: boolean;
+  } = {},
 ): Promise<RoutingLayer> {
   const children: ChildProcess[] = [];
   const dir = await mkdtemp(join(tmpdir(), 'bench-routing-'));
@@ -256,7 +268,7 @@ export async function startRoutingLayer(
       const adminPort = await freePort();
       const configPath = join(dir, r === 0 ? 'router.yaml' : `router-${r}.yaml`);
       await writeFile(configPath, stringify({ grpc: { host: '127.0.0.1', port: grpcPort }, admin: { host: '127.0.0.1', port: adminPort }, ...config, ...peers }));
-      const router = node('main.js', ['--config', configPath, '--log-level', 'warn']);
+      const router = node('main.js', ['--config', configPath, '--log-level', 'warn'], options.ownSessions);
       children.push(router);
       replicas.push({ grpcPort, admin: `http://127.0.0.1:${adminPort}`, configPath, pid: router.pid! });
     }
@@ -265,6 +277,7 @@ export async function startRoutingLayer(
     envoy = await startEnvoy({
       controlPlane: replicas.map((replica) => ({ host: '127.0.0.1', port: replica.grpcPort })),
       activeActive: strategy.activeActive ?? false,
+      ownSession: options.ownSessions ?? false,
       edit: (bootstrap) => {
         options.editEnvoy?.(bootstrap);
         if (!strategy.envoyOnly) return;
@@ -273,6 +286,7 @@ export async function startRoutingLayer(
       },
     });
     const handle = envoy;
+    if (options.ownSessions) stopWithThisProcess(handle.process.pid);
     // Models the router discovers reach Envoy's routes with its first /v1/models reads.
     const discovered = [...new Set(servers.filter((s) => s.discoverModels).map((s) => s.model))];
     for (let tries = 0; discovered.length > 0; tries++) {

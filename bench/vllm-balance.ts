@@ -20,7 +20,7 @@ try {
   for (let round = 0; round < Number(values.rounds); round++) {
     for (const name of ['ours', 'envoy-least-request']) {
       await fleet.resetCaches();
-      const layer = await startRoutingLayer(fleet.servers, STRATEGIES.find((s) => s.name === name)!);
+      const layer = await startRoutingLayer(fleet.servers, STRATEGIES.find((s) => s.name === name)!, { ownSessions: true });
       const before = await Promise.all(fleet.servers.map((s) => readCounters(s.url)));
       // "a/b": requests in flight on each server, as the router counts them (Envoy alone: none).
       const samples = new Map<string, number>();

@@ -1,5 +1,6 @@
 import { parseVllmMetrics } from '../src/fleet/vllm-metrics.js';
 import { TINY_MODEL, startVllmServers, vllmInstalled, type VllmServer } from '../test/helpers/vllm.js';
+import { stopWithThisProcess } from './own-session.js';
 import type { BenchServer } from './stack.js';
 
 /**
@@ -35,6 +36,7 @@ export async function startVllmFleet(count: number, model: string, options: { kv
     env: { VLLM_SERVER_DEV_MODE: '1' },
     ...(options.kvEvents ? { kvEvents: true } : {}),
   });
+  for (const s of started) stopWithThisProcess(s.pid, true);
   return {
     servers: started.map((s) => ({
       url: s.url,

@@ -29,6 +29,7 @@ try {
       await fleet.resetCaches();
       const log = join(tmpdir(), `vllm-hop-${process.pid}-${round}-${name}.log`);
       const layer = await startRoutingLayer(fleet.servers, STRATEGIES.find((s) => s.name === name)!, {
+        ownSessions: true,
         editEnvoy: (bootstrap) => {
           const hcm = bootstrap.static_resources.listeners[0].filter_chains[0].filters[0].typed_config;
           hcm.access_log = [{ name: 'envoy.access_loggers.file', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog', path: log, log_format: { text_format_source: { inline_string: FORMAT } } } }];

@@ -48,6 +48,11 @@ export interface StartEnvoyOptions {
   /** Echo Envoy's output to this process's stderr. */
   inheritOutput?: boolean;
   concurrency?: number;
+  /**
+   * Runs it in a session of its own: where the kernel shares CPU between sessions
+   * (sched_autogroup), it gets its own share, as it would in its own container.
+   */
+  ownSession?: boolean;
 }
 
 /**
@@ -80,7 +85,7 @@ export async function startEnvoy(options: StartEnvoyOptions): Promise<EnvoyHandl
 
   const args = ['-c', configPath, '--admin-address-path', adminPath, '--disable-hot-restart', '-l', options.logLevel ?? 'warning'];
   if (options.concurrency) args.push('--concurrency', String(options.concurrency));
-  const child = spawn(envoyBinary(), args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(envoyBinary(), args, { stdio: ['ignore', 'pipe', 'pipe'], detached: options.ownSession ?? false });
   let output = '';
   const keep = (chunk: Buffer) => {
     if (options.inheritOutput) process.stderr.write(chunk);
