@@ -6,13 +6,22 @@
  */
 export interface SegmentCache {
   encode(segment: string): Uint32Array;
-  /** Whether encoding `segment` costs next to nothing: it is cached, or too short to be worth caching. */
+  /** Whether encoding `segment` costs next to nothing: it is cached, or short. */
   isCheap(segment: string): boolean;
+  /** `chars`: held, with each entry's overhead. */
   stats(): { segments: number; chars: number; hits: number; misses: number };
 }
 
-/** Below this a segment costs less to encode than to look up and keep. */
-const MIN_CACHED_CHARS = 48;
+/**
+ * Shorter segments count as cheap when the reader decides how far to read (token-reader.ts),
+ * though they are cached too: the tokenizer costs some 25 us a call before its first character
+ * (normalizer, pre-tokenizer, post-processor), a lookup under a microsecond, and a conversation
+ * ends each message with a short piece (a cached 13-message conversation: 150 us to read, 50
+ * with them cached).
+ */
+const SHORT_CHARS = 48;
+/** What an entry costs beyond its characters (map slot, key and ids headers), counted against the budget in characters. */
+const ENTRY_OVERHEAD_CHARS = 32;
 
 export function createSegmentCache(encode: (text: string) => Uint32Array, maxChars: number): SegmentCache {
   // Each entry keeps its own key: re-inserted under the segment just asked for, a slice of a
@@ -23,7 +32,7 @@ export function createSegmentCache(encode: (text: string) => Uint32Array, maxCha
   let misses = 0;
   return {
     encode(segment) {
-      if (segment.length < MIN_CACHED_CHARS || segment.length > maxChars) return encode(segment);
+      if (segment.length === 0 || segment.length > maxChars) return encode(segment);
       const known = entries.get(segment);
       if (known) {
         hits++;
@@ -37,15 +46,15 @@ export function createSegmentCache(encode: (text: string) => Uint32Array, maxCha
       // A fresh copy, for the same reason.
       const key = JSON.parse(JSON.stringify(segment)) as string;
       entries.set(key, { key, ids });
-      chars += segment.length;
+      chars += segment.length + ENTRY_OVERHEAD_CHARS;
       for (const [oldest] of entries) {
         if (chars <= maxChars) break;
         entries.delete(oldest);
-        chars -= oldest.length;
+        chars -= oldest.length + ENTRY_OVERHEAD_CHARS;
       }
       return ids;
     },
-    isCheap: (segment) => segment.length < MIN_CACHED_CHARS || entries.has(segment),
+    isCheap: (segment) => segment.length < SHORT_CHARS || entries.has(segment),
     stats: () => ({ segments: entries.size, chars, hits, misses }),
   };
 }

@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { REPO } from '../launcher/envoy.js';
 import { loadModelTokenizer, TokenizerLoadError } from './model-tokenizer.js';
 import { MAX_TOKENIZED_BODY_BYTES, promptTokens } from './prompt-tokens.js';
+import { createSegmentCache } from './segment-cache.js';
 import { chunkEnd, chunkSize } from './text-chunks.js';
 import { loadTokenizerSet } from './tokenizer-set.js';
 
@@ -76,18 +77,37 @@ describe('model tokenizer', () => {
     expect(Array.from(all)).toEqual(tokenizer.encode(`<s>${'Nobody asked this before, so every piece of it is new text. '.repeat(60)}</s>`, false));
   });
 
+  it('keeps short segments too, within a budget that counts what each entry costs', () => {
+    let calls = 0;
+    const cache = createSegmentCache((text) => (calls++, Uint32Array.from(text, (c) => c.charCodeAt(0))), 1_000);
+    for (let i = 0; i < 1_000; i++) cache.encode(`s${i}`);
+    const { segments, chars } = cache.stats();
+    // 2-4 characters each, and the entry's own cost: some 30 kept, not a thousand.
+    expect(chars).toBeLessThanOrEqual(1_000);
+    expect(segments).toBeGreaterThan(20);
+    expect(segments).toBeLessThan(35);
+    // The most recent are the ones kept.
+    calls = 0;
+    expect(Array.from(cache.encode('s999'))).toEqual([115, 57, 57, 57]);
+    cache.encode('s0');
+    expect(calls).toBe(1);
+  });
+
   it('encodes a repeated segment once', () => {
     const system = 'You are a helpful assistant who answers every question about the world. '.repeat(20);
     const before = tokenizer.cacheStats();
     const first = tokenizer.encode(`<s>${system}</s>hello`, false);
     const second = tokenizer.encode(`<s>${system}</s>goodbye`, false);
     const after = tokenizer.cacheStats();
-    // Its pieces, cut between words, once each; the short tail is encoded as it is.
+    // Its pieces, cut between words, once each, and each short tail once (a call of the tokenizer
+    // costs more than a lookup, however short its text).
     let pieces = 0;
     for (let at = 0; at < system.length; at = chunkEnd(system, at, chunkSize(pieces))) pieces++;
     expect(pieces).toBeGreaterThan(1);
-    expect(after.misses - before.misses).toBe(pieces);
+    expect(after.misses - before.misses).toBe(pieces + 2);
     expect(after.hits - before.hits).toBe(pieces);
+    tokenizer.encode(`<s>${system}</s>hello`, false);
+    expect(tokenizer.cacheStats().hits - after.hits).toBe(pieces + 1);
     const end = first.indexOf(1) + 1;
     expect(end).toBeGreaterThan(100);
     expect(second.slice(0, end)).toEqual(first.slice(0, end));
