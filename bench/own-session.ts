@@ -21,5 +21,6 @@ export function stopWithThisProcess(pid: number | undefined, group = false): voi
       }
     }
   });
-  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => process.exit(130));
+  process.once('SIGINT', () => process.exit(130));
+  process.once('SIGTERM', () => process.exit(143));
 }

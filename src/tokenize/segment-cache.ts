@@ -16,8 +16,8 @@ export interface SegmentCache {
  * Shorter segments count as cheap when the reader decides how far to read (token-reader.ts),
  * though they are cached too: the tokenizer costs some 25 us a call before its first character
  * (normalizer, pre-tokenizer, post-processor), a lookup under a microsecond, and a conversation
- * ends each message with a short piece (a cached 13-message conversation: 150 us to read, 50
- * with them cached).
+ * ends each message with a short piece (a cached 13-message conversation: 135-145 us to read,
+ * 32-52 with them cached; bench/tokenize-read.ts).
  */
 const SHORT_CHARS = 48;
 /** What an entry costs beyond its characters (map slot, key and ids headers), counted against the budget in characters. */
