@@ -42,6 +42,7 @@ import { schedulerFromConfig } from '../src/scheduling/registry.js';
 import { backendView, vllmLoad } from '../test/helpers/backend-view.js';
 import { FakeStream } from '../test/helpers/fake-stream.js';
 import { freePort } from './stack.js';
+import { cpuSecondsOf } from './proc-cpu.js';
 import { prng, text } from './workloads.js';
 
 const agent = new Agent({ keepAlive: true, maxSockets: 512 });
@@ -121,10 +122,7 @@ async function fixedRate(url: string, payload: string | ((i: number) => string),
   return { sent: total, ok: ms.length, seconds: elapsed, ms, achievedRate: round(ms.length / elapsed, 1), p50: round(pct(ms, 50)), p99: round(pct(ms, 99)) };
 }
 
-function cpuMs(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100; // utime + stime, in clock ticks of 10 ms
-}
+const cpuMs = (pid: number) => 1000 * cpuSecondsOf(pid);
 
 function rssMiB(pid: number): number {
   const line = readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').find((l) => l.startsWith('VmRSS:'))!;

@@ -5,28 +5,19 @@
  *
  *   npx tsx bench/vllm-scrape-cost.ts [--reads 300] [--rounds 2]
  */
-import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { httpGet } from '../src/fleet/http-get.js';
 import { createHttpProbe } from '../src/fleet/probe.js';
 import { startVllmServers, type VllmServer } from '../test/helpers/vllm.js';
+import { cpuSecondsOf } from './proc-cpu.js';
 
 const { values } = parseArgs({ options: { reads: { type: 'string', default: '300' }, rounds: { type: 'string', default: '2' } } });
 const READS = Number(values.reads);
-const CLK_TCK = 100;
-
-/** CPU seconds (user + system) of one process. */
-function cpuOf(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
-}
-
 async function measure(apiServer: number, read: () => Promise<unknown>) {
-  const cpu = cpuOf(apiServer);
+  const cpu = cpuSecondsOf(apiServer);
   const started = performance.now();
   for (let i = 0; i < READS; i++) await read();
-  return { cpuMs: ((cpuOf(apiServer) - cpu) * 1000) / READS, wallMs: (performance.now() - started) / READS };
+  return { cpuMs: ((cpuSecondsOf(apiServer) - cpu) * 1000) / READS, wallMs: (performance.now() - started) / READS };
 }
 
 let servers: VllmServer[] = [];

@@ -9,10 +9,10 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { startStack, type Stack } from '../test/helpers/stack.js';
 import { startVllmServers, type VllmServer } from '../test/helpers/vllm.js';
+import { cpuSecondsOf } from './proc-cpu.js';
 
 const { values } = parseArgs({ options: { requests: { type: 'string', default: '30' }, 'interval-ms': { type: 'string', default: '200' } } });
 const REQUESTS = Number(values.requests);
-const CLK_TCK = 100;
 
 /** CPU seconds (user+system) of every process whose command line matches, by label. */
 function cpuSeconds(): Map<string, number> {
@@ -20,12 +20,9 @@ function cpuSeconds(): Map<string, number> {
   for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
     try {
       const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ');
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      const ticks = Number(fields[11]) + Number(fields[12]);
-      const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      const comm = readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
       const label = cmd.includes('envoy') && !cmd.includes('node') ? 'envoy' : pid === String(process.pid) ? 'router+client (this process)' : cmd.includes('vllm.entrypoints') ? 'vLLM API server' : comm.startsWith('VLLM') || cmd.includes('EngineCore') || comm.includes('Engine') ? `vLLM ${comm}` : undefined;
-      if (label) out.set(label, (out.get(label) ?? 0) + ticks / CLK_TCK);
+      if (label) out.set(label, (out.get(label) ?? 0) + cpuSecondsOf(Number(pid)));
     } catch {
       /* gone */
     }
